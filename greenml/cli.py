@@ -1,0 +1,223 @@
+"""The ``greenml`` command line: ``main(argv) -> int`` with one error handler.
+
+Errors the user can fix (:class:`~greenml.errors.GreenMLError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from greenml import __version__
+from greenml.config import METER_CHOICES, MeasureConfig
+from greenml.errors import ConfigError, GreenMLError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage, so every error is one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _add_meter_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("measurement")
+    group.add_argument(
+        "--meter",
+        choices=METER_CHOICES,
+        default="auto",
+        help="energy meter (default: auto = NVML for GPUs, RAPL for CPU/DRAM, else the CPU-time estimate)",
+    )
+    group.add_argument(
+        "--country",
+        default=None,
+        metavar="ISO3",
+        help="grid carbon intensity of this country, ISO 3166-1 alpha-3 such as FRA "
+        "(default: codecarbon's world average)",
+    )
+    group.add_argument(
+        "--pue", type=float, default=1.0, help="data-centre power usage effectiveness (default: 1.0)"
+    )
+    group.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds of idle power measured first, for dynamic energy; 0 skips (default: 2)",
+    )
+    group.add_argument(
+        "--cpu-watts-per-core",
+        type=float,
+        default=None,
+        metavar="W",
+        help="watts per busy core for the CPU estimate (default: from codecarbon's TDP table)",
+    )
+
+
+def _measure_config(args: argparse.Namespace) -> MeasureConfig:
+    return MeasureConfig(
+        meter=args.meter,
+        country=args.country,
+        pue=args.pue,
+        idle_seconds=args.idle_seconds,
+        watts_per_core=args.cpu_watts_per_core,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="greenml",
+        description="Energy-aware AutoML benchmarking: measure what models and searches cost.",
+    )
+    parser.add_argument("--version", action="version", version=f"greenml {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    meters = commands.add_parser(
+        "meters", help="list the energy meters, whether each works here and why not"
+    )
+    meters.add_argument("--json", action="store_true", help="print one JSON object")
+    meters.add_argument(
+        "--meter", choices=METER_CHOICES, default="auto", help="show which meters this choice takes"
+    )
+
+    measure = commands.add_parser(
+        "measure",
+        help="run a command under the energy meters and print its energy",
+        usage="greenml measure [options] -- COMMAND [ARGS ...]",
+    )
+    _add_meter_options(measure)
+    measure.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    measure.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON result to this file")
+    measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run, after --")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "meters":
+            return _cmd_meters(args)
+        return _cmd_measure(args)
+    except GreenMLError as error:
+        print(f"greenml: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("greenml: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_meters(args: argparse.Namespace) -> int:
+    from greenml.measure import probe_meters
+
+    statuses = probe_meters(MeasureConfig(meter=args.meter))
+    if args.json:
+        print(json.dumps({"meter": args.meter, "meters": [s.to_dict() for s in statuses]}, indent=2))
+        return 0
+    rows = [("meter", "available", "chosen", "measures", "detail")]
+    for s in statuses:
+        measures = ", ".join(f"{c} ({s.kind})" for c in s.components) or "-"
+        rows.append((s.name, "yes" if s.available else "no", "*" if s.chosen else "", measures, s.detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    if not any(s.chosen for s in statuses):
+        print(f"\nno meter available for --meter {args.meter}")
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    config = _measure_config(args)
+    if not command:
+        raise ConfigError("no command given; usage: greenml measure [options] -- COMMAND [ARGS ...]")
+    if shutil.which(command[0]) is None:
+        raise ConfigError(f"command not found: {command[0]!r} (not an executable file or on PATH)")
+    if args.output is not None and not args.output.parent.is_dir():
+        raise ConfigError(f"--output: directory {str(args.output.parent)!r} does not exist")
+
+    from greenml.measure import build_meter
+
+    with build_meter(config) as meter:
+        if config.idle_seconds > 0:
+            print(f"greenml: measuring idle power for {config.idle_seconds:g} s", file=sys.stderr)
+            meter.measure_idle(config.idle_seconds)
+        window = meter.begin("command")
+        returncode = _run_forwarding_signals(command)
+        result = window.end()
+
+    document: dict[str, Any] = {"command": command, "exit_code": returncode, **result.to_dict()}
+    text = json.dumps(document, indent=2)
+    if args.output is not None:
+        tmp = args.output.with_name(args.output.name + ".tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, args.output)
+    if args.json:
+        print(text)
+    else:
+        _print_summary(result, returncode)
+    return returncode
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Run ``command``; Ctrl-C and SIGTERM go to it, and we keep measuring until it exits."""
+    process = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: Any) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
+
+
+def _print_summary(result: Any, returncode: int) -> None:
+    from greenml.measure import WindowResult
+
+    assert isinstance(result, WindowResult)
+    prov = result.provenance
+    out = sys.stderr
+    print(
+        f"greenml: {result.seconds:.2f} s, energy {result.total_energy_j:.4g} J "
+        f"({prov.energy_basis}: {' + '.join(prov.total_components)})",
+        file=out,
+    )
+    if result.dynamic_total_energy_j is not None:
+        print(f"  dynamic (idle-subtracted): {result.dynamic_total_energy_j:.4g} J", file=out)
+    if result.co2_g is not None and prov.carbon is not None:
+        where = prov.carbon.country or "world average"
+        print(
+            f"  {result.co2_g:.4g} gCO2e ({where}, {prov.carbon.intensity_g_per_kwh:g} g/kWh, "
+            f"PUE {prov.carbon.pue:g})",
+            file=out,
+        )
+    for component, joules in result.energy_j.items():
+        source = next((s for s in prov.sources if s.component == component), None)
+        if joules is None or source is None:
+            print(f"  {component:<5} not measured", file=out)
+        else:
+            print(f"  {component:<5} {joules:10.4g} J  {source.kind}: {source.backend}, {source.method}", file=out)
+    for warning in prov.warnings:
+        print(f"  warning: {warning}", file=out)
+    if returncode != 0:
+        print(f"  the command exited with status {returncode}", file=out)

@@ -1,0 +1,56 @@
+"""Validated settings. Everything the user types is checked here, on the way in."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from greenml.errors import ConfigError
+
+__all__ = ["METER_CHOICES", "MeasureConfig"]
+
+METER_CHOICES: tuple[str, ...] = ("auto", "nvml", "rapl", "estimate")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How to measure energy.
+
+    ``meter``: ``auto`` takes NVML for the GPU where there is one, RAPL for the CPU and DRAM where
+    it can be read, and the CPU-time estimate for the CPU where RAPL cannot.
+    """
+
+    meter: str = "auto"
+    country: str | None = None
+    pue: float = 1.0
+    idle_seconds: float = 2.0
+    watts_per_core: float | None = None
+    sample_hz: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.meter not in METER_CHOICES:
+            raise ConfigError(f"unknown meter {self.meter!r}; valid: {', '.join(METER_CHOICES)}")
+        _finite("pue", self.pue)
+        if self.pue < 1.0:
+            raise ConfigError(f"--pue must be >= 1.0 (1.0 = no data-centre overhead), got {self.pue:g}")
+        _finite("idle seconds", self.idle_seconds)
+        if self.idle_seconds < 0:
+            raise ConfigError(
+                f"--idle-seconds must be >= 0 (0 skips the idle baseline), got {self.idle_seconds:g}"
+            )
+        if self.watts_per_core is not None:
+            _finite("watts per core", self.watts_per_core)
+            if self.watts_per_core <= 0:
+                raise ConfigError(f"--cpu-watts-per-core must be > 0, got {self.watts_per_core:g}")
+        _finite("sample rate", self.sample_hz)
+        if self.sample_hz < 10:
+            raise ConfigError(f"--sample-hz must be >= 10, got {self.sample_hz:g}")
+        if self.country is not None:
+            from greenml.measure.carbon import carbon_intensity
+
+            carbon_intensity(self.country, self.pue)  # raises ConfigError naming the valid codes
+
+
+def _finite(what: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, got {value}")

@@ -1,0 +1,239 @@
+"""The measurement window: begin, end, get a frozen result. Windows nest."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from greenml.errors import MeasurementError
+from greenml.measure._types import (
+    COMPONENTS,
+    CarbonIntensity,
+    Components,
+    ComponentSource,
+    EnergySource,
+    IdleBaseline,
+    Kind,
+    Provenance,
+    WindowResult,
+)
+
+__all__ = ["Meter", "Window", "synchronize_cuda"]
+
+
+def synchronize_cuda() -> None:
+    """Wait for queued CUDA work, so a window edge is where the GPU work really ends.
+
+    Only when this process already initialised CUDA through torch: the meter must never be the
+    one that creates a CUDA context.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    cuda = getattr(torch, "cuda", None)
+    if cuda is None or not cuda.is_initialized():
+        return
+    for index in range(cuda.device_count()):
+        cuda.synchronize(index)
+
+
+class Window:
+    """One open measurement window. Obtain it from :meth:`Meter.begin` or :meth:`Meter.window`."""
+
+    def __init__(self, meter: Meter, name: str, parent: Window | None) -> None:
+        self.name = name
+        self.parent = parent
+        self._meter = meter
+        self._children: list[WindowResult] = []
+        self._open_children = 0
+        self._result: WindowResult | None = None
+        meter._sync()
+        self._start_time = meter._clock()
+        self._start = [source.snapshot() for source in meter.sources]
+
+    @property
+    def result(self) -> WindowResult:
+        if self._result is None:
+            raise MeasurementError(f"window {self.name!r} is still open; end it first")
+        return self._result
+
+    def end(self) -> WindowResult:
+        if self._result is not None:
+            raise MeasurementError(f"window {self.name!r} was already ended")
+        if self._open_children:
+            raise MeasurementError(
+                f"window {self.name!r} still has {self._open_children} nested window(s) open; "
+                "end the inner windows first"
+            )
+        meter = self._meter
+        meter._sync()
+        end_time = meter._clock()
+        end = [source.snapshot() for source in meter.sources]
+        energy: dict[str, float] = {}
+        for source, start_snapshot, end_snapshot in zip(meter.sources, self._start, end):
+            for component, joules in source.energy_between(start_snapshot, end_snapshot).items():
+                energy[component] = energy.get(component, 0.0) + joules
+        self._result = meter._result(
+            self.name, end_time - self._start_time, energy, tuple(self._children)
+        )
+        meter._closed(self)
+        return self._result
+
+
+class Meter:
+    """Measures energy and time over windows, with one or more energy sources.
+
+    Each hardware component (``gpu``, ``cpu``, ``dram``) is covered by at most one source. The
+    idle baseline, when taken, turns every later window's energy into total and dynamic energy.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[EnergySource],
+        *,
+        carbon: CarbonIntensity | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        sync: Callable[[], None] = synchronize_cuda,
+    ) -> None:
+        if not sources:
+            raise MeasurementError("a meter needs at least one energy source")
+        claimed: dict[str, str] = {}
+        for source in sources:
+            for entry in source.sources():
+                if entry.component in claimed:
+                    raise MeasurementError(
+                        f"component {entry.component!r} is covered by both {claimed[entry.component]} "
+                        f"and {source.name}; choose one"
+                    )
+                claimed[entry.component] = source.name
+        self.sources = tuple(sources)
+        self.carbon = carbon
+        self.idle: IdleBaseline | None = None
+        self._clock = clock
+        self._sleep = sleep
+        self._sync = sync
+        self._lock = threading.Lock()
+        self._stack: list[Window] = []
+
+    @property
+    def component_sources(self) -> tuple[ComponentSource, ...]:
+        return tuple(entry for source in self.sources for entry in source.sources())
+
+    @property
+    def name(self) -> str:
+        return "+".join(source.name for source in self.sources)
+
+    def begin(self, name: str = "window") -> Window:
+        """Open a window. A window opened while another is open nests inside it."""
+        with self._lock:
+            parent = self._stack[-1] if self._stack else None
+            window = Window(self, name, parent)
+            if parent is not None:
+                parent._open_children += 1
+            self._stack.append(window)
+        return window
+
+    @contextlib.contextmanager
+    def window(self, name: str = "window") -> Iterator[Window]:
+        """``with meter.window("train") as w: ...`` then ``w.result`` after the block."""
+        handle = self.begin(name)
+        try:
+            yield handle
+        finally:
+            if handle._result is None:
+                handle.end()
+
+    def measure_idle(self, seconds: float) -> IdleBaseline | None:
+        """Measure idle power for ``seconds`` (0 skips it) and use it for dynamic energy."""
+        if seconds < 0:
+            raise MeasurementError(f"idle seconds must be >= 0, got {seconds}")
+        if seconds == 0:
+            self.idle = None
+            return None
+        handle = self.begin("idle")
+        self._sleep(seconds)
+        result = handle.end()
+        power = {
+            name: (value / result.seconds if value is not None and result.seconds > 0 else None)
+            for name, value in result.energy_j.items()
+        }
+        self.idle = IdleBaseline(seconds=result.seconds, power_w=Components(**power))
+        return self.idle
+
+    def provenance(self) -> Provenance:
+        entries = self.component_sources
+        measured = tuple(e.component for e in entries if e.kind == "measured")
+        basis: Kind = "measured" if measured else "estimated"
+        total = measured or tuple(e.component for e in entries)
+        drivers: dict[str, str] = {}
+        warnings: list[str] = []
+        for source in self.sources:
+            drivers.update(source.drivers())
+            warnings.extend(source.warnings())
+        return Provenance(
+            sources=entries,
+            energy_basis=basis,
+            total_components=tuple(c for c in COMPONENTS if c in total),
+            drivers=drivers,
+            warnings=tuple(dict.fromkeys(warnings)),
+            idle=self.idle,
+            carbon=self.carbon,
+        )
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _closed(self, window: Window) -> None:
+        with self._lock:
+            self._stack.remove(window)
+            if window.parent is not None:
+                window.parent._open_children -= 1
+                window.parent._children.append(window.result)
+
+    def _result(
+        self,
+        name: str,
+        seconds: float,
+        energy: dict[str, float],
+        children: tuple[WindowResult, ...],
+    ) -> WindowResult:
+        provenance = self.provenance()
+        energy_j = Components(**{c: energy.get(c) for c in COMPONENTS})
+        total = sum(energy_j.get(c) or 0.0 for c in provenance.total_components)
+        if self.idle is None:
+            dynamic = Components()
+            dynamic_total: float | None = None
+        else:
+            values: dict[str, float | None] = {}
+            for component, joules in energy_j.items():
+                idle_w = self.idle.power_w.get(component)
+                values[component] = (
+                    None if joules is None or idle_w is None else max(0.0, joules - idle_w * seconds)
+                )
+            dynamic = Components(**values)
+            dynamic_total = sum(dynamic.get(c) or 0.0 for c in provenance.total_components)
+        return WindowResult(
+            name=name,
+            seconds=seconds,
+            energy_j=energy_j,
+            dynamic_energy_j=dynamic,
+            total_energy_j=total,
+            dynamic_total_energy_j=dynamic_total,
+            co2_g=self.carbon.co2_g(total) if self.carbon else None,
+            provenance=provenance,
+            children=children,
+        )

@@ -1,0 +1,123 @@
+"""Which meters work here, and the meter ``--meter`` asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from greenml.config import MeasureConfig
+from greenml.errors import MeterUnavailableError
+from greenml.measure._meter import Meter
+from greenml.measure._types import EnergySource
+from greenml.measure.carbon import carbon_intensity
+
+__all__ = ["MeterStatus", "build_meter", "probe_meters"]
+
+
+@dataclass(frozen=True)
+class MeterStatus:
+    """One backend on this machine: can it measure, why not, and is it the one chosen."""
+
+    name: str
+    available: bool
+    detail: str
+    components: tuple[str, ...] = ()
+    kind: str | None = None
+    chosen: bool = False
+    devices: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "available": self.available,
+            "detail": self.detail,
+            "components": list(self.components),
+            "kind": self.kind,
+            "chosen": self.chosen,
+            "devices": list(self.devices),
+        }
+
+
+def _open(name: str, config: MeasureConfig, nvml: Any, powercap_root: Path | None) -> EnergySource:
+    if name == "nvml":
+        from greenml.measure.nvml import NvmlSource
+
+        return NvmlSource(nvml, sample_hz=config.sample_hz)
+    if name == "rapl":
+        from greenml.measure.rapl import RaplSource, powercap_root_from_env
+
+        return RaplSource(powercap_root or powercap_root_from_env())
+    from greenml.measure.estimate import CpuTimeEstimate, watts_per_core
+
+    return CpuTimeEstimate(watts_per_core(config.watts_per_core))
+
+
+def _open_sources(
+    config: MeasureConfig, nvml: Any, powercap_root: Path | None
+) -> tuple[list[EnergySource], dict[str, str]]:
+    """Open the sources ``config.meter`` asks for; also return why the others are unavailable."""
+    reasons: dict[str, str] = {}
+    if config.meter != "auto":
+        try:
+            return [_open(config.meter, config, nvml, powercap_root)], reasons
+        except MeterUnavailableError as error:
+            raise MeterUnavailableError(
+                f"meter {config.meter!r} is unavailable here: {error}; "
+                "`greenml meters` lists what works (valid: auto, nvml, rapl, estimate)"
+            ) from error
+    sources: list[EnergySource] = []
+    for name in ("nvml", "rapl"):
+        try:
+            sources.append(_open(name, config, nvml, powercap_root))
+        except MeterUnavailableError as error:
+            reasons[name] = str(error)
+    if "rapl" in reasons:
+        sources.append(_open("estimate", config, nvml, powercap_root))
+    return sources, reasons
+
+
+def build_meter(
+    config: MeasureConfig, *, nvml: Any = None, powercap_root: Path | None = None
+) -> Meter:
+    """The meter for ``config``; raises MeterUnavailableError naming why a named meter cannot work."""
+    sources, _reasons = _open_sources(config, nvml, powercap_root)
+    return Meter(sources, carbon=carbon_intensity(config.country, config.pue))
+
+
+def probe_meters(
+    config: MeasureConfig | None = None, *, nvml: Any = None, powercap_root: Path | None = None
+) -> list[MeterStatus]:
+    """Every backend, whether it is available here and why not, and which ``config.meter`` picks."""
+    config = config or MeasureConfig()
+    chosen: set[str] = set()
+    try:
+        sources, _ = _open_sources(config, nvml, powercap_root)
+    except MeterUnavailableError:
+        sources = []
+    chosen = {source.name for source in sources}
+    for source in sources:
+        source.close()
+    statuses = []
+    for name in ("nvml", "rapl", "estimate"):
+        try:
+            source = _open(name, config, nvml, powercap_root)
+        except MeterUnavailableError as error:
+            statuses.append(MeterStatus(name=name, available=False, detail=str(error)))
+            continue
+        try:
+            entries = source.sources()
+            statuses.append(
+                MeterStatus(
+                    name=name,
+                    available=True,
+                    detail="; ".join(f"{e.component}: {e.method}" for e in entries),
+                    components=tuple(e.component for e in entries),
+                    kind=entries[0].kind,
+                    chosen=name in chosen,
+                    devices=tuple(d for e in entries for d in e.devices),
+                )
+            )
+        finally:
+            source.close()
+    return statuses

@@ -1,0 +1,186 @@
+"""Result types of the measurement layer: frozen, unit-suffixed, JSON-serialisable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+COMPONENTS: tuple[str, ...] = ("gpu", "cpu", "dram")
+
+Kind = Literal["measured", "estimated"]
+
+
+@dataclass(frozen=True)
+class Components:
+    """One number per hardware component, ``None`` where that component was not measured.
+
+    The unit is carried by the name of the field that holds it (``energy_j``, ``idle_power_w``).
+    """
+
+    gpu: float | None = None
+    cpu: float | None = None
+    dram: float | None = None
+
+    def get(self, component: str) -> float | None:
+        return getattr(self, component)  # type: ignore[no-any-return]
+
+    def items(self) -> list[tuple[str, float | None]]:
+        return [(name, self.get(name)) for name in COMPONENTS]
+
+    def to_dict(self) -> dict[str, float | None]:
+        return dict(self.items())
+
+    @classmethod
+    def from_dict(cls, values: dict[str, float | None]) -> Components:
+        unknown = set(values) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"unknown components {sorted(unknown)}; valid: {', '.join(COMPONENTS)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ComponentSource:
+    """Where the number for one component comes from."""
+
+    component: str
+    kind: Kind
+    backend: str
+    method: str
+    devices: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"devices": list(self.devices)}
+
+
+@dataclass(frozen=True)
+class IdleBaseline:
+    """Idle power measured once per run, subtracted to give dynamic energy."""
+
+    seconds: float
+    power_w: Components
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "power_w": self.power_w.to_dict()}
+
+
+@dataclass(frozen=True)
+class CarbonIntensity:
+    """Grid carbon intensity and data-centre PUE used to turn energy into gCO2e."""
+
+    country: str | None
+    intensity_g_per_kwh: float
+    pue: float
+    source: str
+
+    def co2_g(self, energy_j: float) -> float:
+        return energy_j / 3.6e6 * self.intensity_g_per_kwh * self.pue
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Everything needed to judge a number: which meter, measured or estimated, and caveats."""
+
+    sources: tuple[ComponentSource, ...]
+    energy_basis: Kind
+    total_components: tuple[str, ...]
+    drivers: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    idle: IdleBaseline | None = None
+    carbon: CarbonIntensity | None = None
+
+    @property
+    def meter(self) -> str:
+        return "+".join(dict.fromkeys(source.backend for source in self.sources))
+
+    def kind_of(self, component: str) -> Kind | None:
+        for source in self.sources:
+            if source.component == component:
+                return source.kind
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "meter": self.meter,
+            "energy_basis": self.energy_basis,
+            "total_components": list(self.total_components),
+            "components": {
+                name: next((s.to_dict() for s in self.sources if s.component == name), None)
+                for name in COMPONENTS
+            },
+            "drivers": dict(self.drivers),
+            "warnings": list(self.warnings),
+            "idle": self.idle.to_dict() if self.idle else None,
+            "carbon": self.carbon.to_dict() if self.carbon else None,
+        }
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """The energy and time of one measurement window.
+
+    ``total_energy_j`` is the figure search objectives use: the sum of the *measured* components
+    where any component was measured, otherwise the sum of the estimated ones. Measured and
+    estimated numbers are never added together; ``provenance.energy_basis`` says which it is.
+    ``dynamic_energy_j`` subtracts the idle baseline (clamped at zero per component) and is
+    ``None`` everywhere when no baseline was taken.
+    """
+
+    name: str
+    seconds: float
+    energy_j: Components
+    dynamic_energy_j: Components
+    total_energy_j: float
+    dynamic_total_energy_j: float | None
+    co2_g: float | None
+    provenance: Provenance
+    children: tuple[WindowResult, ...] = ()
+
+    def child(self, name: str) -> WindowResult:
+        for result in self.children:
+            if result.name == name:
+                return result
+        names = ", ".join(result.name for result in self.children) or "none"
+        raise KeyError(f"no nested window named {name!r}; nested windows: {names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seconds": self.seconds,
+            "energy_j": self.energy_j.to_dict(),
+            "dynamic_energy_j": self.dynamic_energy_j.to_dict(),
+            "total_energy_j": self.total_energy_j,
+            "dynamic_total_energy_j": self.dynamic_total_energy_j,
+            "co2_g": self.co2_g,
+            "provenance": self.provenance.to_dict(),
+            "children": [result.to_dict() for result in self.children],
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+class EnergySource(Protocol):
+    """One measurement backend (NVML, RAPL, estimate) as the meter sees it.
+
+    A source is a set of monotonic energy accumulators. ``snapshot`` is cheap and is taken at
+    window edges; ``energy_between`` turns two snapshots into joules per component.
+    """
+
+    name: str
+
+    def sources(self) -> tuple[ComponentSource, ...]: ...
+
+    def snapshot(self) -> Any: ...
+
+    def energy_between(self, start: Any, end: Any) -> dict[str, float]: ...
+
+    def drivers(self) -> dict[str, str]: ...
+
+    def warnings(self) -> tuple[str, ...]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,176 @@
+"""CPU package and DRAM energy from Linux powercap (RAPL): ``/sys/class/powercap``.
+
+* Counters (``energy_uj``) wrap at ``max_energy_range_uj``. Every reading adds the difference to
+  the last one, adding the range back when the counter went down; a background thread reads at
+  least every ``poll_s`` seconds so a long window cannot hide a whole wrap.
+* Overlapping domains are not double-counted: ``cpu`` is the sum of the ``package-N`` zones and
+  ``dram`` the sum of the ``dram`` zones. ``core``/``uncore`` (parts of a package) and ``psys``
+  (the whole platform, packages included) are left out, and an ``intel-rapl-mmio`` zone that
+  repeats an MSR zone of the same name is skipped.
+* A counter that cannot be read (root-only since Linux 5.10) makes the meter unavailable with
+  that reason; it is never read as zero.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenml.errors import MeterUnavailableError
+from greenml.measure._types import ComponentSource
+
+__all__ = ["DEFAULT_POWERCAP_ROOT", "RaplSource", "RaplZone", "discover_zones"]
+
+DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
+DEFAULT_POLL_S = 10.0
+_ZONE_DIR = re.compile(r"^intel-rapl(-mmio)?:\d+(:\d+)?$")
+
+
+@dataclass
+class RaplZone:
+    path: Path
+    name: str
+    component: str
+    max_range_uj: int
+    _last_uj: int = 0
+    accumulated_uj: int = field(default=0)
+
+    def read_uj(self) -> int:
+        return int((self.path / "energy_uj").read_text().strip())
+
+    def update(self) -> None:
+        raw = self.read_uj()
+        delta = raw - self._last_uj
+        if delta < 0:
+            delta += self.max_range_uj
+        self.accumulated_uj += delta
+        self._last_uj = raw
+
+
+def _component(name: str) -> str | None:
+    if name.startswith("package"):
+        return "cpu"
+    if name == "dram":
+        return "dram"
+    return None  # core, uncore (inside a package), psys (contains packages and DRAM)
+
+
+def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[RaplZone]:
+    """The non-overlapping package and DRAM zones under ``root``; raises if none can be read."""
+    if not root.is_dir():
+        raise MeterUnavailableError(f"no RAPL: {root} does not exist (not Linux, or no powercap driver)")
+    candidates = sorted(
+        (p for p in root.iterdir() if _ZONE_DIR.match(p.name)),
+        key=lambda p: (p.name.startswith("intel-rapl-mmio"), p.name),
+    )
+    zones: list[RaplZone] = []
+    seen: set[str] = set()
+    for path in candidates:
+        try:
+            name = (path / "name").read_text().strip()
+        except OSError:
+            continue
+        component = _component(name)
+        if component is None:
+            continue
+        # Zone names are unique per socket ("package-0", "package-1"), but dram zones all share
+        # one name, so key DRAM by its parent package directory.
+        parent = path.name.rsplit(":", 1)[0] if path.name.count(":") == 2 else path.name
+        key = f"{name}@{parent.replace('-mmio', '')}" if name == "dram" else name
+        if key in seen:
+            continue  # the MMIO interface repeating an MSR zone
+        energy_file = path / "energy_uj"
+        try:
+            raw = int(energy_file.read_text().strip())
+            max_range = int((path / "max_energy_range_uj").read_text().strip())
+        except PermissionError as error:
+            raise MeterUnavailableError(
+                f"RAPL permission denied reading {energy_file} (root-only since Linux 5.10; "
+                f"`sudo chmod a+r {root}/intel-rapl:*/energy_uj` grants it)"
+            ) from error
+        except (OSError, ValueError) as error:
+            raise MeterUnavailableError(f"RAPL counter {energy_file} is unreadable: {error}") from error
+        seen.add(key)
+        zones.append(RaplZone(path=path, name=name, component=component, max_range_uj=max_range, _last_uj=raw))
+    if not zones:
+        raise MeterUnavailableError(f"no RAPL package or DRAM zones under {root}")
+    return zones
+
+
+class RaplSource:
+    """``cpu`` (packages) and ``dram`` energy from powercap counters, wraparound corrected."""
+
+    name = "rapl"
+
+    def __init__(
+        self,
+        root: Path | str = DEFAULT_POWERCAP_ROOT,
+        *,
+        poll_s: float = DEFAULT_POLL_S,
+        start_poller: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.zones = discover_zones(self.root)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start_poller:
+            self._thread = threading.Thread(
+                target=self._poll, args=(poll_s,), name="greenml-rapl-poller", daemon=True
+            )
+            self._thread.start()
+
+    def _poll(self, poll_s: float) -> None:
+        while not self._stop.wait(poll_s):
+            self.update()
+
+    def update(self) -> None:
+        with self._lock:
+            for zone in self.zones:
+                zone.update()
+
+    def components(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(zone.component for zone in self.zones))
+
+    def sources(self) -> tuple[ComponentSource, ...]:
+        return tuple(
+            ComponentSource(
+                component=component,
+                kind="measured",
+                backend="rapl",
+                method="powercap energy_uj counters, wraparound corrected",
+                devices=tuple(f"{z.name} ({z.path.name})" for z in self.zones if z.component == component),
+            )
+            for component in self.components()
+        )
+
+    def snapshot(self) -> dict[str, int]:
+        self.update()
+        with self._lock:
+            totals: dict[str, int] = {}
+            for zone in self.zones:
+                totals[zone.component] = totals.get(zone.component, 0) + zone.accumulated_uj
+            return totals
+
+    def energy_between(self, start: dict[str, int], end: dict[str, int]) -> dict[str, float]:
+        return {component: (end[component] - start[component]) / 1e6 for component in end}
+
+    def drivers(self) -> dict[str, str]:
+        return {}
+
+    def warnings(self) -> tuple[str, ...]:
+        return ()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+
+def powercap_root_from_env() -> Path:
+    """``GREENML_POWERCAP_ROOT`` overrides the sysfs path (containers that mount it elsewhere)."""
+    return Path(os.environ.get("GREENML_POWERCAP_ROOT", str(DEFAULT_POWERCAP_ROOT)))
