@@ -173,7 +173,7 @@ def select_gpus(
         if not 0 <= index < len(cuda_order):
             break
         chosen.append(cuda_order[index])
-    chosen = list(dict.fromkeys(chosen))
+    chosen = list({device.uuid: device for device in chosen}.values())
     if not chosen:
         raise MeterUnavailableError(
             f"CUDA_VISIBLE_DEVICES={visible!r} leaves no GPU visible to this process"

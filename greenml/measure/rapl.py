@@ -39,7 +39,7 @@ class RaplZone:
     accumulated_uj: int = field(default=0)
 
     def read_uj(self) -> int:
-        return int((self.path / "energy_uj").read_text().strip())
+        return int(_read_text(self.path / "energy_uj"))
 
     def update(self) -> None:
         raw = self.read_uj()
@@ -48,6 +48,11 @@ class RaplZone:
             delta += self.max_range_uj
         self.accumulated_uj += delta
         self._last_uj = raw
+
+
+def _read_text(path: Path) -> str:
+    """One sysfs read (the single place tests replace to act as a non-root user)."""
+    return path.read_text().strip()
 
 
 def _component(name: str) -> str | None:
@@ -84,8 +89,8 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[RaplZone]:
             continue  # the MMIO interface repeating an MSR zone
         energy_file = path / "energy_uj"
         try:
-            raw = int(energy_file.read_text().strip())
-            max_range = int((path / "max_energy_range_uj").read_text().strip())
+            raw = int(_read_text(energy_file))
+            max_range = int(_read_text(path / "max_energy_range_uj"))
         except PermissionError as error:
             raise MeterUnavailableError(
                 f"RAPL permission denied reading {energy_file} (root-only since Linux 5.10; "

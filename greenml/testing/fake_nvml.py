@@ -1,0 +1,221 @@
+"""A simulated NVML, for testing the NVML meter where no NVIDIA GPU is present.
+
+:class:`FakeNvml` stands in for the ``pynvml`` module: it implements the calls
+:mod:`greenml.measure.nvml` makes and raises the real ``pynvml`` exception classes. Each
+:class:`FakeGpu` draws a known power trace (piecewise linear in time), so a test knows the exact
+energy any window should report:
+
+* the total-energy counter is in millijoules, starts at a large offset and only moves every
+  ``counter_step_s`` (100 ms), like the real one;
+* ``nvmlDeviceGetPowerUsage`` returns the power averaged over the last ``power_averaging_s``
+  (1 s), in milliwatts, like recent drivers;
+* ``counter_supported=False`` makes the counter raise NotSupported, as on pre-Volta boards;
+* ``mig_enabled`` and ``processes`` simulate a MIG board and other processes on the GPU;
+* ``FakeNvml(library_present=False)`` behaves like a machine without the NVIDIA driver.
+
+Nothing here was checked against a real GPU; it is a model of NVML's documented behaviour.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pynvml
+
+__all__ = ["FakeClock", "FakeGpu", "FakeNvml", "PowerTrace"]
+
+
+class FakeClock:
+    """A clock tests move by hand: ``clock.now = 12.5`` or ``clock.advance(0.05)``."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class PowerTrace:
+    """Power in watts, linear between ``(seconds, watts)`` points, constant outside them."""
+
+    points: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        times = [t for t, _ in self.points]
+        if not self.points or times != sorted(times):
+            raise ValueError("a power trace needs at least one point, in time order")
+
+    @classmethod
+    def constant(cls, watts: float) -> PowerTrace:
+        return cls(((0.0, watts),))
+
+    def power_w(self, t: float) -> float:
+        times = [p[0] for p in self.points]
+        if t <= times[0]:
+            return self.points[0][1]
+        if t >= times[-1]:
+            return self.points[-1][1]
+        k = bisect.bisect_right(times, t)
+        (t0, w0), (t1, w1) = self.points[k - 1], self.points[k]
+        return w0 + (w1 - w0) * (t - t0) / (t1 - t0) if t1 > t0 else w1
+
+    def energy_j(self, a: float, b: float) -> float:
+        """The exact integral of power over [a, b] (what a perfect meter would report)."""
+        if b < a:
+            return -self.energy_j(b, a)
+        cuts = sorted({a, b, *(t for t, _ in self.points if a < t < b)})
+        return sum((self.power_w(x) + self.power_w(y)) / 2 * (y - x) for x, y in zip(cuts, cuts[1:]))
+
+
+@dataclass
+class FakeGpu:
+    """One simulated board."""
+
+    trace: PowerTrace = field(default_factory=lambda: PowerTrace.constant(100.0))
+    name: str = "NVIDIA A100-SXM4-40GB"
+    uuid: str = "GPU-00000000-1111-2222-3333-444444444444"
+    pci_bus_id: str = "00000000:07:00.0"
+    counter_supported: bool = True
+    counter_offset_mj: int = 987_654_321_000
+    counter_step_s: float = 0.1
+    power_averaging_s: float = 1.0
+    mig_enabled: bool = False
+    mig_uuids: tuple[str, ...] = ()
+    processes: tuple[int, ...] = ()
+
+    def counter_mj(self, t: float) -> int:
+        tick = math.floor(t / self.counter_step_s) * self.counter_step_s
+        return self.counter_offset_mj + int(self.trace.energy_j(0.0, tick) * 1000)
+
+    def power_mw(self, t: float) -> int:
+        if self.power_averaging_s <= 0:
+            return int(self.trace.power_w(t) * 1000)
+        window = self.power_averaging_s
+        return int(self.trace.energy_j(t - window, t) / window * 1000)
+
+
+def _error(code: int) -> pynvml.NVMLError:
+    return pynvml.NVMLError(code)
+
+
+class FakeNvml:
+    """Module-like stand-in for ``pynvml`` backed by :class:`FakeGpu` boards.
+
+    Boards are listed in NVML's order; ``clock`` is the time the traces are read at (the real
+    monotonic clock by default, a :class:`FakeClock` for exact tests).
+    """
+
+    def __init__(
+        self,
+        gpus: Sequence[FakeGpu] = (),
+        *,
+        clock: Callable[[], float] | None = None,
+        library_present: bool = True,
+        driver_version: str = "550.54.15",
+    ) -> None:
+        self.gpus = list(gpus)
+        self.library_present = library_present
+        self.driver_version = driver_version
+        start = time.monotonic()
+        self.clock: Callable[[], float] = clock if clock is not None else (lambda: time.monotonic() - start)
+        self.initialised = 0
+        self.calls: dict[str, int] = {}
+        # The real module's exception classes and constants, so `except nvml.NVMLError_X` works.
+        for attribute in dir(pynvml):
+            if attribute.startswith(("NVMLError", "NVML_")):
+                setattr(self, attribute, getattr(pynvml, attribute))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def _gpu(self, handle: Any) -> FakeGpu:
+        if self.initialised <= 0:
+            raise _error(pynvml.NVML_ERROR_UNINITIALIZED)
+        if not isinstance(handle, SimpleNamespace) or handle.gpu not in self.gpus:
+            raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return handle.gpu  # type: ignore[no-any-return]
+
+    # -- the pynvml calls the NVML meter makes -------------------------------------------------
+
+    def nvmlInit(self) -> None:
+        self._count("nvmlInit")
+        if not self.library_present:
+            raise _error(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+        self.initialised += 1
+
+    def nvmlShutdown(self) -> None:
+        self._count("nvmlShutdown")
+        if self.initialised <= 0:
+            raise _error(pynvml.NVML_ERROR_UNINITIALIZED)
+        self.initialised -= 1
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return self.driver_version
+
+    def nvmlDeviceGetCount(self) -> int:
+        if self.initialised <= 0:
+            raise _error(pynvml.NVML_ERROR_UNINITIALIZED)
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> SimpleNamespace:
+        if not 0 <= index < self.nvmlDeviceGetCount():
+            raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return SimpleNamespace(gpu=self.gpus[index], mig=None)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> SimpleNamespace:
+        self.nvmlDeviceGetCount()
+        for gpu in self.gpus:
+            if gpu.uuid == uuid:
+                return SimpleNamespace(gpu=gpu, mig=None)
+            if uuid in gpu.mig_uuids:
+                return SimpleNamespace(gpu=gpu, mig=uuid)
+        raise _error(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: Any) -> SimpleNamespace:
+        gpu = self._gpu(handle)
+        if handle.mig is None:
+            raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return SimpleNamespace(gpu=gpu, mig=None)
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        gpu = self._gpu(handle)
+        return handle.mig or gpu.uuid  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetName(self, handle: Any) -> str:
+        return self._gpu(handle).name
+
+    def nvmlDeviceGetPciInfo(self, handle: Any) -> SimpleNamespace:
+        return SimpleNamespace(busId=self._gpu(handle).pci_bus_id)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        self._count("nvmlDeviceGetTotalEnergyConsumption")
+        gpu = self._gpu(handle)
+        if not gpu.counter_supported:
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu.counter_mj(self.clock())
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        self._count("nvmlDeviceGetPowerUsage")
+        return self._gpu(handle).power_mw(self.clock())
+
+    def nvmlDeviceGetMigMode(self, handle: Any) -> tuple[int, int]:
+        gpu = self._gpu(handle)
+        if not gpu.name.startswith(("NVIDIA A100", "NVIDIA H100", "NVIDIA A30", "NVIDIA H200")):
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        mode = pynvml.NVML_DEVICE_MIG_ENABLE if gpu.mig_enabled else pynvml.NVML_DEVICE_MIG_DISABLE
+        return mode, mode
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[SimpleNamespace]:
+        return [SimpleNamespace(pid=pid, usedGpuMemory=None) for pid in self._gpu(handle).processes]

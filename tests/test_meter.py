@@ -1,0 +1,187 @@
+"""Measurement windows: nesting, idle baseline, measured vs estimated, meter selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from greenml.config import MeasureConfig
+from greenml.errors import MeasurementError, MeterUnavailableError
+from greenml.measure import Meter, build_meter, probe_meters
+from greenml.testing.fake_nvml import FakeClock, FakeGpu, FakeNvml, PowerTrace
+from greenml.testing.fake_powercap import FakePowercap
+from greenml.testing.sources import ConstantPowerSource
+
+
+def _meter(clock: FakeClock, **sources: tuple[dict[str, float], str]) -> Meter:
+    return Meter(
+        [ConstantPowerSource(w, kind=k, name=n, clock=clock) for n, (w, k) in sources.items()],  # type: ignore[arg-type]
+        clock=clock,
+        sleep=clock.advance,
+        sync=lambda: None,
+    )
+
+
+def test_measured_and_estimated_are_never_summed(clock: FakeClock) -> None:
+    meter = _meter(clock, nvml=({"gpu": 200.0}, "measured"), estimate=({"cpu": 30.0}, "estimated"))
+    window = meter.begin()
+    clock.advance(10.0)
+    result = window.end()
+    assert result.energy_j.gpu == pytest.approx(2000.0)
+    assert result.energy_j.cpu == pytest.approx(300.0)
+    assert result.total_energy_j == pytest.approx(2000.0)  # the estimate is reported, not added
+    assert result.provenance.energy_basis == "measured"
+    assert result.provenance.total_components == ("gpu",)
+    assert result.provenance.kind_of("cpu") == "estimated"
+
+
+def test_estimate_alone_is_the_total(clock: FakeClock) -> None:
+    meter = _meter(clock, estimate=({"cpu": 30.0}, "estimated"))
+    window = meter.begin()
+    clock.advance(2.0)
+    result = window.end()
+    assert result.total_energy_j == pytest.approx(60.0)
+    assert result.provenance.energy_basis == "estimated"
+
+
+def test_idle_baseline_gives_dynamic_energy(clock: FakeClock) -> None:
+    source = ConstantPowerSource({"gpu": 70.0, "cpu": 20.0}, clock=clock)
+    meter = Meter([source], clock=clock, sleep=clock.advance, sync=lambda: None)
+    idle = meter.measure_idle(5.0)
+    assert idle is not None and idle.seconds == pytest.approx(5.0)
+    assert idle.power_w.gpu == pytest.approx(70.0) and idle.power_w.dram is None
+    source.watts = {"gpu": 250.0, "cpu": 50.0}  # the workload starts
+    window = meter.begin()
+    clock.advance(4.0)
+    result = window.end()
+    assert result.energy_j.gpu == pytest.approx(1000.0)
+    assert result.dynamic_energy_j.gpu == pytest.approx((250 - 70) * 4.0)
+    assert result.dynamic_energy_j.cpu == pytest.approx((50 - 20) * 4.0)
+    assert result.dynamic_energy_j.dram is None
+    assert result.dynamic_total_energy_j == pytest.approx(180 * 4 + 30 * 4)
+    assert result.provenance.idle == idle
+
+
+def test_dynamic_is_clamped_at_zero_and_absent_without_baseline(clock: FakeClock) -> None:
+    source = ConstantPowerSource({"gpu": 70.0}, clock=clock)
+    meter = Meter([source], clock=clock, sleep=clock.advance, sync=lambda: None)
+    assert meter.measure_idle(0) is None
+    window = meter.begin()
+    clock.advance(1.0)
+    result = window.end()
+    assert result.dynamic_total_energy_j is None and result.dynamic_energy_j.gpu is None
+    meter.measure_idle(1.0)
+    source.watts = {"gpu": 60.0}  # below idle: noise, not negative energy
+    window = meter.begin()
+    clock.advance(1.0)
+    assert window.end().dynamic_energy_j.gpu == 0.0
+    with pytest.raises(MeasurementError):
+        meter.measure_idle(-1)
+
+
+def test_windows_nest_and_misuse_is_an_error(clock: FakeClock) -> None:
+    meter = _meter(clock, constant=({"cpu": 10.0}, "measured"))
+    trial = meter.begin("trial")
+    train = meter.begin("train")
+    clock.advance(3.0)
+    with pytest.raises(MeasurementError, match="nested window"):
+        trial.end()
+    with pytest.raises(MeasurementError, match="still open"):
+        _ = train.result
+    train.end()
+    with meter.window("evaluate") as evaluate:
+        clock.advance(1.0)
+    clock.advance(0.5)
+    result = trial.end()
+    assert [c.name for c in result.children] == ["train", "evaluate"]
+    assert result.child("evaluate") is evaluate.result
+    assert result.seconds == pytest.approx(4.5)
+    assert result.energy_j.cpu == pytest.approx(45.0)
+    with pytest.raises(MeasurementError, match="already ended"):
+        train.end()
+    with pytest.raises(KeyError, match="train, evaluate"):
+        result.child("finetune")
+
+
+def test_result_round_trips_through_json(clock: FakeClock) -> None:
+    meter = _meter(clock, constant=({"gpu": 10.0}, "measured"))
+    with meter.window("outer"):
+        with meter.window("inner"):
+            clock.advance(1.0)
+    document = json.loads(meter.begin().end().to_json())
+    assert set(document) >= {"seconds", "energy_j", "dynamic_energy_j", "co2_g", "provenance"}
+    assert document["provenance"]["components"]["gpu"]["kind"] == "measured"
+    assert document["provenance"]["components"]["dram"] is None
+
+
+def test_a_component_cannot_have_two_sources(clock: FakeClock) -> None:
+    with pytest.raises(MeasurementError, match="covered by both"):
+        _meter(clock, a=({"cpu": 1.0}, "measured"), b=({"cpu": 1.0}, "estimated"))
+
+
+def test_cuda_sync_is_called_at_both_edges(clock: FakeClock) -> None:
+    calls: list[float] = []
+    meter = Meter([ConstantPowerSource({"gpu": 1.0}, clock=clock)], clock=clock, sync=lambda: calls.append(clock.now))
+    window = meter.begin()
+    clock.advance(1.0)
+    window.end()
+    assert calls == [1000.0, 1001.0]
+
+
+# -- choosing the meter ---------------------------------------------------------------------------
+
+def test_auto_takes_nvml_and_rapl(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path)
+    nvml = FakeNvml([FakeGpu(trace=PowerTrace.constant(100.0))])
+    meter = build_meter(MeasureConfig(), nvml=nvml, powercap_root=tmp_path)
+    try:
+        assert [s.name for s in meter.sources] == ["nvml", "rapl"]
+        window = meter.begin()
+        tree.add("intel-rapl:0", 5.0)
+        result = window.end()
+        assert result.provenance.total_components == ("gpu", "cpu", "dram")
+        assert result.energy_j.cpu == pytest.approx(5.0)
+        assert result.provenance.carbon is not None
+    finally:
+        meter.close()
+
+
+def test_auto_falls_back_to_estimate_for_cpu(tmp_path: Path, as_non_root: None) -> None:
+    FakePowercap(tmp_path).make_unreadable("intel-rapl:0")
+    meter = build_meter(MeasureConfig(), nvml=FakeNvml([FakeGpu()]), powercap_root=tmp_path)
+    try:
+        assert [s.name for s in meter.sources] == ["nvml", "estimate"]
+        provenance = meter.provenance()
+        assert provenance.total_components == ("gpu",)
+        assert provenance.kind_of("cpu") == "estimated"
+    finally:
+        meter.close()
+
+
+def test_named_meter_unavailable_says_why(tmp_path: Path) -> None:
+    with pytest.raises(MeterUnavailableError, match="'nvml' is unavailable here: no NVML library"):
+        build_meter(MeasureConfig(meter="nvml"), nvml=FakeNvml(library_present=False))
+    with pytest.raises(MeterUnavailableError, match="'rapl' is unavailable here"):
+        build_meter(MeasureConfig(meter="rapl"), powercap_root=tmp_path / "none")
+
+
+def test_probe_lists_every_meter_with_reasons(tmp_path: Path) -> None:
+    statuses = probe_meters(
+        MeasureConfig(), nvml=FakeNvml(library_present=False), powercap_root=tmp_path / "none"
+    )
+    by_name = {s.name: s for s in statuses}
+    assert list(by_name) == ["nvml", "rapl", "estimate"]
+    assert not by_name["nvml"].available and "NVML library" in by_name["nvml"].detail
+    assert not by_name["rapl"].available and "does not exist" in by_name["rapl"].detail
+    assert by_name["estimate"].available and by_name["estimate"].chosen
+    assert by_name["estimate"].kind == "estimated"
+
+    FakePowercap(tmp_path)
+    statuses = probe_meters(MeasureConfig(), nvml=FakeNvml([FakeGpu()]), powercap_root=tmp_path)
+    assert [(s.name, s.available, s.chosen) for s in statuses] == [
+        ("nvml", True, True),
+        ("rapl", True, True),
+        ("estimate", True, False),
+    ]

@@ -1,0 +1,225 @@
+"""The NVML meter against a simulated NVML: known power traces, both paths, device selection."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from greenml.errors import MeterUnavailableError
+from greenml.measure import Meter
+from greenml.measure.nvml import NvmlSource, select_gpus
+from greenml.testing.fake_nvml import FakeClock, FakeGpu, FakeNvml, PowerTrace
+
+# A trace with ramps and steps: 60 W idle, a ramp to 300 W, a plateau, a drop, a second burst.
+BUSY = PowerTrace(
+    (
+        (1000.0, 60.0),
+        (1003.0, 60.0),
+        (1005.0, 300.0),
+        (1015.0, 300.0),
+        (1015.5, 120.0),
+        (1022.0, 120.0),
+        (1024.0, 250.0),
+        (1030.0, 250.0),
+        (1031.0, 60.0),
+    )
+)
+
+
+def _drive(source: NvmlSource, clock: FakeClock, until: float, step: float = 0.05) -> None:
+    """Advance the fake clock to ``until``, taking power samples at ``step`` as the thread would."""
+    while clock.now + step <= until + 1e-9:
+        clock.advance(step)
+        if source.sampler is not None:
+            source.sampler.sample()
+
+
+def _window_energy(source: NvmlSource, clock: FakeClock, start: float, end: float) -> float:
+    meter = Meter([source], clock=clock, sync=lambda: None)
+    _drive(source, clock, start)
+    window = meter.begin("w")
+    _drive(source, clock, end)
+    if source.sampler is not None:
+        # The sampler shifts samples back by half NVML's averaging window; let it see past the end.
+        _drive(source, clock, end + 0.6)
+        clock.now = end
+    return window.end().energy_j.gpu or 0.0
+
+
+@pytest.mark.parametrize(("start", "end"), [(1001.0, 1032.0), (1002.3, 1027.9), (1010.05, 1030.5)])
+def test_counter_path_matches_trace_integral(clock: FakeClock, start: float, end: float) -> None:
+    nvml = FakeNvml([FakeGpu(trace=BUSY)], clock=clock)
+    source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
+    assert source.sampler is None, "a Volta+ board must use the energy counter"
+    measured = _window_energy(source, clock, start, end)
+    expected = BUSY.energy_j(start, end)
+    assert measured == pytest.approx(expected, rel=0.01)
+    assert "total-energy counter" in source.sources()[0].method
+
+
+@pytest.mark.parametrize(("start", "end"), [(1001.0, 1032.0), (1002.3, 1027.9), (1010.05, 1030.5)])
+def test_sampling_path_matches_trace_integral(clock: FakeClock, start: float, end: float) -> None:
+    gpu = FakeGpu(trace=BUSY, name="Tesla P100-PCIE-16GB", counter_supported=False)
+    nvml = FakeNvml([gpu], clock=clock)
+    source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
+    assert source.sampler is not None, "a pre-Volta board must fall back to power sampling"
+    measured = _window_energy(source, clock, start, end)
+    assert measured == pytest.approx(BUSY.energy_j(start, end), rel=0.01)
+    assert "power sampled at 20 Hz" in source.sources()[0].method
+
+
+def test_sampling_without_lag_compensation_would_be_wrong(clock: FakeClock) -> None:
+    """The averaging-lag shift matters: without it a step near the window's end is misplaced."""
+    gpu = FakeGpu(trace=BUSY, counter_supported=False)
+    nvml = FakeNvml([gpu], clock=clock)
+    naive = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False, power_averaging_s=0.0)
+    measured = _window_energy(naive, clock, 1003.0, 1006.0)
+    assert abs(measured / BUSY.energy_j(1003.0, 1006.0) - 1) > 0.05
+
+
+def test_sampling_thread_in_real_time() -> None:
+    """The real background thread: 1.2 s at 150 W then 1.2 s at 250 W, within 1%."""
+    origin = time.monotonic()
+    trace = PowerTrace(((origin + 1.5, 150.0), (origin + 1.5001, 250.0)))
+    gpu = FakeGpu(trace=trace, counter_supported=False)
+    nvml = FakeNvml([gpu], clock=time.monotonic)
+    source = NvmlSource(nvml, environ={})
+    try:
+        meter = Meter([source], sync=lambda: None)
+        time.sleep(max(0.0, origin + 0.3 - time.monotonic()))
+        begin = time.monotonic()
+        window = meter.begin("w")
+        time.sleep(max(0.0, origin + 2.7 - time.monotonic()))
+        result = window.end()
+    finally:
+        source.close()
+    expected = trace.energy_j(begin, begin + result.seconds)
+    assert result.energy_j.gpu == pytest.approx(expected, rel=0.01)
+    assert nvml.calls["nvmlDeviceGetPowerUsage"] >= 10 * 2.4, "sampling must run at >= 10 Hz"
+
+
+def test_counter_offset_is_subtracted(clock: FakeClock) -> None:
+    nvml = FakeNvml([FakeGpu(trace=PowerTrace.constant(200.0), counter_offset_mj=10**15)], clock=clock)
+    source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
+    assert _window_energy(source, clock, 1010.0, 1020.0) == pytest.approx(2000.0, rel=0.01)
+
+
+def test_nested_windows_on_gpu(clock: FakeClock) -> None:
+    nvml = FakeNvml([FakeGpu(trace=BUSY)], clock=clock)
+    meter = Meter([NvmlSource(nvml, clock=clock, environ={})], clock=clock, sync=lambda: None)
+    clock.now = 1001.0
+    outer = meter.begin("trial")
+    clock.now = 1004.0
+    inner = meter.begin("train")
+    clock.now = 1014.0
+    train = inner.end()
+    clock.now = 1030.0
+    trial = outer.end()
+    assert trial.child("train") is train
+    assert train.energy_j.gpu == pytest.approx(BUSY.energy_j(1004.0, 1014.0), rel=0.01)
+    assert trial.energy_j.gpu == pytest.approx(BUSY.energy_j(1001.0, 1030.0), rel=0.01)
+    assert trial.energy_j.gpu > train.energy_j.gpu  # type: ignore[operator]
+
+
+def test_two_gpus_are_summed(clock: FakeClock) -> None:
+    a = FakeGpu(trace=PowerTrace.constant(100.0), uuid="GPU-aaaa", pci_bus_id="00000000:01:00.0")
+    b = FakeGpu(
+        trace=PowerTrace.constant(50.0), uuid="GPU-bbbb", pci_bus_id="00000000:02:00.0", counter_supported=False
+    )
+    nvml = FakeNvml([a, b], clock=clock)
+    source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
+    assert _window_energy(source, clock, 1005.0, 1015.0) == pytest.approx(1500.0, rel=0.01)
+    assert len(source.sources()[0].devices) == 2
+
+
+# -- which GPUs ---------------------------------------------------------------------------------
+
+def _boards() -> list[FakeGpu]:
+    # NVML's order here is not PCI order, so a naive index mapping would pick the wrong board.
+    return [
+        FakeGpu(uuid="GPU-bbbb-0002", pci_bus_id="00000000:81:00.0"),
+        FakeGpu(uuid="GPU-aaaa-0001", pci_bus_id="00000000:01:00.0", mig_uuids=("MIG-1234-5678",)),
+        FakeGpu(uuid="GPU-cccc-0003", pci_bus_id="00000000:C1:00.0"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected"),
+    [
+        (None, ["GPU-bbbb-0002", "GPU-aaaa-0001", "GPU-cccc-0003"]),
+        ("0", ["GPU-aaaa-0001"]),
+        ("1", ["GPU-bbbb-0002"]),
+        ("2,0", ["GPU-cccc-0003", "GPU-aaaa-0001"]),
+        ("GPU-cccc", ["GPU-cccc-0003"]),
+        ("GPU-aaaa-0001,1", ["GPU-aaaa-0001", "GPU-bbbb-0002"]),
+        ("1,7,0", ["GPU-bbbb-0002"]),  # CUDA ignores an invalid entry and all after it
+        ("1,GPU-zzzz,0", ["GPU-bbbb-0002"]),
+    ],
+)
+def test_cuda_visible_devices_map_by_uuid(visible: str | None, expected: list[str]) -> None:
+    nvml = FakeNvml(_boards())
+    nvml.nvmlInit()
+    environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    devices, warnings = select_gpus(nvml, environ)
+    assert [d.uuid for d in devices] == expected
+    assert warnings == []
+
+
+def test_mig_instance_measures_parent_with_warning() -> None:
+    nvml = FakeNvml(_boards())
+    source = NvmlSource(nvml, environ={"CUDA_VISIBLE_DEVICES": "MIG-1234-5678"}, start_sampler=False)
+    assert [d.uuid for d in source.devices] == ["GPU-aaaa-0001"]
+    assert any("MIG instance" in w and "whole" in w for w in source.warnings())
+
+
+def test_mig_enabled_board_is_flagged() -> None:
+    nvml = FakeNvml([FakeGpu(mig_enabled=True)])
+    source = NvmlSource(nvml, environ={}, start_sampler=False)
+    assert any("MIG enabled" in w for w in source.warnings())
+    meter = Meter([source], sync=lambda: None)
+    result = meter.begin().end()
+    assert any("MIG enabled" in w for w in result.provenance.warnings)
+
+
+def test_other_processes_on_the_gpu_are_flagged(clock: FakeClock) -> None:
+    nvml = FakeNvml([FakeGpu(processes=(999_999_991,))], clock=clock)
+    meter = Meter([NvmlSource(nvml, clock=clock, environ={})], clock=clock, sync=lambda: None)
+    result = meter.begin().end()
+    assert any("999999991" in w for w in result.provenance.warnings)
+
+
+def test_heterogeneous_gpus_by_index_warn() -> None:
+    boards = [FakeGpu(uuid="GPU-1", name="NVIDIA A100"), FakeGpu(uuid="GPU-2", name="Tesla T4", pci_bus_id="2")]
+    nvml = FakeNvml(boards)
+    nvml.nvmlInit()
+    _devices, warnings = select_gpus(nvml, {"CUDA_VISIBLE_DEVICES": "0"})
+    assert any("CUDA_DEVICE_ORDER" in w for w in warnings)
+    _devices, warnings = select_gpus(nvml, {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("nvml", "environ", "reason"),
+    [
+        (FakeNvml(library_present=False), {}, "no NVML library"),
+        (FakeNvml([]), {}, "no NVIDIA GPU"),
+        (FakeNvml([FakeGpu()]), {"CUDA_VISIBLE_DEVICES": ""}, "leaves no GPU visible"),
+        (FakeNvml([FakeGpu()]), {"CUDA_VISIBLE_DEVICES": "-1"}, "leaves no GPU visible"),
+        (FakeNvml([FakeGpu()]), {"CUDA_VISIBLE_DEVICES": "GPU-nope"}, "leaves no GPU visible"),
+    ],
+)
+def test_unavailable_reasons(nvml: FakeNvml, environ: dict[str, str], reason: str) -> None:
+    with pytest.raises(MeterUnavailableError, match=reason):
+        NvmlSource(nvml, environ=environ)
+
+
+def test_provenance_names_driver_and_devices() -> None:
+    nvml = FakeNvml([FakeGpu(name="NVIDIA H100 80GB HBM3")], driver_version="555.42.06")
+    meter = Meter([NvmlSource(nvml, environ={}, start_sampler=False)], sync=lambda: None)
+    provenance = meter.begin().end().provenance
+    assert provenance.drivers == {"nvidia": "555.42.06"}
+    assert provenance.energy_basis == "measured"
+    assert provenance.sources[0].devices[0].startswith("NVIDIA H100 80GB HBM3")
+    meter.close()
+    assert nvml.initialised == 0, "closing the meter shuts NVML down"
