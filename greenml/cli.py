@@ -85,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    meters = commands.add_parser(
-        "meters", help="list the energy meters, whether each works here and why not"
-    )
+    meters = commands.add_parser("meters", help="list the energy meters, whether each works here and why not")
     meters.add_argument("--json", action="store_true", help="print one JSON object")
     meters.add_argument(
         "--meter", choices=METER_CHOICES, default="auto", help="show which meters this choice takes"
@@ -100,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_meter_options(measure)
     measure.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    measure.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON result to this file")
-    measure.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run, after --")
+    measure.add_argument(
+        "-o", "--output", type=Path, default=None, help="also write the JSON result to this file"
+    )
+    measure.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run, after --"
+    )
     return parser
 
 
@@ -133,7 +135,7 @@ def _cmd_meters(args: argparse.Namespace) -> int:
         rows.append((s.name, "yes" if s.available else "no", "*" if s.chosen else "", measures, s.detail))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
     if not any(s.chosen for s in statuses):
         print(f"\nno meter available for --meter {args.meter}")
     return 0
@@ -216,7 +218,10 @@ def _print_summary(result: Any, returncode: int) -> None:
         if joules is None or source is None:
             print(f"  {component:<5} not measured", file=out)
         else:
-            print(f"  {component:<5} {joules:10.4g} J  {source.kind}: {source.backend}, {source.method}", file=out)
+            print(
+                f"  {component:<5} {joules:10.4g} J  {source.kind}: {source.backend}, {source.method}",
+                file=out,
+            )
     for warning in prov.warnings:
         print(f"  warning: {warning}", file=out)
     if returncode != 0:

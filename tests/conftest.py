@@ -8,9 +8,9 @@ import pytest
 
 os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
 
-from greenml.measure import rapl  # noqa: E402
-from greenml.testing.fake_nvml import FakeClock  # noqa: E402
-from greenml.testing.fake_powercap import is_unreadable  # noqa: E402
+from greenml.measure import rapl
+from greenml.testing.fake_nvml import FakeClock
+from greenml.testing.fake_powercap import is_unreadable
 
 
 @pytest.fixture

@@ -41,8 +41,20 @@ def test_meters_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
 def test_measure_json_output_and_exit_code(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     run = greenml(
-        "measure", "--json", "--idle-seconds", "0.2", "--country", "SWE", "--pue", "1.1", "-o", str(out),
-        "--", sys.executable, "-c", SPIN.format(s=0.5) + "\nraise SystemExit(3)",
+        "measure",
+        "--json",
+        "--idle-seconds",
+        "0.2",
+        "--country",
+        "SWE",
+        "--pue",
+        "1.1",
+        "-o",
+        str(out),
+        "--",
+        sys.executable,
+        "-c",
+        SPIN.format(s=0.5) + "\nraise SystemExit(3)",
     )
     assert run.returncode == 3, run.stderr
     document = json.loads(run.stdout)
@@ -71,7 +83,13 @@ def test_measure_summary_on_stderr_keeps_stdout_for_the_command() -> None:
 
 def test_measure_reports_signal_deaths_like_a_shell() -> None:
     run = greenml(
-        "measure", "--idle-seconds", "0", "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+        "measure",
+        "--idle-seconds",
+        "0",
+        "--",
+        sys.executable,
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
     )
     assert run.returncode == 128 + 15
 
@@ -79,7 +97,10 @@ def test_measure_reports_signal_deaths_like_a_shell() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["measure", "--meter", "gpu", "--", "true"], "invalid choice: 'gpu' (choose from 'auto', 'nvml', 'rapl', 'estimate')"),
+        (
+            ["measure", "--meter", "gpu", "--", "true"],
+            "invalid choice: 'gpu' (choose from 'auto', 'nvml', 'rapl', 'estimate')",
+        ),
         (["measure", "--country", "XYZ", "--", "true"], "unknown country code 'XYZ'"),
         (["measure", "--idle-seconds", "-1", "--", "true"], "--idle-seconds must be >= 0"),
         (["measure", "--idle-seconds", "abc", "--", "true"], "invalid float value: 'abc'"),
@@ -102,7 +123,9 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
     assert message in run.stderr
 
 
-def test_named_meter_missing_here_is_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_named_meter_missing_here_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(library_present=False))
     assert main(["measure", "--meter", "nvml", "--", "true"]) == 2
     err = capsys.readouterr().err

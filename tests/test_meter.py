@@ -107,9 +107,8 @@ def test_windows_nest_and_misuse_is_an_error(clock: FakeClock) -> None:
 
 def test_result_round_trips_through_json(clock: FakeClock) -> None:
     meter = _meter(clock, constant=({"gpu": 10.0}, "measured"))
-    with meter.window("outer"):
-        with meter.window("inner"):
-            clock.advance(1.0)
+    with meter.window("outer"), meter.window("inner"):
+        clock.advance(1.0)
     document = json.loads(meter.begin().end().to_json())
     assert set(document) >= {"seconds", "energy_j", "dynamic_energy_j", "co2_g", "provenance"}
     assert document["provenance"]["components"]["gpu"]["kind"] == "measured"
@@ -123,7 +122,9 @@ def test_a_component_cannot_have_two_sources(clock: FakeClock) -> None:
 
 def test_cuda_sync_is_called_at_both_edges(clock: FakeClock) -> None:
     calls: list[float] = []
-    meter = Meter([ConstantPowerSource({"gpu": 1.0}, clock=clock)], clock=clock, sync=lambda: calls.append(clock.now))
+    meter = Meter(
+        [ConstantPowerSource({"gpu": 1.0}, clock=clock)], clock=clock, sync=lambda: calls.append(clock.now)
+    )
     window = meter.begin()
     clock.advance(1.0)
     window.end()
@@ -131,6 +132,7 @@ def test_cuda_sync_is_called_at_both_edges(clock: FakeClock) -> None:
 
 
 # -- choosing the meter ---------------------------------------------------------------------------
+
 
 def test_auto_takes_nvml_and_rapl(tmp_path: Path) -> None:
     tree = FakePowercap(tmp_path)

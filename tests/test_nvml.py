@@ -125,7 +125,10 @@ def test_nested_windows_on_gpu(clock: FakeClock) -> None:
 def test_two_gpus_are_summed(clock: FakeClock) -> None:
     a = FakeGpu(trace=PowerTrace.constant(100.0), uuid="GPU-aaaa", pci_bus_id="00000000:01:00.0")
     b = FakeGpu(
-        trace=PowerTrace.constant(50.0), uuid="GPU-bbbb", pci_bus_id="00000000:02:00.0", counter_supported=False
+        trace=PowerTrace.constant(50.0),
+        uuid="GPU-bbbb",
+        pci_bus_id="00000000:02:00.0",
+        counter_supported=False,
     )
     nvml = FakeNvml([a, b], clock=clock)
     source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
@@ -134,6 +137,7 @@ def test_two_gpus_are_summed(clock: FakeClock) -> None:
 
 
 # -- which GPUs ---------------------------------------------------------------------------------
+
 
 def _boards() -> list[FakeGpu]:
     # NVML's order here is not PCI order, so a naive index mapping would pick the wrong board.
@@ -190,7 +194,10 @@ def test_other_processes_on_the_gpu_are_flagged(clock: FakeClock) -> None:
 
 
 def test_heterogeneous_gpus_by_index_warn() -> None:
-    boards = [FakeGpu(uuid="GPU-1", name="NVIDIA A100"), FakeGpu(uuid="GPU-2", name="Tesla T4", pci_bus_id="2")]
+    boards = [
+        FakeGpu(uuid="GPU-1", name="NVIDIA A100"),
+        FakeGpu(uuid="GPU-2", name="Tesla T4", pci_bus_id="2"),
+    ]
     nvml = FakeNvml(boards)
     nvml.nvmlInit()
     _devices, warnings = select_gpus(nvml, {"CUDA_VISIBLE_DEVICES": "0"})

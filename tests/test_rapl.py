@@ -79,7 +79,12 @@ def test_two_sockets_are_summed(tmp_path: Path) -> None:
     tree = FakePowercap(tmp_path, zones)
     source = RaplSource(tmp_path, start_poller=False)
     window = _meter(source).begin()
-    for directory, joules in [("intel-rapl:0", 10), ("intel-rapl:1", 20), ("intel-rapl:0:0", 1), ("intel-rapl:1:0", 2)]:
+    for directory, joules in [
+        ("intel-rapl:0", 10),
+        ("intel-rapl:1", 20),
+        ("intel-rapl:0:0", 1),
+        ("intel-rapl:1:0", 2),
+    ]:
         tree.add(directory, joules)
     result = window.end()
     assert (result.energy_j.cpu, result.energy_j.dram) == (pytest.approx(30.0), pytest.approx(3.0))

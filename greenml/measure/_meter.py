@@ -74,12 +74,10 @@ class Window:
         end_time = meter._clock()
         end = [source.snapshot() for source in meter.sources]
         energy: dict[str, float] = {}
-        for source, start_snapshot, end_snapshot in zip(meter.sources, self._start, end):
+        for source, start_snapshot, end_snapshot in zip(meter.sources, self._start, end, strict=True):
             for component, joules in source.energy_between(start_snapshot, end_snapshot).items():
                 energy[component] = energy.get(component, 0.0) + joules
-        self._result = meter._result(
-            self.name, end_time - self._start_time, energy, tuple(self._children)
-        )
+        self._result = meter._result(self.name, end_time - self._start_time, energy, tuple(self._children))
         meter._closed(self)
         return self._result
 

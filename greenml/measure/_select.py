@@ -77,9 +77,7 @@ def _open_sources(
     return sources, reasons
 
 
-def build_meter(
-    config: MeasureConfig, *, nvml: Any = None, powercap_root: Path | None = None
-) -> Meter:
+def build_meter(config: MeasureConfig, *, nvml: Any = None, powercap_root: Path | None = None) -> Meter:
     """The meter for ``config``; raises MeterUnavailableError naming why a named meter cannot work."""
     sources, _reasons = _open_sources(config, nvml, powercap_root)
     return Meter(sources, carbon=carbon_intensity(config.country, config.pue))

@@ -20,7 +20,8 @@ def _energy_mix() -> dict[str, Any]:
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
     from codecarbon.input import DataSource
 
-    return DataSource().get_global_energy_mix_data()  # type: ignore[no-any-return]
+    mix: dict[str, Any] = DataSource().get_global_energy_mix_data()
+    return mix
 
 
 @functools.cache

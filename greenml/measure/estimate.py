@@ -83,9 +83,7 @@ class CpuTimeEstimate:
                 component="cpu",
                 kind="estimated",
                 backend="estimate",
-                method=(
-                    f"process CPU time x {self.watts.watts:.3g} W per core ({self.watts.source})"
-                ),
+                method=(f"process CPU time x {self.watts.watts:.3g} W per core ({self.watts.source})"),
             ),
         )
 

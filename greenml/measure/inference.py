@@ -155,6 +155,7 @@ def benchmark_inference(
     threads: int = 1,
     warmup_iters: int = 10,
     latency_iters: int = 200,
+    min_latency_s: float = 1.0,
     min_energy_window_s: float = 1.0,
     device: str | None = None,
 ) -> InferenceBenchmark:
@@ -166,24 +167,31 @@ def benchmark_inference(
     array); the larger batch repeats it along dim 0. ``device`` defaults to where the torch
     model's parameters are, and to the CPU for ONNX Runtime; ``"cuda"`` / ``"cuda:N"`` selects
     the GPU (ONNX Runtime's CUDA execution provider).
+
+    Latency timing runs at least ``latency_iters`` calls *and* at least ``min_latency_s``
+    seconds, so that a fast model's percentiles span more than one of the machine's slow spells
+    (on a shared 2-vCPU VM, 200 calls of a 45 µs model fit inside one 100 ms hiccup).
     """
     _check_int("batch_size", batch_size, 1)
     _check_int("threads", threads, 1)
     _check_int("warmup_iters", warmup_iters, 0)
     _check_int("latency_iters", latency_iters, 1)
     if (
+        isinstance(min_latency_s, bool)
+        or not isinstance(min_latency_s, (int, float))
+        or not math.isfinite(min_latency_s)
+        or min_latency_s < 0
+    ):
+        raise ConfigError(f"min_latency_s must be a number of seconds >= 0, got {min_latency_s!r}")
+    if (
         isinstance(min_energy_window_s, bool)
         or not isinstance(min_energy_window_s, (int, float))
         or not math.isfinite(min_energy_window_s)
         or min_energy_window_s <= 0
     ):
-        raise ConfigError(
-            f"min_energy_window_s must be a number of seconds > 0, got {min_energy_window_s!r}"
-        )
+        raise ConfigError(f"min_energy_window_s must be a number of seconds > 0, got {min_energy_window_s!r}")
     if meter is not None and not callable(getattr(meter, "begin", None)):
-        raise ConfigError(
-            f"meter must be a greenml.measure.Meter or None, got {type(meter).__name__}"
-        )
+        raise ConfigError(f"meter must be a greenml.measure.Meter or None, got {type(meter).__name__}")
     if device is not None and not isinstance(device, str):
         device = str(device)  # a torch.device, say
     _check_example_input(example_input)
@@ -191,9 +199,9 @@ def benchmark_inference(
     prepare = _torch_runner if _is_torch_module(model) else _ort_runner
     with prepare(model, example_input, batch_size, threads, device) as runner:
         _check_first_call(runner, example_input)
-        latency = _time_calls(runner.call_one, warmup_iters, latency_iters)
+        latency = _time_calls(runner.call_one, warmup_iters, latency_iters, min_latency_s)
         batch_latency = (
-            _time_calls(runner.call_batch, warmup_iters, latency_iters)
+            _time_calls(runner.call_batch, warmup_iters, latency_iters, min_latency_s)
             if runner.call_batch is not None
             else None
         )
@@ -284,19 +292,25 @@ def _per(joules: float | None, count: int) -> float | None:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def _time_calls(call: Callable[[], object], warmup_iters: int, iterations: int) -> LatencyStats:
-    """Time each call separately; the collector is paused so its pauses are not a model's p99."""
+def _time_calls(
+    call: Callable[[], object], warmup_iters: int, iterations: int, min_seconds: float
+) -> LatencyStats:
+    """Time each call separately, for ``iterations`` calls and ``min_seconds`` at least.
+
+    The collector is paused so its pauses are not a model's p99.
+    """
     for _ in range(warmup_iters):
         call()
-    samples = [0] * iterations
+    samples: list[int] = []
     clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for index in range(iterations):
+        deadline = clock() + int(min_seconds * 1e9)
+        while len(samples) < iterations or clock() < deadline:
             start = clock()
             call()
-            samples[index] = clock() - start
+            samples.append(clock() - start)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -409,9 +423,7 @@ def _ort_runner(
             "with exactly one input"
         )
     spec = inputs[0]
-    sample = (
-        example_input.detach().cpu().numpy() if _is_torch_tensor(example_input) else example_input
-    )
+    sample = example_input.detach().cpu().numpy() if _is_torch_tensor(example_input) else example_input
     wanted = _ONNX_NUMPY_TYPES.get(spec.type)
     if wanted is not None and sample.dtype != np.dtype(wanted):
         notes.append(f"example_input cast from {sample.dtype} to {wanted}, the ONNX input's type")

@@ -18,6 +18,7 @@ so every device is matched by UUID.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import sys
 import threading
@@ -25,7 +26,6 @@ import time
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from greenml.errors import MeterUnavailableError
@@ -41,7 +41,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def load_nvml() -> ModuleType:
+def load_nvml() -> Any:
     """Import pynvml and initialise NVML, or say why that is impossible here."""
     try:
         import pynvml
@@ -111,9 +111,7 @@ def _torch_visible_uuids() -> list[str] | None:
     return uuids
 
 
-def select_gpus(
-    nvml: Any, environ: Mapping[str, str] | None = None
-) -> tuple[list[GpuDevice], list[str]]:
+def select_gpus(nvml: Any, environ: Mapping[str, str] | None = None) -> tuple[list[GpuDevice], list[str]]:
     """The GPUs CUDA would use in this process, matched to NVML devices by UUID.
 
     Returns the devices and warnings for the provenance. Raises MeterUnavailableError when no GPU
@@ -175,9 +173,7 @@ def select_gpus(
         chosen.append(cuda_order[index])
     chosen = list({device.uuid: device for device in chosen}.values())
     if not chosen:
-        raise MeterUnavailableError(
-            f"CUDA_VISIBLE_DEVICES={visible!r} leaves no GPU visible to this process"
-        )
+        raise MeterUnavailableError(f"CUDA_VISIBLE_DEVICES={visible!r} leaves no GPU visible to this process")
     return chosen, warnings
 
 
@@ -323,9 +319,7 @@ class NvmlSource:
                 )
         self._sampler: _PowerSampler | None = None
         if self._sampled_devices:
-            self._sampler = _PowerSampler(
-                nvml, self._sampled_devices, sample_hz, power_averaging_s, clock
-            )
+            self._sampler = _PowerSampler(nvml, self._sampled_devices, sample_hz, power_averaging_s, clock)
             if start_sampler:
                 self._sampler.start()
             else:
@@ -363,8 +357,7 @@ class NvmlSource:
 
     def snapshot(self) -> tuple[float, list[float]]:
         counters = [
-            self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) / 1000.0
-            for d in self._counter_devices
+            self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) / 1000.0 for d in self._counter_devices
         ]
         return self._clock(), counters
 
@@ -372,7 +365,7 @@ class NvmlSource:
         self, start: tuple[float, list[float]], end: tuple[float, list[float]]
     ) -> dict[str, float]:
         (t0, c0), (t1, c1) = start, end
-        joules = sum(b - a for a, b in zip(c0, c1))
+        joules = sum(b - a for a, b in zip(c0, c1, strict=True))
         if self._sampler is not None:
             covered = self._sampler.wait_until_covered(t1, timeout_s=self._sampler.period_s * 4 + 1.0)
             if not covered and self._sampler.covered_until() < t1:
@@ -411,10 +404,8 @@ class NvmlSource:
     def close(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
-        try:
+        with contextlib.suppress(self._nvml.NVMLError):
             self._nvml.nvmlShutdown()
-        except self._nvml.NVMLError:
-            pass
 
 
 def _child_pids(pid: int) -> set[int]:

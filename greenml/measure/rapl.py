@@ -99,7 +99,9 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[RaplZone]:
         except (OSError, ValueError) as error:
             raise MeterUnavailableError(f"RAPL counter {energy_file} is unreadable: {error}") from error
         seen.add(key)
-        zones.append(RaplZone(path=path, name=name, component=component, max_range_uj=max_range, _last_uj=raw))
+        zones.append(
+            RaplZone(path=path, name=name, component=component, max_range_uj=max_range, _last_uj=raw)
+        )
     if not zones:
         raise MeterUnavailableError(f"no RAPL package or DRAM zones under {root}")
     return zones

@@ -19,6 +19,7 @@ Nothing here was checked against a real GPU; it is a model of NVML's documented 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -74,7 +75,7 @@ class PowerTrace:
         if b < a:
             return -self.energy_j(b, a)
         cuts = sorted({a, b, *(t for t, _ in self.points if a < t < b)})
-        return sum((self.power_w(x) + self.power_w(y)) / 2 * (y - x) for x, y in zip(cuts, cuts[1:]))
+        return sum((self.power_w(x) + self.power_w(y)) / 2 * (y - x) for x, y in itertools.pairwise(cuts))
 
 
 @dataclass

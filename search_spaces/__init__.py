@@ -1,0 +1,1 @@
+"""Built-in search spaces, one module each (they arrive with `greenml search`)."""
