@@ -230,3 +230,21 @@ def test_provenance_names_driver_and_devices() -> None:
     assert provenance.sources[0].devices[0].startswith("NVIDIA H100 80GB HBM3")
     meter.close()
     assert nvml.initialised == 0, "closing the meter shuts NVML down"
+
+
+def test_steady_power_ends_a_window_without_waiting() -> None:
+    """Where the last second's readings agree, the end extrapolates instead of waiting ~0.5 s."""
+    gpu = FakeGpu(trace=PowerTrace.constant(180.0), counter_supported=False)
+    source = NvmlSource(FakeNvml([gpu], clock=time.monotonic), environ={})
+    try:
+        meter = Meter([source], sync=lambda: None)
+        window = meter.begin("w")
+        time.sleep(1.6)
+        before_end = time.monotonic()
+        result = window.end()
+        ending_s = time.monotonic() - before_end
+    finally:
+        source.close()
+    assert ending_s < 0.2
+    assert result.energy_j.gpu == pytest.approx(180.0 * result.seconds, rel=0.01)
+    assert not any("extrapolated" in w for w in result.provenance.warnings)

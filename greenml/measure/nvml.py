@@ -206,7 +206,9 @@ class _PowerSampler:
         # Per device: sample times (shifted to when the power was drawn) and cumulative joules.
         self._times = [array("d") for _ in devices]
         self._energy = [array("d") for _ in devices]
+        self._power = [array("d") for _ in devices]
         self._last_power = [0.0 for _ in devices]
+        self.averaging_s = averaging_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -234,8 +236,26 @@ class _PowerSampler:
                     joules = energy[-1] + (self._last_power[i] + power_w) / 2.0 * (at - times[-1])
                 times.append(at)
                 energy.append(joules)
+                self._power[i].append(power_w)
                 self._last_power[i] = power_w
             self._lock.notify_all()
+
+    def steady_before(self, instant: float, tolerance: float = 0.02) -> bool:
+        """Whether every device's readings over the averaging window before ``instant`` agree.
+
+        Then the power in the not-yet-covered last moments is the power read last, and a window
+        may end without waiting for the samples to catch up.
+        """
+        since = instant - self.averaging_s - self._shift_s
+        with self._lock:
+            for times, power in zip(self._times, self._power, strict=True):
+                k = bisect.bisect_left(times, since)
+                recent = power[k:]
+                if len(recent) < 2 or times[0] > since:
+                    return False
+                if max(recent) - min(recent) > tolerance * max(max(recent), 1e-9):
+                    return False
+        return True
 
     def covered_until(self) -> float:
         with self._lock:
@@ -367,8 +387,12 @@ class NvmlSource:
         (t0, c0), (t1, c1) = start, end
         joules = sum(b - a for a, b in zip(c0, c1, strict=True))
         if self._sampler is not None:
-            covered = self._sampler.wait_until_covered(t1, timeout_s=self._sampler.period_s * 4 + 1.0)
-            if not covered and self._sampler.covered_until() < t1:
+            # Samples trail real time by half NVML's averaging window. Wait for them to cover the
+            # window's end, unless the power was steady, when the last reading holds until the end.
+            covered = self._sampler.covered_until() >= t1 or self._sampler.steady_before(t1)
+            if not covered:
+                covered = self._sampler.wait_until_covered(t1, timeout_s=self._sampler.period_s * 4 + 1.0)
+            if not covered:
                 self._warnings.append(
                     "power samples did not cover a window's end; its last moment was extrapolated"
                 )
