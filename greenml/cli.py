@@ -64,6 +64,13 @@ def _add_meter_options(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="watts per busy core for the CPU estimate (default: from codecarbon's TDP table)",
     )
+    group.add_argument(
+        "--sample-hz",
+        type=float,
+        default=20.0,
+        metavar="HZ",
+        help="power-sampling rate for GPUs without an energy counter, >= 10 (default: 20)",
+    )
 
 
 def _measure_config(args: argparse.Namespace) -> MeasureConfig:
@@ -73,6 +80,7 @@ def _measure_config(args: argparse.Namespace) -> MeasureConfig:
         pue=args.pue,
         idle_seconds=args.idle_seconds,
         watts_per_core=args.cpu_watts_per_core,
+        sample_hz=args.sample_hz,
     )
 
 
@@ -177,11 +185,16 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _run_forwarding_signals(command: list[str]) -> int:
-    """Run ``command``; Ctrl-C and SIGTERM go to it, and we keep measuring until it exits."""
+    """Run ``command`` and keep measuring until it exits, whatever signals arrive meanwhile.
+
+    Ctrl-C reaches the command from the terminal (it shares our process group), so here it is
+    only kept from stopping the measurement; SIGTERM, which a scheduler sends to us alone, is
+    passed on.
+    """
     process = subprocess.Popen(command)
 
     def forward(signum: int, _frame: Any) -> None:
-        if process.poll() is None:
+        if signum != signal.SIGINT and process.poll() is None:
             process.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}

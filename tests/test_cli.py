@@ -106,6 +106,7 @@ def test_measure_reports_signal_deaths_like_a_shell() -> None:
         (["measure", "--idle-seconds", "abc", "--", "true"], "invalid float value: 'abc'"),
         (["measure", "--pue", "0.5", "--", "true"], "--pue must be >= 1.0"),
         (["measure", "--cpu-watts-per-core", "0", "--", "true"], "--cpu-watts-per-core must be > 0"),
+        (["measure", "--sample-hz", "5", "--", "true"], "--sample-hz must be >= 10"),
         (["measure"], "no command given"),
         (["measure", "--"], "no command given"),
         (["measure", "--", "no-such-command-greenml"], "command not found: 'no-such-command-greenml'"),
@@ -142,3 +143,43 @@ def test_help_and_version() -> None:
     assert "measure" in greenml("--help").stdout
     assert greenml("--version").stdout.startswith("greenml ")
     assert "--idle-seconds" in greenml("measure", "--help").stdout
+
+
+def test_sigterm_to_greenml_reaches_the_command_and_the_result_is_kept(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "r.json"
+    marker = tmp_path / "child-started"
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "time.sleep(30)\n"
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "greenml",
+            "measure",
+            "--idle-seconds",
+            "0",
+            "-o",
+            str(out),
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 42, err
+    assert json.loads(out.read_text())["exit_code"] == 42
