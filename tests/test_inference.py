@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ import torch
 from onnx import TensorProto, helper
 
 from greenml.errors import ConfigError
-from greenml.measure import ComponentSource, Meter
+from greenml.measure import Meter
 from greenml.measure.inference import InferenceBenchmark, LatencyStats, benchmark_inference
+from greenml.testing.sources import ConstantPowerSource
 
 FAST: dict[str, Any] = {
     "warmup_iters": 3,
@@ -27,50 +27,6 @@ FAST: dict[str, Any] = {
 }
 BUSY_W = 50.0
 IDLE_W = 20.0
-
-
-class FixedPowerSource:
-    """A measured ``cpu`` counter: elapsed seconds × a power the test sets, so energy is known.
-
-    Every window's joules are recorded, so a test can check the benchmark's division exactly.
-    """
-
-    name = "fixed-power"
-
-    def __init__(self, watts: float) -> None:
-        self.watts = watts
-        self.windows_j: list[float] = []
-        self._last = time.monotonic()
-        self._joules = 0.0
-
-    def set_watts(self, watts: float) -> None:
-        self._advance()
-        self.watts = watts
-
-    def _advance(self) -> None:
-        now = time.monotonic()
-        self._joules += self.watts * (now - self._last)
-        self._last = now
-
-    def sources(self) -> tuple[ComponentSource, ...]:
-        return (ComponentSource("cpu", "measured", "fixed-power", "elapsed seconds x set watts"),)
-
-    def snapshot(self) -> float:
-        self._advance()
-        return self._joules
-
-    def energy_between(self, start: float, end: float) -> dict[str, float]:
-        self.windows_j.append(end - start)
-        return {"cpu": end - start}
-
-    def drivers(self) -> dict[str, str]:
-        return {}
-
-    def warnings(self) -> tuple[str, ...]:
-        return ()
-
-    def close(self) -> None:
-        pass
 
 
 def make_mlp() -> torch.nn.Sequential:
@@ -135,8 +91,8 @@ def mlp_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def power() -> FixedPowerSource:
-    return FixedPowerSource(BUSY_W)
+def power() -> ConstantPowerSource:
+    return ConstantPowerSource({"cpu": BUSY_W})
 
 
 def fixed_batch_model() -> onnx.ModelProto:
@@ -180,7 +136,7 @@ def test_torch_latency_percentiles(make_model: Any, shape: tuple[int, ...]) -> N
     assert json.loads(result.to_json()) == result.to_dict()
 
 
-def test_torch_sets_threads_eval_and_inference_mode_then_restores_them(power: FixedPowerSource) -> None:
+def test_torch_sets_threads_eval_and_inference_mode_then_restores_them(power: ConstantPowerSource) -> None:
     probe = Probe(make_mlp())
     probe.train()
     probe.inner[1].eval()  # a mixed state must come back as it was, not as all-train
@@ -211,16 +167,16 @@ def test_numpy_input_runs_the_torch_model() -> None:
 # -- energy ------------------------------------------------------------------------------------
 
 
-def test_energy_per_inference_is_window_energy_over_inferences(power: FixedPowerSource) -> None:
+def test_energy_per_inference_is_window_energy_over_inferences(power: ConstantPowerSource) -> None:
     meter = Meter([power])
-    power.set_watts(IDLE_W)
+    power.set_watts({"cpu": IDLE_W})
     meter.measure_idle(0.05)
-    power.set_watts(BUSY_W)
+    power.set_watts({"cpu": BUSY_W})
     batch_size = 32
     result = benchmark_inference(
         make_convnet(), torch.randn(1, 1, 16, 16), meter=meter, batch_size=batch_size, **FAST
     )
-    _, window_j, batch_window_j = power.windows_j
+    _, window_j, batch_window_j = (w["cpu"] for w in power.windows_j)
     n, samples = result.energy_inferences, result.batch_energy_inferences
     assert n is not None and samples is not None
     assert result.energy_per_inference_j is not None and result.batch_energy_per_inference_j is not None
@@ -260,7 +216,7 @@ def test_energy_per_inference_is_window_energy_over_inferences(power: FixedPower
     assert json.loads(result.to_json())["provenance"] == result.provenance
 
 
-def test_no_idle_baseline_means_no_dynamic_energy(power: FixedPowerSource) -> None:
+def test_no_idle_baseline_means_no_dynamic_energy(power: ConstantPowerSource) -> None:
     result = benchmark_inference(make_mlp(), torch.randn(1, 8), meter=Meter([power]), batch_size=4, **FAST)
     assert result.energy_per_inference_j is not None and result.energy_per_inference_j > 0
     assert result.dynamic_energy_per_inference_j is None
@@ -270,7 +226,7 @@ def test_no_idle_baseline_means_no_dynamic_energy(power: FixedPowerSource) -> No
 # -- ONNX Runtime ------------------------------------------------------------------------------
 
 
-def test_onnx_and_torch_give_the_same_structure(mlp_onnx: Path, power: FixedPowerSource) -> None:
+def test_onnx_and_torch_give_the_same_structure(mlp_onnx: Path, power: ConstantPowerSource) -> None:
     meter = Meter([power])
     x = torch.randn(1, 8)
     eager = benchmark_inference(make_mlp(), x, meter=meter, batch_size=16, **FAST)
@@ -326,7 +282,7 @@ def test_onnx_input_is_cast_to_the_model_type_with_a_note(mlp_onnx: Path) -> Non
     assert result.notes == ("example_input cast from float64 to float32, the ONNX input's type",)
 
 
-def test_fixed_batch_onnx_has_no_batch_figures(power: FixedPowerSource) -> None:
+def test_fixed_batch_onnx_has_no_batch_figures(power: ConstantPowerSource) -> None:
     result = benchmark_inference(
         fixed_batch_model(), np.ones((1, 8), dtype=np.float32), meter=Meter([power]), batch_size=8, **FAST
     )

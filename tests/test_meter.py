@@ -52,7 +52,7 @@ def test_idle_baseline_gives_dynamic_energy(clock: FakeClock) -> None:
     idle = meter.measure_idle(5.0)
     assert idle is not None and idle.seconds == pytest.approx(5.0)
     assert idle.power_w.gpu == pytest.approx(70.0) and idle.power_w.dram is None
-    source.watts = {"gpu": 250.0, "cpu": 50.0}  # the workload starts
+    source.set_watts({"gpu": 250.0, "cpu": 50.0})  # the workload starts
     window = meter.begin()
     clock.advance(4.0)
     result = window.end()
@@ -73,7 +73,7 @@ def test_dynamic_is_clamped_at_zero_and_absent_without_baseline(clock: FakeClock
     result = window.end()
     assert result.dynamic_total_energy_j is None and result.dynamic_energy_j.gpu is None
     meter.measure_idle(1.0)
-    source.watts = {"gpu": 60.0}  # below idle: noise, not negative energy
+    source.set_watts({"gpu": 60.0})  # below idle: noise, not negative energy
     window = meter.begin()
     clock.advance(1.0)
     assert window.end().dynamic_energy_j.gpu == 0.0
