@@ -211,7 +211,7 @@ def test_energy_per_inference_is_window_energy_over_inferences(power: ConstantPo
 
     assert result.provenance is not None
     assert result.provenance["energy_basis"] == "measured"
-    assert result.provenance["meter"] == "fixed-power"
+    assert result.provenance["meter"] == "constant"
     assert result.provenance["idle"]["power_w"]["cpu"] == pytest.approx(IDLE_W, rel=1e-2)
     assert json.loads(result.to_json())["provenance"] == result.provenance
 
