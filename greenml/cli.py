@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def _add_meter_options(parser: argparse.ArgumentParser) -> None:
+def _add_meter_options(parser: argparse.ArgumentParser, idle_default: float = 2.0) -> None:
     group = parser.add_argument_group("measurement")
     group.add_argument(
         "--meter",
@@ -53,9 +53,9 @@ def _add_meter_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--idle-seconds",
         type=float,
-        default=2.0,
+        default=idle_default,
         metavar="S",
-        help="seconds of idle power measured first, for dynamic energy; 0 skips (default: 2)",
+        help=f"seconds of idle power measured first, for dynamic energy; 0 skips (default: {idle_default:g})",
     )
     group.add_argument(
         "--cpu-watts-per-core",
@@ -112,6 +112,38 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run, after --"
     )
+    search = commands.add_parser(
+        "search",
+        help="run a multi-objective search over architectures and compression",
+        description="Run (or resume) an Optuna study over a search space's architectures crossed with "
+        "training and compression settings, measuring accuracy, energy and latency on the deployed artifact.",
+    )
+    search.add_argument("--space", default="mlp", help="built-in space (mlp, cnn, tinybert), an installed plug-in's name, or a .py file (default: mlp)")
+    search.add_argument("--dataset", default="digits", choices=["digits", "mnist1d"], help="built-in data (default: digits)")
+    budget = search.add_mutually_exclusive_group()
+    budget.add_argument("--trials", type=int, default=None, metavar="N", help="complete trials in total, resumed ones included (default: 12 unless --timeout or --energy-budget)")
+    budget.add_argument("--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds")
+    budget.add_argument("--energy-budget", type=float, default=None, metavar="J", help="stop once the search's own measured energy passes J joules")
+    search.add_argument("--objectives", default="accuracy,inference_energy_j,latency_ms", metavar="M1,M2,...", help="any of accuracy, inference_energy_j, latency_ms, model_bytes (default: accuracy,inference_energy_j,latency_ms)")
+    search.add_argument("--constraint", action="append", default=[], metavar="EXPR", help="a comparison on any metric, e.g. 'accuracy>=0.9' or 'latency_ms<2'; repeatable")
+    search.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "nsga3", "gp", "random"], help="Optuna sampler (default: tpe)")
+    search.add_argument("--seed", type=int, default=0, help="seeds the data split and the sampler (default: 0)")
+    search.add_argument("--storage", default=None, metavar="URL", help="Optuna storage URL, e.g. postgresql://user@host/db (default: sqlite:///greenml.db in the current directory)")
+    search.add_argument("--study", default=None, metavar="NAME", help="study name (default: SPACE-DATASET-SAMPLER-seedSEED, so the same command resumes)")
+    search.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    search.add_argument("--max-failures", type=int, default=5, metavar="N", help="stop after N consecutive failed trials (default: 5)")
+    search.add_argument("--no-distillation", action="store_true", help="leave knowledge distillation out of the space")
+    search.add_argument("--epochs", default="5:30", metavar="LOW:HIGH", help="range of training epochs the search samples (default: 5:30)")
+    search.add_argument("--min-energy-window", type=float, default=1.0, metavar="S", help="seconds each energy-per-inference window lasts at least (default: 1; the meter's resolution needs >= 1 on NVML)")
+    _add_meter_options(search, idle_default=1.0)
+
+    export = commands.add_parser("export", help="export a study's trials as CSV, JSON or Parquet")
+    export.add_argument("--study", required=True, metavar="NAME")
+    export.add_argument("--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)")
+    export.add_argument("--format", required=True, choices=["csv", "json", "parquet"])
+    export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: stdout for csv and json)")
+
+    commands.add_parser("spaces", help="list the available search spaces")
     return parser
 
 
@@ -119,9 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "meters":
-            return _cmd_meters(args)
-        return _cmd_measure(args)
+        handler = {
+            "meters": _cmd_meters,
+            "measure": _cmd_measure,
+            "search": _cmd_search,
+            "export": _cmd_export,
+            "spaces": _cmd_spaces,
+        }[args.command]
+        return handler(args)
     except GreenMLError as error:
         print(f"greenml: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -239,3 +276,105 @@ def _print_summary(result: Any, returncode: int) -> None:
         print(f"  warning: {warning}", file=out)
     if returncode != 0:
         print(f"  the command exited with status {returncode}", file=out)
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from greenml.spaces import available_spaces
+
+    spaces = available_spaces()
+    width = max(map(len, spaces))
+    for name, description in spaces.items():
+        print(f"{name.ljust(width)}  {description}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from greenml.search import SearchConfig, parse_constraint
+    from greenml.search._config import parse_objectives
+
+    budget_given = args.trials is not None or args.timeout is not None or args.energy_budget is not None
+    config = SearchConfig(
+        space=args.space,
+        dataset=args.dataset,
+        trials=args.trials if budget_given else 12,
+        timeout_s=args.timeout,
+        energy_budget_j=args.energy_budget,
+        objectives=parse_objectives(args.objectives),
+        constraints=tuple(parse_constraint(text) for text in args.constraint),
+        sampler=args.sampler,
+        seed=args.seed,
+        storage=args.storage,
+        study=args.study,
+        device=args.device,
+        measure=_measure_config(args),
+        max_consecutive_failures=args.max_failures,
+        distillation=not args.no_distillation,
+        epochs=_epochs(args.epochs),
+        energy_window_s=args.min_energy_window,
+    )
+    from greenml.search import pareto_rows, prepare, run
+    from greenml.search._study import interrupted_message
+
+    command = ["greenml", "search", *sys.argv[2:]] if sys.argv[1:2] == ["search"] else ["greenml", "search"]
+    search = prepare(config, command)
+    print(
+        f"greenml: study {search.study.study_name!r} in {config.storage_url} "
+        f"({len(search.study.trials)} trials so far); meter {search.meter.name}",
+        file=sys.stderr,
+    )
+    try:
+        outcome = run(search, progress=lambda line: print(line, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"greenml: {interrupted_message(search)}", file=sys.stderr)
+        return 130
+    finally:
+        search.meter.close()
+    print(
+        f"greenml: stopped after {outcome.stop_reason}: {outcome.completed} complete, {outcome.failed} failed; "
+        f"search energy {outcome.energy_j:.1f} J",
+        file=sys.stderr,
+    )
+    _print_front(pareto_rows(search.study), config.objectives)
+    print(f"study: {search.study.study_name!r} in {config.storage_url}")
+    return 0
+
+
+def _epochs(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        return (int(low), int(high)) if sep else (int(low), int(low))
+    except ValueError:
+        raise ConfigError(f"--epochs must be LOW:HIGH or N with whole numbers, got {text!r}") from None
+
+
+def _print_front(rows: list[dict[str, Any]], objectives: Sequence[str]) -> None:
+    if not rows:
+        print("no feasible complete trial yet: the Pareto front is empty")
+        return
+    columns = ["number", *objectives, "test_accuracy", "model_bytes"]
+    columns = list(dict.fromkeys(columns))
+    table = [columns] + [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    print(f"Pareto front ({len(rows)} trial{'s' if len(rows) != 1 else ''}):")
+    for line in table:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from greenml.results import export_study
+
+    storage = args.storage or "sqlite:///greenml.db"
+    if args.output is None and args.format == "parquet":
+        raise ConfigError("--format parquet needs -o FILE (Parquet is binary)")
+    if args.output is not None and not args.output.parent.is_dir():
+        raise ConfigError(f"--output: directory {str(args.output.parent)!r} does not exist")
+    text = export_study(args.study, storage, args.format, args.output)
+    if text is not None:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,132 @@
+"""Validated search settings: objectives, constraints, budgets, sampler, storage, device."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from greenml.config import MeasureConfig
+from greenml.errors import ConfigError
+from greenml.trial import MAXIMIZED, METRICS, OBJECTIVE_METRICS
+
+__all__ = ["DEFAULT_OBJECTIVES", "SAMPLERS", "Constraint", "SearchConfig", "default_storage", "parse_constraint"]
+
+SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "nsga3", "gp", "random")
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms")
+DEFAULT_STORAGE_FILE = "greenml.db"
+
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+def default_storage() -> str:
+    """A SQLite file in the current directory, as Optuna's own examples use."""
+    return f"sqlite:///{DEFAULT_STORAGE_FILE}"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric op bound``; Optuna treats a trial as feasible when every value is <= 0."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def value(self, metrics: dict[str, float]) -> float:
+        observed = metrics[self.metric]
+        return observed - self.bound if self.op in ("<", "<=") else self.bound - observed
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+
+def parse_constraint(text: str) -> Constraint:
+    match = _CONSTRAINT.match(text)
+    if match is None:
+        raise ConfigError(
+            f"malformed constraint {text!r}; expected METRIC OP NUMBER with OP one of <, <=, >, >= "
+            "(e.g. 'accuracy>=0.9', 'latency_ms<2')"
+        )
+    metric, op, number = match.groups()
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r} in constraint {text!r}; valid: {', '.join(METRICS)}")
+    try:
+        bound = float(number)
+    except ValueError:
+        raise ConfigError(f"constraint {text!r}: {number!r} is not a number") from None
+    if not math.isfinite(bound):
+        raise ConfigError(f"constraint {text!r}: the bound must be finite")
+    return Constraint(metric, op, bound)
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ConfigError(f"--objectives is empty; valid: {', '.join(OBJECTIVE_METRICS)}")
+    for name in names:
+        if name not in OBJECTIVE_METRICS:
+            raise ConfigError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVE_METRICS)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--objectives names a metric twice: {text!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    space: str = "mlp"
+    dataset: str = "digits"
+    trials: int | None = 12
+    timeout_s: float | None = None
+    energy_budget_j: float | None = None
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    constraints: tuple[Constraint, ...] = ()
+    sampler: str = "tpe"
+    seed: int = 0
+    storage: str | None = None
+    study: str | None = None
+    device: str = "cpu"
+    measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(idle_seconds=1.0))
+    max_consecutive_failures: int = 5
+    epochs: tuple[int, int] = (5, 30)
+    distillation: bool = True
+    energy_window_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        for name in self.objectives:
+            if name not in OBJECTIVE_METRICS:
+                raise ConfigError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVE_METRICS)}")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {self.trials}")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"--timeout must be a number of seconds > 0, got {self.timeout_s:g}")
+        if self.energy_budget_j is not None and not (
+            math.isfinite(self.energy_budget_j) and self.energy_budget_j > 0
+        ):
+            raise ConfigError(f"--energy-budget must be a number of joules > 0, got {self.energy_budget_j:g}")
+        if self.max_consecutive_failures < 1:
+            raise ConfigError(f"--max-failures must be >= 1, got {self.max_consecutive_failures}")
+        low, high = self.epochs
+        if not 1 <= low <= high:
+            raise ConfigError(f"epochs range must satisfy 1 <= low <= high, got {low}..{high}")
+        if not (math.isfinite(self.energy_window_s) and self.energy_window_s > 0):
+            raise ConfigError(f"--min-energy-window must be > 0 seconds, got {self.energy_window_s:g}")
+        if self.study is not None and not self.study.strip():
+            raise ConfigError("--study must not be empty")
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize" if name in MAXIMIZED else "minimize" for name in self.objectives]
+
+    @property
+    def study_name(self) -> str:
+        """The study's name: given, or derived from what defines the search, so the same command resumes."""
+        if self.study:
+            return self.study
+        space = self.space.rsplit("/", 1)[-1].removesuffix(".py")
+        return f"{space}-{self.dataset}-{self.sampler}-seed{self.seed}"
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or default_storage()

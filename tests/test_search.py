@@ -1,0 +1,230 @@
+"""`greenml search`, `export` and `spaces` end to end, with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from greenml.cli import main
+
+FAST = ["--epochs", "1:2", "--min-energy-window", "0.05", "--idle-seconds", "0", "--no-distillation"]
+
+
+def greenml(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenml", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def _storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def _complete(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    loaded = optuna.load_study(study_name=study, storage=storage)
+    return [t for t in loaded.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize("space", ["mlp", "cnn", "tinybert"])
+def test_each_builtin_space_runs(tmp_path: Path, space: str) -> None:
+    storage = _storage(tmp_path)
+    run = greenml("search", "--space", space, "--trials", "2", "--storage", storage, "--study", space, *FAST, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    trials = _complete(storage, space)
+    assert len(trials) == 2
+    for trial in trials:
+        metrics = trial.user_attrs["metrics"]
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert metrics["latency_ms"] > 0 and metrics["model_bytes"] > 0 and metrics["inference_energy_j"] > 0
+        assert metrics["train_seconds"] > 0
+        assert trial.user_attrs["provenance"]["energy_basis"] in {"measured", "estimated"}
+    assert "Pareto front" in run.stdout
+
+
+def test_resume_counts_complete_trials_in_total(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    first = greenml("search", "--trials", "2", "--storage", storage, *FAST, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    assert names == ["mlp-digits-tpe-seed0"]
+    assert len(_complete(storage, names[0])) == 3
+    again = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)
+    assert again.returncode == 0 and "already has 3 complete trials" in again.stderr
+    assert len(_complete(storage, names[0])) == 3
+
+
+def test_study_metric_names_and_constraints(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    run = greenml(
+        "search", "--trials", "2", "--storage", storage, "--study", "c",
+        "--objectives", "accuracy,model_bytes", "--constraint", "accuracy>=0.99", "--constraint", "latency_ms<1000",
+        *FAST, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="c", storage=storage)
+    assert study.metric_names == ["accuracy", "model_bytes"]
+    for trial in _complete(storage, "c"):
+        constraints = trial.system_attrs
+        accuracy = trial.user_attrs["metrics"]["accuracy"]
+        assert constraints["constraints:accuracy>=0.99"] == pytest.approx(0.99 - accuracy)
+
+
+def test_export_formats(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    assert greenml("search", "--trials", "2", "--storage", storage, "--study", "e", *FAST, cwd=tmp_path).returncode == 0
+    csv = greenml("export", "--study", "e", "--storage", storage, "--format", "csv", cwd=tmp_path)
+    assert csv.returncode == 0, csv.stderr
+    header = csv.stdout.splitlines()[0].split(",")
+    assert {"number", "state", "accuracy", "inference_energy_j", "latency_ms", "train_energy_j", "param_lr"} <= set(header)
+    out = tmp_path / "e.json"
+    assert greenml("export", "--study", "e", "--storage", storage, "--format", "json", "-o", str(out), cwd=tmp_path).returncode == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 and all(row["state"] == "COMPLETE" for row in rows)
+    parquet = tmp_path / "e.parquet"
+    assert greenml("export", "--study", "e", "--storage", storage, "--format", "parquet", "-o", str(parquet), cwd=tmp_path).returncode == 0
+    import pandas as pd
+
+    assert len(pd.read_parquet(parquet)) == 2
+
+
+def _readme_space_example() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Custom search spaces", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_custom_space_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "my_space.py"
+    path.write_text(_readme_space_example())  # the README's example, exactly as written
+    storage = _storage(tmp_path)
+    run = greenml("search", "--space", str(path), "--trials", "2", "--storage", storage, *FAST, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    trials = _complete(storage, "my_space-digits-tpe-seed0")
+    assert len(trials) == 2 and all("hidden" in t.params for t in trials)
+
+
+def test_custom_space_from_an_entry_point(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "greenml_tiny_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "greenml_tiny_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: greenml-tiny-plugin\nVersion: 0.1\n"
+    )
+    (site / "greenml_tiny_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[greenml.search_spaces]\ntiny = greenml_tiny_plugin:SPACE\n"
+    )
+    (site / "greenml_tiny_plugin.py").write_text(_readme_space_example())
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    listed = subprocess.run([sys.executable, "-m", "greenml", "spaces"], capture_output=True, text=True, env=env)
+    assert "tiny" in listed.stdout and "linear classifier" in listed.stdout
+    storage = _storage(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "greenml", "search", "--space", "tiny", "--trials", "1", "--storage", storage, *FAST],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(_complete(storage, "tiny-digits-tpe-seed0")) == 1
+
+
+def test_spaces_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mlp", "cnn", "tinybert"):
+        assert name in out
+
+
+FAILING = textwrap.dedent(
+    '''
+    class Broken:
+        name = "broken"
+        description = "raises in build"
+
+        def build(self, trial, data):
+            trial.suggest_int("x", 0, 3)
+            raise RuntimeError("this space has a bug")
+
+
+    SPACE = Broken()
+    '''
+)
+
+
+def test_failing_trials_are_kept_and_the_search_stops_after_n(tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text(FAILING)
+    storage = _storage(tmp_path)
+    run = greenml("search", "--space", str(path), "--trials", "5", "--max-failures", "2", "--storage", storage, "--study", "b", *FAST, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "2 consecutive failed trials" in run.stderr and "this space has a bug" in run.stderr
+    trials = optuna.load_study(study_name="b", storage=storage).trials
+    assert len(trials) == 2
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    assert all("RuntimeError: this space has a bug" in t.user_attrs["error"] for t in trials)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "nope"], "unknown space 'nope'; valid: mlp, cnn, tinybert"),
+        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--sampler", "cmaes"], "invalid choice: 'cmaes'"),
+        (["--objectives", "accuracy,speed"], "unknown objective 'speed'"),
+        (["--constraint", "accuracy>>0.9"], "malformed constraint"),
+        (["--constraint", "speed<2"], "unknown metric 'speed'"),
+        (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
+        (["--storage", "not-a-url"], "malformed storage URL"),
+        (["--device", "cuda"], "device 'cuda' is not available"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--space", "missing.py"], "space file 'missing.py' does not exist"),
+        (["--space", "not_a_space.py"], "defines no search space"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "not_a_space.py").write_text("X = 1\n")
+    run = greenml("search", *args, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert message in run.stderr
+    assert not (tmp_path / "greenml.db").exists()
+
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_or_skip() -> None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432: {error}")
+
+
+def test_postgresql_storage_and_resume(tmp_path: Path) -> None:
+    _postgres_or_skip()
+    import uuid
+
+    study = f"greenml-test-{uuid.uuid4().hex[:8]}"
+    try:
+        first = greenml("search", "--trials", "1", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        second = greenml("search", "--trials", "2", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert len(_complete(POSTGRES_URL, study)) == 2
+        exported = greenml("export", "--study", study, "--storage", POSTGRES_URL, "--format", "csv", cwd=tmp_path)
+        assert exported.returncode == 0 and len(exported.stdout.strip().splitlines()) == 3
+    finally:
+        try:
+            optuna.delete_study(study_name=study, storage=POSTGRES_URL)
+        except KeyError:
+            pass
