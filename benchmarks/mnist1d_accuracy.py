@@ -18,7 +18,9 @@ from pathlib import Path
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--spaces", default="cnn,mlp")
     args = parser.parse_args()
@@ -31,9 +33,25 @@ def main() -> int:
             storage = f"sqlite:///{Path(folder) / 'bench.db'}"
             start = time.monotonic()
             subprocess.run(
-                [sys.executable, "-m", "greenml", "search", "--space", space, "--dataset", "mnist1d",
-                 "--trials", str(args.trials), "--storage", storage, "--study", space],
-                check=True, cwd=folder, stdout=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "greenml",
+                    "search",
+                    "--space",
+                    space,
+                    "--dataset",
+                    "mnist1d",
+                    "--trials",
+                    str(args.trials),
+                    "--storage",
+                    storage,
+                    "--study",
+                    space,
+                ],
+                check=True,
+                cwd=folder,
+                stdout=subprocess.DEVNULL,
             )
             elapsed = time.monotonic() - start
             study = optuna.load_study(study_name=space, storage=storage)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--space", default="mlp")
     parser.add_argument("--dataset", default="digits")
@@ -32,8 +34,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         storage = f"sqlite:///{Path(folder) / 'bench.db'}"
         command = [
-            sys.executable, "-m", "greenml", "search", "--space", args.space, "--dataset", args.dataset,
-            "--trials", str(args.trials), "--storage", storage, "--study", "bench",
+            sys.executable,
+            "-m",
+            "greenml",
+            "search",
+            "--space",
+            args.space,
+            "--dataset",
+            args.dataset,
+            "--trials",
+            str(args.trials),
+            "--storage",
+            storage,
+            "--study",
+            "bench",
         ]
         subprocess.run(command, check=True, cwd=folder, stdout=subprocess.DEVNULL)
         study = optuna.load_study(study_name="bench", storage=storage)

@@ -118,30 +118,103 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run (or resume) an Optuna study over a search space's architectures crossed with "
         "training and compression settings, measuring accuracy, energy and latency on the deployed artifact.",
     )
-    search.add_argument("--space", default="mlp", help="built-in space (mlp, cnn, tinybert), an installed plug-in's name, or a .py file (default: mlp)")
-    search.add_argument("--dataset", default="digits", choices=["digits", "mnist1d"], help="built-in data (default: digits)")
+    search.add_argument(
+        "--space",
+        default="mlp",
+        help="built-in space (mlp, cnn, tinybert), an installed plug-in's name, or a .py file (default: mlp)",
+    )
+    search.add_argument(
+        "--dataset", default="digits", choices=["digits", "mnist1d"], help="built-in data (default: digits)"
+    )
     budget = search.add_mutually_exclusive_group()
-    budget.add_argument("--trials", type=int, default=None, metavar="N", help="complete trials in total, resumed ones included (default: 12 unless --timeout or --energy-budget)")
-    budget.add_argument("--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds")
-    budget.add_argument("--energy-budget", type=float, default=None, metavar="J", help="stop once the search's own measured energy passes J joules")
-    search.add_argument("--objectives", default="accuracy,inference_energy_j,latency_ms", metavar="M1,M2,...", help="any of accuracy, inference_energy_j, latency_ms, model_bytes (default: accuracy,inference_energy_j,latency_ms)")
-    search.add_argument("--constraint", action="append", default=[], metavar="EXPR", help="a comparison on any metric, e.g. 'accuracy>=0.9' or 'latency_ms<2'; repeatable")
-    search.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "nsga3", "gp", "random"], help="Optuna sampler (default: tpe)")
-    search.add_argument("--seed", type=int, default=0, help="seeds the data split and the sampler (default: 0)")
-    search.add_argument("--storage", default=None, metavar="URL", help="Optuna storage URL, e.g. postgresql://user@host/db (default: sqlite:///greenml.db in the current directory)")
-    search.add_argument("--study", default=None, metavar="NAME", help="study name (default: SPACE-DATASET-SAMPLER-seedSEED, so the same command resumes)")
-    search.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
-    search.add_argument("--max-failures", type=int, default=5, metavar="N", help="stop after N consecutive failed trials (default: 5)")
-    search.add_argument("--no-distillation", action="store_true", help="leave knowledge distillation out of the space")
-    search.add_argument("--epochs", default="5:30", metavar="LOW:HIGH", help="range of training epochs the search samples (default: 5:30)")
-    search.add_argument("--min-energy-window", type=float, default=1.0, metavar="S", help="seconds each energy-per-inference window lasts at least (default: 1; the meter's resolution needs >= 1 on NVML)")
+    budget.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="complete trials in total, resumed ones included (default: 12 unless --timeout or --energy-budget)",
+    )
+    budget.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds"
+    )
+    budget.add_argument(
+        "--energy-budget",
+        type=float,
+        default=None,
+        metavar="J",
+        help="stop once the search's own measured energy passes J joules",
+    )
+    search.add_argument(
+        "--objectives",
+        default="accuracy,inference_energy_j,latency_ms",
+        metavar="M1,M2,...",
+        help="any of accuracy, inference_energy_j, latency_ms, model_bytes (default: accuracy,inference_energy_j,latency_ms)",
+    )
+    search.add_argument(
+        "--constraint",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a comparison on any metric, e.g. 'accuracy>=0.9' or 'latency_ms<2'; repeatable",
+    )
+    search.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=["tpe", "nsga2", "nsga3", "gp", "random"],
+        help="Optuna sampler (default: tpe)",
+    )
+    search.add_argument(
+        "--seed", type=int, default=0, help="seeds the data split and the sampler (default: 0)"
+    )
+    search.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage URL, e.g. postgresql://user@host/db (default: sqlite:///greenml.db in the current directory)",
+    )
+    search.add_argument(
+        "--study",
+        default=None,
+        metavar="NAME",
+        help="study name (default: SPACE-DATASET-SAMPLER-seedSEED, so the same command resumes)",
+    )
+    search.add_argument(
+        "--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)"
+    )
+    search.add_argument(
+        "--max-failures",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop after N consecutive failed trials (default: 5)",
+    )
+    search.add_argument(
+        "--no-distillation", action="store_true", help="leave knowledge distillation out of the space"
+    )
+    search.add_argument(
+        "--epochs",
+        default="5:30",
+        metavar="LOW:HIGH",
+        help="range of training epochs the search samples (default: 5:30)",
+    )
+    search.add_argument(
+        "--min-energy-window",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds each energy-per-inference window lasts at least (default: 1; the meter's resolution needs >= 1 on NVML)",
+    )
     _add_meter_options(search, idle_default=1.0)
 
     export = commands.add_parser("export", help="export a study's trials as CSV, JSON or Parquet")
     export.add_argument("--study", required=True, metavar="NAME")
-    export.add_argument("--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)")
+    export.add_argument(
+        "--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)"
+    )
     export.add_argument("--format", required=True, choices=["csv", "json", "parquet"])
-    export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: stdout for csv and json)")
+    export.add_argument(
+        "-o", "--output", type=Path, default=None, help="file to write (default: stdout for csv and json)"
+    )
 
     commands.add_parser("spaces", help="list the available search spaces")
     return parser

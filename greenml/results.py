@@ -48,7 +48,9 @@ def export_study(name: str, storage_url: str, fmt: str, output: Path | None) -> 
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, output)
         return None
-    text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=2) + "\n"
+    text: str = (
+        frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=2) + "\n"
+    )
     if output is None:
         return text
     tmp = output.with_name(output.name + ".tmp")

@@ -173,7 +173,9 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
         generator = torch.Generator().manual_seed(ctx.seed * 100_003 + trial.number)
         model = ctx.space.build(trial, ctx.dataset.spec)
         if not isinstance(model, torch.nn.Module):
-            raise TrialFailed(f"space {ctx.space.name!r} built a {type(model).__name__}, not a torch.nn.Module")
+            raise TrialFailed(
+                f"space {ctx.space.name!r} built a {type(model).__name__}, not a torch.nn.Module"
+            )
         model = model.to(ctx.device)
         settings = _suggest_settings(trial, ctx)
         example = torch.from_numpy(ctx.dataset.x_val[:1]).to(ctx.device)

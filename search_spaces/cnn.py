@@ -11,7 +11,9 @@ from torch import nn
 from greenml.data import DataSpec
 
 
-def _separable(conv: type[nn.Module], norm: type[nn.Module], channels_in: int, channels_out: int, stride: int) -> nn.Sequential:
+def _separable(
+    conv: type[nn.Module], norm: type[nn.Module], channels_in: int, channels_out: int, stride: int
+) -> nn.Sequential:
     """Depthwise (one filter per channel) then pointwise (1x1) convolution, as in MobileNet."""
     return nn.Sequential(
         conv(channels_in, channels_in, 3, stride=stride, padding=1, groups=channels_in, bias=False),

@@ -5,7 +5,6 @@ Images are read as sequences of rows; MNIST-1D as patches of 4 points.
 
 from __future__ import annotations
 
-
 import optuna
 import torch
 from torch import nn
@@ -14,7 +13,9 @@ from greenml.data import DataSpec
 
 
 class TinyEncoder(nn.Module):
-    def __init__(self, data: DataSpec, hidden: int, layers: int, heads: int, ffn_mult: int, dropout: float) -> None:
+    def __init__(
+        self, data: DataSpec, hidden: int, layers: int, heads: int, ffn_mult: int, dropout: float
+    ) -> None:
         super().__init__()
         if data.kind == "image":
             channels, height, width = data.input_shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -35,7 +36,19 @@ def _complete(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
 @pytest.mark.parametrize("space", ["mlp", "cnn", "tinybert"])
 def test_each_builtin_space_runs(tmp_path: Path, space: str) -> None:
     storage = _storage(tmp_path)
-    run = greenml("search", "--space", space, "--trials", "2", "--storage", storage, "--study", space, *FAST, cwd=tmp_path)
+    run = greenml(
+        "search",
+        "--space",
+        space,
+        "--trials",
+        "2",
+        "--storage",
+        storage,
+        "--study",
+        space,
+        *FAST,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     trials = _complete(storage, space)
     assert len(trials) == 2
@@ -65,9 +78,21 @@ def test_resume_counts_complete_trials_in_total(tmp_path: Path) -> None:
 def test_study_metric_names_and_constraints(tmp_path: Path) -> None:
     storage = _storage(tmp_path)
     run = greenml(
-        "search", "--trials", "2", "--storage", storage, "--study", "c",
-        "--objectives", "accuracy,model_bytes", "--constraint", "accuracy>=0.99", "--constraint", "latency_ms<1000",
-        *FAST, cwd=tmp_path,
+        "search",
+        "--trials",
+        "2",
+        "--storage",
+        storage,
+        "--study",
+        "c",
+        "--objectives",
+        "accuracy,model_bytes",
+        "--constraint",
+        "accuracy>=0.99",
+        "--constraint",
+        "latency_ms<1000",
+        *FAST,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     study = optuna.load_study(study_name="c", storage=storage)
@@ -80,17 +105,49 @@ def test_study_metric_names_and_constraints(tmp_path: Path) -> None:
 
 def test_export_formats(tmp_path: Path) -> None:
     storage = _storage(tmp_path)
-    assert greenml("search", "--trials", "2", "--storage", storage, "--study", "e", *FAST, cwd=tmp_path).returncode == 0
+    assert (
+        greenml(
+            "search", "--trials", "2", "--storage", storage, "--study", "e", *FAST, cwd=tmp_path
+        ).returncode
+        == 0
+    )
     csv = greenml("export", "--study", "e", "--storage", storage, "--format", "csv", cwd=tmp_path)
     assert csv.returncode == 0, csv.stderr
     header = csv.stdout.splitlines()[0].split(",")
-    assert {"number", "state", "accuracy", "inference_energy_j", "latency_ms", "train_energy_j", "param_lr"} <= set(header)
+    assert {
+        "number",
+        "state",
+        "accuracy",
+        "inference_energy_j",
+        "latency_ms",
+        "train_energy_j",
+        "param_lr",
+    } <= set(header)
     out = tmp_path / "e.json"
-    assert greenml("export", "--study", "e", "--storage", storage, "--format", "json", "-o", str(out), cwd=tmp_path).returncode == 0
+    assert (
+        greenml(
+            "export", "--study", "e", "--storage", storage, "--format", "json", "-o", str(out), cwd=tmp_path
+        ).returncode
+        == 0
+    )
     rows = json.loads(out.read_text())
     assert len(rows) == 2 and all(row["state"] == "COMPLETE" for row in rows)
     parquet = tmp_path / "e.parquet"
-    assert greenml("export", "--study", "e", "--storage", storage, "--format", "parquet", "-o", str(parquet), cwd=tmp_path).returncode == 0
+    assert (
+        greenml(
+            "export",
+            "--study",
+            "e",
+            "--storage",
+            storage,
+            "--format",
+            "parquet",
+            "-o",
+            str(parquet),
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
     import pandas as pd
 
     assert len(pd.read_parquet(parquet)) == 2
@@ -123,12 +180,29 @@ def test_custom_space_from_an_entry_point(tmp_path: Path) -> None:
     )
     (site / "greenml_tiny_plugin.py").write_text(_readme_space_example())
     env = {**os.environ, "PYTHONPATH": str(site)}
-    listed = subprocess.run([sys.executable, "-m", "greenml", "spaces"], capture_output=True, text=True, env=env)
+    listed = subprocess.run(
+        [sys.executable, "-m", "greenml", "spaces"], capture_output=True, text=True, env=env
+    )
     assert "tiny" in listed.stdout and "linear classifier" in listed.stdout
     storage = _storage(tmp_path)
     run = subprocess.run(
-        [sys.executable, "-m", "greenml", "search", "--space", "tiny", "--trials", "1", "--storage", storage, *FAST],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "greenml",
+            "search",
+            "--space",
+            "tiny",
+            "--trials",
+            "1",
+            "--storage",
+            storage,
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     assert len(_complete(storage, "tiny-digits-tpe-seed0")) == 1
@@ -142,7 +216,7 @@ def test_spaces_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 FAILING = textwrap.dedent(
-    '''
+    """
     class Broken:
         name = "broken"
         description = "raises in build"
@@ -153,7 +227,7 @@ FAILING = textwrap.dedent(
 
 
     SPACE = Broken()
-    '''
+    """
 )
 
 
@@ -161,7 +235,21 @@ def test_failing_trials_are_kept_and_the_search_stops_after_n(tmp_path: Path) ->
     path = tmp_path / "broken.py"
     path.write_text(FAILING)
     storage = _storage(tmp_path)
-    run = greenml("search", "--space", str(path), "--trials", "5", "--max-failures", "2", "--storage", storage, "--study", "b", *FAST, cwd=tmp_path)
+    run = greenml(
+        "search",
+        "--space",
+        str(path),
+        "--trials",
+        "5",
+        "--max-failures",
+        "2",
+        "--storage",
+        storage,
+        "--study",
+        "b",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     assert "2 consecutive failed trials" in run.stderr and "this space has a bug" in run.stderr
     trials = optuna.load_study(study_name="b", storage=storage).trials
@@ -188,7 +276,9 @@ def test_failing_trials_are_kept_and_the_search_stops_after_n(tmp_path: Path) ->
         (["--space", "not_a_space.py"], "defines no search space"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     (tmp_path / "not_a_space.py").write_text("X = 1\n")
     run = greenml("search", *args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
@@ -202,11 +292,11 @@ POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _postgres_or_skip() -> None:
-    import psycopg2
+    import psycopg
 
     try:
-        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
-    except psycopg2.OperationalError as error:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3").close()
+    except psycopg.OperationalError as error:
         pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432: {error}")
 
 
@@ -216,15 +306,19 @@ def test_postgresql_storage_and_resume(tmp_path: Path) -> None:
 
     study = f"greenml-test-{uuid.uuid4().hex[:8]}"
     try:
-        first = greenml("search", "--trials", "1", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path)
+        first = greenml(
+            "search", "--trials", "1", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path
+        )
         assert first.returncode == 0, first.stderr
-        second = greenml("search", "--trials", "2", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path)
+        second = greenml(
+            "search", "--trials", "2", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path
+        )
         assert second.returncode == 0, second.stderr
         assert len(_complete(POSTGRES_URL, study)) == 2
-        exported = greenml("export", "--study", study, "--storage", POSTGRES_URL, "--format", "csv", cwd=tmp_path)
+        exported = greenml(
+            "export", "--study", study, "--storage", POSTGRES_URL, "--format", "csv", cwd=tmp_path
+        )
         assert exported.returncode == 0 and len(exported.stdout.strip().splitlines()) == 3
     finally:
-        try:
+        with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=study, storage=POSTGRES_URL)
-        except KeyError:
-            pass

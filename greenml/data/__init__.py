@@ -62,7 +62,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     x, y, x_test, y_test, spec = _digits() if name == "digits" else _mnist1d()
     rng = np.random.default_rng(seed)
-    if x_test is None:
+    if x_test is None or y_test is None:
         order = rng.permutation(len(x))
         n_train, n_val = int(0.6 * len(x)), int(0.2 * len(x))
         train, val, test = np.split(order, [n_train, n_train + n_val])

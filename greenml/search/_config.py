@@ -10,7 +10,14 @@ from greenml.config import MeasureConfig
 from greenml.errors import ConfigError
 from greenml.trial import MAXIMIZED, METRICS, OBJECTIVE_METRICS
 
-__all__ = ["DEFAULT_OBJECTIVES", "SAMPLERS", "Constraint", "SearchConfig", "default_storage", "parse_constraint"]
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "SAMPLERS",
+    "Constraint",
+    "SearchConfig",
+    "default_storage",
+    "parse_constraint",
+]
 
 SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "nsga3", "gp", "random")
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms")

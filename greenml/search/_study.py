@@ -69,7 +69,9 @@ def _make_sampler(config: SearchConfig) -> Any:
 
     seed = config.seed
     if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, (config.trials or 10) // 2)))
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=min(10, max(2, (config.trials or 10) // 2))
+        )
     if config.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if config.sampler == "nsga3":
@@ -123,7 +125,7 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        directions=config.directions,
+        directions=config.directions,  # type: ignore[arg-type]
         sampler=sampler,
         load_if_exists=True,
     )
@@ -197,7 +199,8 @@ def _teacher(search: SearchRun) -> Callable[[], Any]:
         identity = f"{search.config.storage_url}|{search.study.study_name}|{ctx.dataset.spec}|{ctx.seed}|{space_name}{params}{epochs}"
         key = hashlib.sha256(identity.encode()).hexdigest()[:16]
         path = _cache_dir() / "teachers" / f"{key}.pt"
-        model = space.build(optuna.trial.FixedTrial(params), ctx.dataset.spec).to(ctx.device)
+        fixed: Any = optuna.trial.FixedTrial(params)
+        model = space.build(fixed, ctx.dataset.spec).to(ctx.device)
         if path.exists():
             model.load_state_dict(torch.load(path, map_location=ctx.device))
         else:
@@ -228,7 +231,9 @@ def pareto_rows(study: Any) -> list[dict[str, Any]]:
     """The Pareto-optimal feasible trials, as rows of number, metrics and parameters."""
     rows = []
     for trial in sorted(study.best_trials, key=lambda t: t.number):
-        rows.append({"number": trial.number, **trial.user_attrs.get("metrics", {}), "params": dict(trial.params)})
+        rows.append(
+            {"number": trial.number, **trial.user_attrs.get("metrics", {}), "params": dict(trial.params)}
+        )
     return rows
 
 
@@ -240,7 +245,7 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
     config, study, ctx = search.config, search.study, search.context
     if ctx.meter.idle is None and config.measure.idle_seconds > 0:
         ctx.meter.measure_idle(config.measure.idle_seconds)
-    state = {"consecutive_failures": 0, "reason": "", "energy": study_energy_j(study)}
+    state = _RunState(energy_j=study_energy_j(study))
 
     def completed() -> int:
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -260,36 +265,38 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
         return [metrics[name] for name in config.objectives]
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state["energy"] = float(state["energy"]) + float(trial.user_attrs.get("trial_energy_j", 0.0))
+        state.energy_j += float(trial.user_attrs.get("trial_energy_j", 0.0))
         if trial.state == TrialState.FAIL:
-            state["consecutive_failures"] = int(state["consecutive_failures"]) + 1
+            state.consecutive_failures += 1
         else:
-            state["consecutive_failures"] = 0
+            state.consecutive_failures = 0
         done = completed()
         if progress is not None:
             front = len(study.best_trials)
             target = f"/{config.trials}" if config.trials else ""
-            outcome = "failed: " + trial.user_attrs.get("error", "") if trial.state == TrialState.FAIL else "ok"
+            outcome = (
+                "failed: " + trial.user_attrs.get("error", "") if trial.state == TrialState.FAIL else "ok"
+            )
             progress(
                 f"[{done}{target} complete] trial {trial.number} {outcome[:80]} | front {front} | "
-                f"search energy {state['energy']:.1f} J"
+                f"search energy {state.energy_j:.1f} J"
             )
         if config.trials is not None and done >= config.trials:
-            state["reason"] = f"{config.trials} complete trials"
+            state.reason = f"{config.trials} complete trials"
             study.stop()
-        elif config.energy_budget_j is not None and float(state["energy"]) >= config.energy_budget_j:
-            state["reason"] = f"energy budget of {config.energy_budget_j:g} J spent"
+        elif config.energy_budget_j is not None and state.energy_j >= config.energy_budget_j:
+            state.reason = f"energy budget of {config.energy_budget_j:g} J spent"
             study.stop()
-        elif int(state["consecutive_failures"]) >= config.max_consecutive_failures:
-            state["reason"] = f"{config.max_consecutive_failures} consecutive failed trials (last error: {trial.user_attrs.get('error', 'unknown')})"
+        elif state.consecutive_failures >= config.max_consecutive_failures:
+            state.reason = f"{config.max_consecutive_failures} consecutive failed trials (last error: {trial.user_attrs.get('error', 'unknown')})"
             study.stop()
 
     already_done = config.trials is not None and completed() >= config.trials
-    over_budget = config.energy_budget_j is not None and float(state["energy"]) >= config.energy_budget_j
+    over_budget = config.energy_budget_j is not None and state.energy_j >= config.energy_budget_j
     if already_done:
-        state["reason"] = f"the study already has {completed()} complete trials"
+        state.reason = f"the study already has {completed()} complete trials"
     elif over_budget:
-        state["reason"] = "the study already spent its energy budget"
+        state.reason = "the study already spent its energy budget"
     else:
         study.optimize(
             objective,
@@ -298,10 +305,17 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
             catch=(Exception,),
             gc_after_trial=False,
         )
-        if not state["reason"]:
-            state["reason"] = f"timeout of {config.timeout_s:g} s" if config.timeout_s else "done"
+        if not state.reason:
+            state.reason = f"timeout of {config.timeout_s:g} s" if config.timeout_s else "done"
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    return SearchOutcome(completed(), failed, str(state["reason"]), float(state["energy"]))
+    return SearchOutcome(completed(), failed, state.reason, state.energy_j)
+
+
+@dataclass
+class _RunState:
+    energy_j: float
+    consecutive_failures: int = 0
+    reason: str = ""
 
 
 def _record_window(trial: Any, ctx: TrialContext) -> None:

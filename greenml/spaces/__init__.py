@@ -80,7 +80,9 @@ def load_space(spec: str) -> SearchSpace:
         try:
             loaded = entry_point.load()
         except Exception as error:
-            raise ConfigError(f"space {spec!r} (entry point {entry_point.value}) failed to load: {error}") from error
+            raise ConfigError(
+                f"space {spec!r} (entry point {entry_point.value}) failed to load: {error}"
+            ) from error
         return _check(loaded, f"entry point {spec!r}")
     known = [*BUILTIN_SPACES, *(n for n in _entry_points() if n not in BUILTIN_SPACES)]
     raise ConfigError(f"unknown space {spec!r}; valid: {', '.join(known)}, or a path to a .py file")
@@ -99,7 +101,9 @@ def _from_file(path: Path) -> SearchSpace:
         spec.loader.exec_module(module)
     except Exception as error:
         sys.modules.pop(module_name, None)
-        raise ConfigError(f"space file {str(path)!r} failed to import: {type(error).__name__}: {error}") from error
+        raise ConfigError(
+            f"space file {str(path)!r} failed to import: {type(error).__name__}: {error}"
+        ) from error
     return _check(module, f"space file {str(path)!r}")
 
 
