@@ -252,10 +252,12 @@ def test_failing_trials_are_kept_and_the_search_stops_after_n(tmp_path: Path) ->
     )
     assert run.returncode == 0, run.stderr
     assert "2 consecutive failed trials" in run.stderr and "this space has a bug" in run.stderr
+    assert "Traceback" not in run.stderr
     trials = optuna.load_study(study_name="b", storage=storage).trials
     assert len(trials) == 2
     assert all(t.state == optuna.trial.TrialState.FAIL for t in trials)
     assert all("RuntimeError: this space has a bug" in t.user_attrs["error"] for t in trials)
+    assert all("Traceback" in t.user_attrs["traceback"] for t in trials)  # kept for debugging
 
 
 @pytest.mark.parametrize(
@@ -322,3 +324,65 @@ def test_postgresql_storage_and_resume(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=study, storage=POSTGRES_URL)
+
+
+SLOW = """
+import pathlib
+import time
+
+from torch import nn
+
+
+class Slow:
+    name = "slow"
+    description = "signals that a trial started, then takes its time"
+
+    def build(self, trial, data):
+        trial.suggest_int("x", 0, 3)
+        pathlib.Path(__file__).with_name("started").touch()
+        time.sleep(60)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, data.num_classes))
+
+
+SPACE = Slow()
+"""
+
+
+def test_ctrl_c_fails_the_running_trial_and_keeps_the_study(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    (tmp_path / "slow.py").write_text(SLOW)
+    storage = _storage(tmp_path)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "greenml",
+            "search",
+            "--space",
+            str(tmp_path / "slow.py"),
+            "--trials",
+            "2",
+            "--storage",
+            storage,
+            "--study",
+            "s",
+            *FAST,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err and "Resume with: greenml search --space" in err
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL]
+    assert "KeyboardInterrupt" in trials[0].user_attrs["error"]

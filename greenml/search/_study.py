@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,7 +112,11 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
     """Validate everything, then open (or resume) the study. Nothing is written before the end."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are reported on the progress line and stored with their traceback; Optuna's
+    # own warning would print that traceback on the terminal too.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if "://" not in config.storage_url:
+        open_storage(config.storage_url)  # the one-line error for a malformed URL, before slow imports
     space = load_space(config.space)
     dataset = load_dataset(config.dataset, config.seed)
     _check_device(config.device)
@@ -257,6 +262,7 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
             trial.set_user_attr("error", message[:2000])
+            trial.set_user_attr("traceback", traceback.format_exc()[-10_000:])
             raise
         _record_window(trial, ctx)
         trial.set_user_attr("metrics", metrics)
