@@ -386,3 +386,25 @@ def test_ctrl_c_fails_the_running_trial_and_keeps_the_study(tmp_path: Path) -> N
     trials = optuna.load_study(study_name="s", storage=storage).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL]
     assert "KeyboardInterrupt" in trials[0].user_attrs["error"]
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "gp", "random"])
+def test_every_sampler_runs_and_the_energy_budget_stops_the_search(tmp_path: Path, sampler: str) -> None:
+    storage = _storage(tmp_path)
+    run = greenml(
+        "search",
+        "--sampler",
+        sampler,
+        "--energy-budget",
+        "0.001",
+        "--storage",
+        storage,
+        "--study",
+        sampler,
+        *FAST,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "energy budget of 0.001 J spent" in run.stderr
+    trials = optuna.load_study(study_name=sampler, storage=storage).trials
+    assert len(trials) == 1 and trials[0].user_attrs["trial_energy_j"] > 0.001
