@@ -62,6 +62,25 @@ def _count(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(int(p.count_nonzero()) for p in params)
 
 
+def _report(
+    kind: Literal["unstructured", "structured"],
+    amount: float,
+    model: nn.Module,
+    before: tuple[int, int],
+    notes: tuple[str, ...],
+) -> PruneReport:
+    params_after, nonzero_after = _count(model)
+    return PruneReport(
+        kind=kind,
+        amount=amount,
+        params_before=before[0],
+        params_after=params_after,
+        nonzero_params_before=before[1],
+        nonzero_params_after=nonzero_after,
+        notes=notes,
+    )
+
+
 def _layer_types() -> tuple[type[nn.Module], ...]:
     """The layers whose weights are pruned and whose outputs are channels or neurons."""
     from torch import nn
@@ -116,16 +135,7 @@ def prune_unstructured(model: nn.Module, amount: float) -> PruneReport:
             f"(global L1 magnitude); biases and normalisation parameters are untouched"
         )
         notes.append("the zeros are stored densely: the model is no smaller and no faster on a dense runtime")
-    params_after, nonzero_after = _count(model)
-    return PruneReport(
-        kind="unstructured",
-        amount=amount,
-        params_before=params_before,
-        params_after=params_after,
-        nonzero_params_before=nonzero_before,
-        nonzero_params_after=nonzero_after,
-        notes=tuple(notes),
-    )
+    return _report("unstructured", amount, model, (params_before, nonzero_before), tuple(notes))
 
 
 def _as_inputs(example_input: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -237,14 +247,12 @@ def prune_structured(
     inputs = _as_inputs(example_input)
     params_before, nonzero_before = _count(model)
     if amount == 0:
-        return PruneReport(
-            kind="structured",
-            amount=amount,
-            params_before=params_before,
-            params_after=params_before,
-            nonzero_params_before=nonzero_before,
-            nonzero_params_after=nonzero_before,
-            notes=("amount 0: the model is unchanged",),
+        return _report(
+            "structured",
+            amount,
+            model,
+            (params_before, nonzero_before),
+            ("amount 0: the model is unchanged",),
         )
     names = {module: name or type(module).__name__ for name, module in model.named_modules()}
     was_training = model.training
@@ -322,13 +330,4 @@ def prune_structured(
             f"structured pruning changed the model's output shapes from {shapes_before} to {shapes_after}: "
             f"no Linear/Conv layer's output is returned as is, so the output layer was not recognised"
         )
-    params_after, nonzero_after = _count(model)
-    return PruneReport(
-        kind="structured",
-        amount=amount,
-        params_before=params_before,
-        params_after=params_after,
-        nonzero_params_before=nonzero_before,
-        nonzero_params_after=nonzero_after,
-        notes=tuple(notes),
-    )
+    return _report("structured", amount, model, (params_before, nonzero_before), tuple(notes))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import traceback
 import warnings
 from collections.abc import Callable
@@ -338,7 +337,3 @@ def interrupted_message(search: SearchRun) -> str:
         f"interrupted: the running trial was marked failed; study {search.study.study_name!r} in "
         f"{search.config.storage_url} is intact. Resume with: {argv}"
     )
-
-
-def _argv() -> list[str]:
-    return ["greenml", *sys.argv[1:]]
