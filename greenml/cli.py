@@ -73,6 +73,19 @@ def _add_meter_options(parser: argparse.ArgumentParser, idle_default: float = 2.
     )
 
 
+IMPORTANCE_CHOICES = ("mdi", "fanova", "ped-anova")
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="M=V,...",
+        help="hypervolume reference point in the metrics' units, e.g. accuracy=0.5,latency_ms=2; "
+        "the same point makes reports compare (default: 1.1 x the worst feasible value)",
+    )
+
+
 def _measure_config(args: argparse.Namespace) -> MeasureConfig:
     return MeasureConfig(
         meter=args.meter,
@@ -204,7 +217,64 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds each energy-per-inference window lasts at least (default: 1; the meter's resolution needs >= 1 on NVML)",
     )
+    report_group = search.add_mutually_exclusive_group()
+    report_group.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="HTML report written when the search stops (default: reports/STUDY.html)",
+    )
+    report_group.add_argument("--no-report", action="store_true", help="write no HTML report")
     _add_meter_options(search, idle_default=1.0)
+
+    report = commands.add_parser(
+        "report",
+        help="write a study's self-contained HTML report",
+        description="Write one HTML file (plotly.js inlined, renders offline) with the study's Pareto "
+        "front, hypervolume history, search footprint, parameter importances and every trial.",
+    )
+    report.add_argument("--study", required=True, metavar="NAME")
+    report.add_argument(
+        "--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)"
+    )
+    report.add_argument(
+        "-o", "--output", type=Path, default=None, help="file to write (default: reports/STUDY.html)"
+    )
+    _add_report_options(report)
+    report.add_argument(
+        "--importance",
+        choices=IMPORTANCE_CHOICES,
+        default="mdi",
+        help="Optuna importance evaluator: mdi (random forest, fast), fanova (slower: ~15 s per "
+        "objective at 1,000 trials on 2 cores) or ped-anova (default: mdi)",
+    )
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare studies' fronts and hypervolumes in one HTML file",
+        description="Draw several studies' fronts on the same axes and their hypervolumes on one shared "
+        "reference point: other hardware, other spaces, other samplers.",
+    )
+    compare.add_argument("studies", nargs="+", metavar="STUDY", help="two or more study names")
+    compare.add_argument(
+        "--storage",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="Optuna storage URL: once for every study, or once per study in order "
+        "(default: sqlite:///greenml.db)",
+    )
+    compare.add_argument(
+        "-o", "--output", type=Path, default=None, help="file to write (default: reports/compare-....html)"
+    )
+    compare.add_argument(
+        "--objectives",
+        default=None,
+        metavar="M1,M2,...",
+        help="axes to compare on (default: the studies' objectives, which must then agree)",
+    )
+    _add_report_options(compare)
 
     export = commands.add_parser("export", help="export a study's trials as CSV, JSON or Parquet")
     export.add_argument("--study", required=True, metavar="NAME")
@@ -229,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "measure": _cmd_measure,
             "search": _cmd_search,
             "export": _cmd_export,
+            "report": _cmd_report,
+            "compare": _cmd_compare,
             "spaces": _cmd_spaces,
         }[args.command]
         return handler(args)
@@ -409,7 +481,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     _print_front(pareto_rows(search.study), config.objectives)
     print(f"study: {search.study.study_name!r} in {config.storage_url}")
+    _search_report(args, search)
     return 0
+
+
+def _search_report(args: argparse.Namespace, search: Any) -> None:
+    """The report at the end of a search; a failure here loses no result, so it only warns."""
+    if args.no_report:
+        return
+    from greenml.report import write_report
+
+    try:
+        path = write_report(search.study.study_name, search.config.storage_url, args.report)
+    except Exception as error:  # the study is stored: say how to retry, keep the exit code
+        print(f"greenml: warning: report not written ({error}); retry with greenml report", file=sys.stderr)
+        return
+    print(f"report: {path}")
 
 
 def _epochs(text: str) -> tuple[int, int]:
@@ -437,6 +524,28 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from greenml.report import write_report
+
+    path = write_report(
+        args.study, args.storage or "sqlite:///greenml.db", args.output, args.reference, args.importance
+    )
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from greenml.report import write_comparison
+    from greenml.search._config import parse_objectives
+
+    objectives = parse_objectives(args.objectives) if args.objectives else None
+    path = write_comparison(
+        args.studies, args.storage or ["sqlite:///greenml.db"], args.output, objectives, args.reference
+    )
+    print(f"report: {path}")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

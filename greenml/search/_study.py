@@ -148,6 +148,7 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
             "constraints": [str(c) for c in config.constraints],
             "device": config.device,
             "command": command or [],
+            "hardware": host_info(config.device),
         }
         for key, value in attributes.items():
             study.set_user_attr(key, value)
@@ -164,6 +165,37 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
     if config.distillation:
         context.teacher = _teacher(search)
     return search
+
+
+def host_info(device: str = "cpu") -> dict[str, Any]:
+    """The machine a study ran on, for the report's header."""
+    import os
+    import platform
+
+    import onnxruntime
+    import optuna
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpus = []
+    if device.startswith("cuda") and torch.cuda.is_available():
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "optuna": optuna.__version__,
+    }
 
 
 def _check_resumable(summary: Any, storage: Any, config: SearchConfig, space: SearchSpace) -> None:
@@ -329,6 +361,13 @@ def _record_window(trial: Any, ctx: TrialContext) -> None:
         return
     trial.set_user_attr("trial_energy_j", window.total_energy_j)
     trial.set_user_attr("provenance", window.provenance.to_dict())
+    # Per phase for every trial, failed ones too (their metrics are never written).
+    phases: dict[str, dict[str, float]] = {}
+    for child in window.children:
+        part = phases.setdefault(child.name, {"seconds": 0.0, "energy_j": 0.0})
+        part["seconds"] += child.seconds
+        part["energy_j"] += child.total_energy_j
+    trial.set_user_attr("phases", phases)
 
 
 def interrupted_message(search: SearchRun) -> str:

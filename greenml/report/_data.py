@@ -1,0 +1,428 @@
+"""The numbers behind every figure of a report: pure functions of a study's records.
+
+Nothing here draws. A study is read once into :class:`StudyRecord` (plain values, no storage
+handle), and the front, hypervolume, footprint and importances are computed from that, so each
+can be tested on its own and cross-checked against Optuna's own computations.
+
+Hypervolume convention, stated on every page: objectives are put in *loss form* (minimised,
+``error = 1 - accuracy``; the others are already minimised and non-negative), and the
+hypervolume of the feasible complete trials against a reference point ``r`` is divided by the
+volume of the box from 0 to ``r``. So it is the fraction of that box the front dominates: 0 for
+nothing, 1 for a perfect model that costs nothing. With the same reference point, numbers from
+different reports compare.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from greenml.errors import ConfigError
+from greenml.trial import MAXIMIZED, METRICS, PHASES
+
+__all__ = [
+    "HypervolumePoint",
+    "Footprint",
+    "StudyRecord",
+    "TrialRecord",
+    "classify",
+    "default_reference",
+    "footprint",
+    "front_numbers",
+    "hypervolume",
+    "hypervolume_history",
+    "importances",
+    "load_record",
+    "parse_reference",
+    "to_loss",
+]
+
+IMPORTANCE_EVALUATORS = ("mdi", "fanova", "ped-anova")
+# Margin of the default reference point beyond the worst feasible value: without it the trials
+# that are worst in one objective would add no volume at all.
+REFERENCE_MARGIN = 1.1
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the report sees it."""
+
+    number: int
+    state: str  # COMPLETE, FAIL, RUNNING, PRUNED, WAITING
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    constraints: dict[str, float]
+    energy_j: float | None = None
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    started: datetime | None = None
+    completed: datetime | None = None
+    error: str | None = None
+    traceback: str | None = None
+    provenance: dict[str, Any] | None = None
+
+    @property
+    def feasible(self) -> bool | None:
+        """None unless complete; a complete trial with no constraints is feasible."""
+        if self.state != "COMPLETE":
+            return None
+        return all(value <= 0 for value in self.constraints.values())
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.completed is None:
+            return None
+        return (self.completed - self.started).total_seconds()
+
+    def co2_g(self, energy_j: float | None = None) -> float | None:
+        """gCO2e of ``energy_j`` (default: the whole trial) at this trial's carbon intensity and PUE."""
+        energy = self.energy_j if energy_j is None else energy_j
+        carbon = (self.provenance or {}).get("carbon")
+        if energy is None or not carbon:
+            return None
+        return float(energy) / 3.6e6 * float(carbon["intensity_g_per_kwh"]) * float(carbon["pue"])
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study read once from its storage: attributes and trials, no open handle."""
+
+    name: str
+    storage: str
+    attrs: dict[str, Any]
+    objectives: tuple[str, ...]
+    trials: tuple[TrialRecord, ...]
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(trial.state for trial in self.trials))
+
+    def finished(self) -> list[TrialRecord]:
+        """Complete and failed trials, in the order they finished."""
+        done = [t for t in self.trials if t.state in ("COMPLETE", "FAIL")]
+        return sorted(done, key=lambda t: (t.completed or datetime.max, t.number))
+
+
+def _mask_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def load_record(study: Any, storage_url: str = "") -> StudyRecord:
+    """Read an Optuna study (any storage) into a :class:`StudyRecord`."""
+    objectives = tuple(study.user_attrs.get("objectives") or study.metric_names or ())
+    trials = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        metrics = {k: float(v) for k, v in attrs.get("metrics", {}).items() if isinstance(v, (int, float))}
+        if not metrics and trial.values is not None and len(trial.values) == len(objectives):
+            metrics = dict(zip(objectives, map(float, trial.values), strict=True))
+        constraints = {
+            key.split(":", 1)[1]: float(value)
+            for key, value in trial.system_attrs.items()
+            if key.startswith("constraints:")
+        }
+        phases = attrs.get("phases") or {
+            phase: {"seconds": metrics[f"{phase}_seconds"], "energy_j": metrics[f"{phase}_energy_j"]}
+            for phase in PHASES
+            if f"{phase}_energy_j" in metrics
+        }
+        energy = attrs.get("trial_energy_j", metrics.get("trial_energy_j"))
+        trials.append(
+            TrialRecord(
+                number=trial.number,
+                state=trial.state.name,
+                params=dict(trial.params),
+                metrics=metrics,
+                constraints=constraints,
+                energy_j=float(energy) if energy is not None else None,
+                phases=phases,
+                started=trial.datetime_start,
+                completed=trial.datetime_complete,
+                error=attrs.get("error"),
+                traceback=attrs.get("traceback"),
+                provenance=attrs.get("provenance"),
+            )
+        )
+    return StudyRecord(
+        name=study.study_name,
+        storage=_mask_password(storage_url),
+        attrs=dict(study.user_attrs),
+        objectives=objectives,
+        trials=tuple(trials),
+    )
+
+
+def to_loss(metric: str, value: float) -> float:
+    """The objective in minimised form: ``1 - accuracy`` for accuracies, the value otherwise."""
+    return 1.0 - value if metric in MAXIMIZED else value
+
+
+def from_loss(metric: str, loss: float) -> float:
+    return 1.0 - loss if metric in MAXIMIZED else loss
+
+
+def _has_all(trial: TrialRecord, objectives: Sequence[str]) -> bool:
+    return all(math.isfinite(trial.metrics.get(name, math.nan)) for name in objectives)
+
+
+def _losses(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> np.ndarray:
+    return np.array(
+        [[to_loss(name, trial.metrics[name]) for name in objectives] for trial in trials], dtype=float
+    ).reshape(len(trials), len(objectives))
+
+
+def _feasible_complete(trials: Iterable[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
+    return [t for t in trials if t.feasible and _has_all(t, objectives)]
+
+
+def front_numbers(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> list[int]:
+    """Numbers of the Pareto-optimal feasible complete trials (ties all kept, as Optuna does)."""
+    import moocore
+
+    candidates = _feasible_complete(trials, objectives)
+    if not candidates:
+        return []
+    keep = moocore.is_nondominated(_losses(candidates, objectives), keep_weakly=True)
+    return sorted(trial.number for trial, kept in zip(candidates, keep, strict=True) if kept)
+
+
+def classify(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, str]:
+    """Each trial's place: front, dominated, infeasible, failed, or its Optuna state in lowercase."""
+    front = set(front_numbers(trials, objectives))
+    status = {}
+    for trial in trials:
+        if trial.number in front:
+            status[trial.number] = "front"
+        elif trial.state == "COMPLETE":
+            status[trial.number] = "infeasible" if not trial.feasible else "dominated"
+        elif trial.state == "FAIL":
+            status[trial.number] = "failed"
+        else:
+            status[trial.number] = trial.state.lower()
+    return status
+
+
+def default_reference(records: Sequence[StudyRecord], objectives: Sequence[str]) -> dict[str, float] | None:
+    """Reference point in loss form: 1.1 x the worst feasible value of each objective, over all
+    the records (so a comparison shares one point); an error is capped at 1. None without data."""
+    trials = [t for record in records for t in _feasible_complete(record.trials, objectives)]
+    if not trials:
+        return None
+    worst = _losses(trials, objectives).max(axis=0)
+    reference = {}
+    for name, value in zip(objectives, worst, strict=True):
+        point = float(value) * REFERENCE_MARGIN if value > 0 else 1.0
+        reference[name] = min(point, 1.0) if name in MAXIMIZED else point
+    return reference
+
+
+def parse_reference(text: str, objectives: Sequence[str]) -> dict[str, float]:
+    """``accuracy=0.5,latency_ms=2`` (raw units) -> the reference point in loss form."""
+    reference = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConfigError(f"--reference: {item!r} is not METRIC=VALUE, e.g. accuracy=0.5,latency_ms=2")
+        if name not in objectives:
+            raise ConfigError(
+                f"--reference: {name!r} is not an objective of this report; valid: {', '.join(objectives)}"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"--reference: {name} must be a number, got {value!r}") from None
+        loss = to_loss(name, number)
+        if not math.isfinite(loss) or loss <= 0:
+            bound = "below 1" if name in MAXIMIZED else "above 0"
+            raise ConfigError(f"--reference: {name}={value} must be a finite number {bound}")
+        reference[name] = loss
+    return reference
+
+
+def hypervolume(trials: Sequence[TrialRecord], objectives: Sequence[str], reference: Mapping[str, float]) -> float:
+    """Normalised hypervolume of the feasible complete ``trials`` (see the module docstring)."""
+    import moocore
+
+    points = _losses(_feasible_complete(trials, objectives), objectives)
+    ref = np.array([reference[name] for name in objectives], dtype=float)
+    points = np.clip(points, 0.0, None)
+    points = points[(points < ref).all(axis=1)]
+    if len(points) == 0:
+        return 0.0
+    return float(moocore.hypervolume(points, ref=ref)) / float(np.prod(ref))
+
+
+@dataclass(frozen=True)
+class HypervolumePoint:
+    """The front's normalised hypervolume after one more trial finished."""
+
+    trial: int
+    finished: int  # trials finished so far, failed ones included
+    energy_kwh: float  # the search's energy so far, failed trials included
+    hypervolume: float
+
+
+def hypervolume_history(
+    record: StudyRecord, objectives: Sequence[str], reference: Mapping[str, float]
+) -> list[HypervolumePoint]:
+    """Hypervolume after each finished trial, in finishing order, against trials and energy."""
+    history: list[HypervolumePoint] = []
+    seen: list[TrialRecord] = []
+    energy = 0.0
+    value = 0.0
+    for count, trial in enumerate(record.finished(), start=1):
+        energy += trial.energy_j or 0.0
+        seen.append(trial)
+        if trial.feasible and _has_all(trial, objectives):
+            value = hypervolume(seen, objectives, reference)
+        history.append(HypervolumePoint(trial.number, count, energy / 3.6e6, value))
+    return history
+
+
+@dataclass(frozen=True)
+class TrialFootprint:
+    number: int
+    state: str
+    energy_j: float
+    seconds: float
+    co2_g: float | None
+    phases: dict[str, float]  # energy per phase; "other" holds what no phase window covered
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What the search itself cost."""
+
+    energy_j: float
+    co2_g: float | None
+    wall_seconds: float  # first trial start to last trial end
+    trial_seconds: float  # the trials' durations summed (more than wall time with parallel workers)
+    phase_energy_j: dict[str, float]
+    phase_seconds: dict[str, float]
+    phase_co2_g: dict[str, float | None]
+    energy_basis: str  # measured, estimated, mixed or unknown
+    trials: list[TrialFootprint]
+
+    @property
+    def energy_kwh(self) -> float:
+        return self.energy_j / 3.6e6
+
+
+def footprint(record: StudyRecord) -> Footprint:
+    """Energy, CO2e and time of the whole search, by phase and by trial (failed trials included)."""
+    parts = (*PHASES, "other")
+    energy_by = dict.fromkeys(parts, 0.0)
+    seconds_by = dict.fromkeys(parts, 0.0)
+    co2_by: dict[str, float | None] = dict.fromkeys(parts, 0.0)
+    rows = []
+    bases = set()
+    for trial in record.trials:
+        if trial.energy_j is None and not trial.phases:
+            continue
+        energy = trial.energy_j or 0.0
+        phases = {phase: float(trial.phases.get(phase, {}).get("energy_j", 0.0)) for phase in PHASES}
+        phases["other"] = max(energy - sum(phases.values()), 0.0)
+        phase_seconds = {phase: float(trial.phases.get(phase, {}).get("seconds", 0.0)) for phase in PHASES}
+        phase_seconds["other"] = max((trial.seconds or 0.0) - sum(phase_seconds.values()), 0.0)
+        for part in parts:
+            energy_by[part] += phases[part]
+            seconds_by[part] += phase_seconds[part]
+            co2 = trial.co2_g(phases[part])
+            current = co2_by[part]
+            co2_by[part] = None if co2 is None or current is None else current + co2
+        bases.add((trial.provenance or {}).get("energy_basis", "unknown"))
+        rows.append(
+            TrialFootprint(trial.number, trial.state, energy, trial.seconds or 0.0, trial.co2_g(), phases)
+        )
+    starts = [t.started for t in record.trials if t.started is not None]
+    ends = [t.completed for t in record.trials if t.completed is not None]
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    co2_values = [row.co2_g for row in rows]
+    total_co2 = None if any(v is None for v in co2_values) else float(sum(v for v in co2_values if v is not None))
+    basis = bases.pop() if len(bases) == 1 else ("mixed" if bases else "unknown")
+    return Footprint(
+        energy_j=float(sum(row.energy_j for row in rows)),
+        co2_g=total_co2,
+        wall_seconds=wall,
+        trial_seconds=float(sum(row.seconds for row in rows)),
+        phase_energy_j=energy_by,
+        phase_seconds=seconds_by,
+        phase_co2_g=co2_by,
+        energy_basis=basis,
+        trials=rows,
+    )
+
+
+def importances(
+    study: Any, objectives: Sequence[str], evaluator: str = "mdi", seed: int = 0
+) -> tuple[dict[str, dict[str, float]], str | None]:
+    """Parameter importances per objective from Optuna's evaluators, over the complete trials.
+
+    Returns ``({objective: {param: importance}}, None)``, or ``({}, reason)`` when they cannot be
+    computed (fewer than two complete trials, say). Parameters that only some trials have
+    (conditional ones) are left out, as Optuna does.
+    """
+    import warnings
+
+    import optuna
+
+    if evaluator not in IMPORTANCE_EVALUATORS:
+        raise ConfigError(f"unknown importance evaluator {evaluator!r}; valid: {', '.join(IMPORTANCE_EVALUATORS)}")
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if all(name in t.user_attrs.get("metrics", {}) for name in objectives)
+    ]
+    if len(complete) < 2:
+        return {}, f"needs at least 2 complete trials, the study has {len(complete)}"
+    result: dict[str, dict[str, float]] = {}
+    for name in objectives:
+        if evaluator == "fanova":
+            chosen: Any = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        elif evaluator == "ped-anova":
+            chosen = optuna.importance.PedAnovaImportanceEvaluator()
+        else:
+            chosen = optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=seed)
+
+        def target(trial: Any, name: str = name) -> float:
+            # PED-ANOVA asks what makes the target *low*: give it the loss form.
+            return to_loss(name, float(trial.user_attrs["metrics"][name]))
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = optuna.importance.get_param_importances(study, evaluator=chosen, target=target)
+        except (RuntimeError, ValueError) as error:
+            return {}, f"Optuna could not compute importances: {error}"
+        result[name] = {param: float(value) for param, value in values.items()}
+    return result, None
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+METRIC_LABELS = {
+    "accuracy": "validation accuracy",
+    "test_accuracy": "test accuracy",
+    "inference_energy_j": "energy per inference (J)",
+    "latency_ms": "latency, p50 at batch 1 (ms)",
+    "model_bytes": "model size (bytes)",
+    "co2_g": "trial CO2e (g)",
+    "trial_energy_j": "trial energy (J)",
+    "trial_seconds": "trial time (s)",
+}
+assert set(METRIC_LABELS) <= set(METRICS)

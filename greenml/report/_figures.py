@@ -1,0 +1,369 @@
+"""Plotly figures drawn from the data of :mod:`greenml.report._data`; nothing is computed here.
+
+User strings (parameter names and values, study names) go into hover text through
+:func:`html.escape`: Plotly renders a few HTML tags in text, and an escaped ``<`` is shown as a
+character, never parsed.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from greenml.report._data import (
+    Footprint,
+    HypervolumePoint,
+    TrialRecord,
+    metric_label,
+)
+from greenml.trial import PHASES
+
+__all__ = [
+    "compare_fronts",
+    "footprint_by_phase",
+    "footprint_by_trial",
+    "hypervolume_figure",
+    "importance_figure",
+    "pareto_figures",
+]
+
+# Colour-blind-safe (Okabe-Ito) colours, and a distinct marker per status.
+STATUS_STYLE: dict[str, dict[str, Any]] = {
+    "front": {"color": "#0072B2", "symbol": "circle", "size": 10, "name": "Pareto front"},
+    "dominated": {"color": "#999999", "symbol": "circle-open", "size": 7, "name": "dominated"},
+    "infeasible": {"color": "#D55E00", "symbol": "x", "size": 7, "name": "infeasible (violates a constraint)"},
+}
+PHASE_COLOURS = {
+    "train": "#0072B2",
+    "compress": "#E69F00",
+    "finetune": "#56B4E9",
+    "evaluate": "#009E73",
+    "benchmark": "#CC79A7",
+    "other": "#999999",
+}
+STUDY_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+LOG_SPAN = 50.0  # an axis whose values span this factor or more is drawn on a log scale
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def hover_text(trial: TrialRecord, status: str, study: str | None = None) -> str:
+    """Every metric and parameter of a trial, escaped, one per line."""
+    head = f"<b>trial {trial.number}</b> ({status})"
+    if study is not None:
+        head = f"<b>{html.escape(study)}</b><br>" + head
+    lines = [head]
+    lines += [f"{html.escape(name)}: {fmt(value)}" for name, value in trial.metrics.items()]
+    lines += [f"<i>{html.escape(name)}</i>: {html.escape(fmt(value))}" for name, value in trial.params.items()]
+    return "<br>".join(lines)
+
+
+def _axis(name: str, trials: Sequence[TrialRecord]) -> dict[str, Any]:
+    values = [t.metrics[name] for t in trials if name in t.metrics]
+    positive = [v for v in values if v > 0]
+    log = bool(positive) and len(positive) == len(values) and max(positive) / min(positive) >= LOG_SPAN
+    return {"title": {"text": metric_label(name) + (" (log)" if log else "")}, "type": "log" if log else "linear"}
+
+
+def _plotted(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
+    return [t for t in trials if t.state == "COMPLETE" and all(name in t.metrics for name in objectives)]
+
+
+def pareto_figures(
+    trials: Sequence[TrialRecord], objectives: Sequence[str], status: Mapping[int, str]
+) -> list[tuple[str, Any]]:
+    """(title, figure) pairs: a 2-D scatter for 2 objectives; a 3-D view and the pairwise
+    projections for 3; parallel coordinates and the pairwise projections beyond."""
+    import plotly.graph_objects as go
+
+    shown = _plotted(trials, objectives)
+    groups = {key: [t for t in shown if status[t.number] == key] for key in STATUS_STYLE}
+    figures: list[tuple[str, Any]] = []
+    if len(objectives) == 1:
+        (name,) = objectives
+        fig = go.Figure()
+        for key, members in groups.items():
+            members = sorted(members, key=lambda t: t.number)
+            fig.add_trace(_scatter(go.Scatter, [], [], key, status))
+            fig.data[-1].update(x=[t.number for t in members], y=[t.metrics[name] for t in members])
+        fig.update_layout(xaxis={"title": {"text": "trial"}}, yaxis=_axis(name, shown), **_layout(420))
+        figures.append(("Objective by trial (the best feasible trial is the front)", fig))
+        return figures
+    if len(objectives) == 2:
+        x, y = objectives
+        fig = go.Figure()
+        for key, members in groups.items():
+            if key == "front":
+                members = sorted(members, key=lambda t: t.metrics[x])
+            fig.add_trace(_scatter(go.Scatter, members, [x, y], key, status, line=key == "front"))
+        fig.update_layout(xaxis=_axis(x, shown), yaxis=_axis(y, shown), **_layout(460))
+        figures.append(("Pareto front", fig))
+        return figures
+    if len(objectives) == 3:
+        fig = go.Figure()
+        for key, members in groups.items():
+            fig.add_trace(_scatter(go.Scatter3d, members, list(objectives), key, status))
+        fig.update_layout(
+            scene={
+                "xaxis": _axis(objectives[0], shown),
+                "yaxis": _axis(objectives[1], shown),
+                "zaxis": _axis(objectives[2], shown),
+            },
+            **_layout(560),
+        )
+        figures.append(("Pareto front in 3-D (drag to turn)", fig))
+    else:
+        figures.append(("Parallel coordinates of the complete trials", _parallel(shown, objectives, status)))
+    figures.append(("Pairwise projections (status from all objectives)", _projections(shown, objectives, status, groups)))
+    return figures
+
+
+def _layout(height: int) -> dict[str, Any]:
+    return {
+        "height": height,
+        "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
+        "legend": {"orientation": "h", "y": -0.18},
+        "template": "plotly_white",
+        "hoverlabel": {"align": "left"},
+    }
+
+
+def _scatter(
+    kind: Any,
+    members: Sequence[TrialRecord],
+    axes: Sequence[str],
+    key: str,
+    status: Mapping[int, str],
+    line: bool = False,
+    showlegend: bool = True,
+) -> Any:
+    style = STATUS_STYLE[key]
+    coords = dict(zip(("x", "y", "z"), ([t.metrics[name] for t in members] for name in axes), strict=False))
+    return kind(
+        **coords,
+        mode="lines+markers" if line else "markers",
+        name=style["name"],
+        legendgroup=key,
+        showlegend=showlegend,
+        marker={"color": style["color"], "symbol": style["symbol"], "size": style["size"] * (0.6 if kind.__name__ == "Scatter3d" else 1)},
+        line={"color": style["color"], "dash": "dot", "shape": "hv"} if line else None,
+        text=[hover_text(t, status[t.number]) for t in members],
+        hovertemplate="%{text}<extra></extra>",
+    )
+
+
+def _projections(
+    shown: Sequence[TrialRecord],
+    objectives: Sequence[str],
+    status: Mapping[int, str],
+    groups: Mapping[str, Sequence[TrialRecord]],
+) -> Any:
+    from plotly.subplots import make_subplots
+
+    import plotly.graph_objects as go
+
+    pairs = list(itertools.combinations(objectives, 2))
+    cols = min(3, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.16)
+    for index, (x, y) in enumerate(pairs):
+        row, col = index // cols + 1, index % cols + 1
+        for key, members in groups.items():
+            fig.add_trace(
+                _scatter(go.Scatter, members, [x, y], key, status, showlegend=index == 0), row=row, col=col
+            )
+        fig.update_xaxes(**_axis(x, shown), row=row, col=col)
+        fig.update_yaxes(**_axis(y, shown), row=row, col=col)
+    fig.update_layout(**_layout(360 * rows + 40))
+    return fig
+
+
+def _parallel(shown: Sequence[TrialRecord], objectives: Sequence[str], status: Mapping[int, str]) -> Any:
+    import plotly.graph_objects as go
+
+    order = list(STATUS_STYLE)
+    codes = [order.index(status[t.number]) for t in shown]
+    colours = [STATUS_STYLE[key]["color"] for key in order]
+    scale = [[i / (len(order) - 1), colour] for i, colour in enumerate(colours)]
+    dimensions = [{"label": metric_label(name), "values": [t.metrics[name] for t in shown]} for name in objectives]
+    fig = go.Figure(
+        go.Parcoords(
+            line={"color": codes, "colorscale": scale, "cmin": 0, "cmax": len(order) - 1},
+            dimensions=dimensions,
+        )
+    )
+    fig.update_layout(**_layout(440))
+    fig.update_layout(margin={"l": 80, "r": 80, "t": 60, "b": 30})
+    return fig
+
+
+def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
+    """Hypervolume against trials finished and against the search's energy, side by side."""
+    from plotly.subplots import make_subplots
+
+    import plotly.graph_objects as go
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
+    text = [f"trial {p.trial}<br>{p.finished} finished<br>{p.energy_kwh:.4g} kWh<br>hypervolume {p.hypervolume:.4g}" for p in history]
+    common = {"mode": "lines+markers", "line": {"shape": "hv", "color": "#0072B2"}, "text": text,
+              "hovertemplate": "%{text}<extra></extra>", "showlegend": False}
+    fig.add_trace(go.Scatter(x=[p.finished for p in history], y=[p.hypervolume for p in history], **common), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[p.energy_kwh for p in history], y=[p.hypervolume for p in history], **common), row=1, col=2)
+    fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
+    fig.update_xaxes(title_text="search energy (kWh)", row=1, col=2)
+    fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_layout(**_layout(380))
+    return fig
+
+
+def footprint_by_phase(fp: Footprint) -> Any:
+    """Energy and time per phase of the whole search."""
+    from plotly.subplots import make_subplots
+
+    import plotly.graph_objects as go
+
+    parts = [*PHASES, "other"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("energy (J)", "time (s)"), horizontal_spacing=0.12)
+    colours = [PHASE_COLOURS[p] for p in parts]
+    fig.add_trace(go.Bar(x=parts, y=[fp.phase_energy_j[p] for p in parts], marker_color=colours, showlegend=False,
+                         hovertemplate="%{x}: %{y:.4g} J<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=parts, y=[fp.phase_seconds[p] for p in parts], marker_color=colours, showlegend=False,
+                         hovertemplate="%{x}: %{y:.4g} s<extra></extra>"), row=1, col=2)
+    fig.update_layout(**_layout(340))
+    return fig
+
+
+def footprint_by_trial(fp: Footprint) -> Any:
+    """Each trial's energy, stacked by phase; failed trials marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    numbers = [row.number for row in fp.trials]
+    for phase in [*PHASES, "other"]:
+        fig.add_trace(
+            go.Bar(
+                x=numbers,
+                y=[row.phases[phase] for row in fp.trials],
+                name=phase,
+                marker_color=PHASE_COLOURS[phase],
+                customdata=[row.state.lower() for row in fp.trials],
+                hovertemplate="trial %{x} (%{customdata})<br>" + phase + ": %{y:.4g} J<extra></extra>",
+            )
+        )
+    fig.update_layout(barmode="stack", xaxis_title="trial", yaxis_title="energy (J)", **_layout(360))
+    return fig
+
+
+def importance_figure(values: Mapping[str, Mapping[str, float]]) -> Any:
+    """One horizontal bar chart per objective."""
+    from plotly.subplots import make_subplots
+
+    import plotly.graph_objects as go
+
+    names = list(values)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[metric_label(n) for n in names],
+                        horizontal_spacing=0.12)
+    for index, name in enumerate(names, start=1):
+        ranked = sorted(values[name].items(), key=lambda item: item[1])
+        fig.add_trace(
+            go.Bar(
+                x=[v for _, v in ranked],
+                y=[html.escape(p) for p, _ in ranked],
+                orientation="h",
+                marker_color="#0072B2",
+                showlegend=False,
+                hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=index,
+        )
+    height = 120 + 22 * max((len(v) for v in values.values()), default=1)
+    fig.update_layout(**_layout(max(height, 300)))
+    return fig
+
+
+def compare_fronts(
+    studies: Sequence[tuple[str, Sequence[TrialRecord], Mapping[int, str]]], objectives: Sequence[str]
+) -> Any:
+    """Each study's feasible trials (faint) and front (bold) on the same axes, pair by pair."""
+    from plotly.subplots import make_subplots
+
+    import plotly.graph_objects as go
+
+    pairs = list(itertools.combinations(objectives, 2))
+    cols = min(3, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.16)
+    everything = [t for _, trials, _ in studies for t in _plotted(trials, objectives)]
+    for s_index, (label, trials, status) in enumerate(studies):
+        colour = STUDY_COLOURS[s_index % len(STUDY_COLOURS)]
+        shown = _plotted(trials, objectives)
+        for index, (x, y) in enumerate(pairs):
+            row, col = index // cols + 1, index % cols + 1
+            for key in ("dominated", "front"):
+                members = [t for t in shown if status[t.number] == key]
+                if key == "front":
+                    members.sort(key=lambda t: t.metrics[x])
+                fig.add_trace(
+                    go.Scatter(
+                        x=[t.metrics[x] for t in members],
+                        y=[t.metrics[y] for t in members],
+                        mode="markers",
+                        name=f"{html.escape(label)}: {'front' if key == 'front' else 'other feasible'}",
+                        legendgroup=f"{s_index}-{key}",
+                        showlegend=index == 0,
+                        opacity=1.0 if key == "front" else 0.35,
+                        marker={"color": colour, "size": 10 if key == "front" else 6,
+                                "symbol": "circle" if key == "front" else "circle-open"},
+                        text=[hover_text(t, status[t.number], label) for t in members],
+                        hovertemplate="%{text}<extra></extra>",
+                    ),
+                    row=row,
+                    col=col,
+                )
+            fig.update_xaxes(**_axis(x, everything), row=row, col=col)
+            fig.update_yaxes(**_axis(y, everything), row=row, col=col)
+    fig.update_layout(**_layout(380 * rows + 60))
+    return fig
+
+
+def compare_hypervolume(histories: Sequence[tuple[str, Sequence[HypervolumePoint]]]) -> Any:
+    """Each study's hypervolume against trials and against its search energy, on one reference."""
+    from plotly.subplots import make_subplots
+
+    import plotly.graph_objects as go
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
+    for index, (label, history) in enumerate(histories):
+        colour = STUDY_COLOURS[index % len(STUDY_COLOURS)]
+        for col, xs in ((1, [p.finished for p in history]), (2, [p.energy_kwh for p in history])):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[p.hypervolume for p in history],
+                    mode="lines",
+                    line={"shape": "hv", "color": colour},
+                    name=html.escape(label),
+                    legendgroup=str(index),
+                    showlegend=col == 1,
+                    text=[f"{html.escape(label)}<br>trial {p.trial}: {p.hypervolume:.4g}" for p in history],
+                    hovertemplate="%{text}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
+    fig.update_xaxes(title_text="search energy (kWh)", row=1, col=2)
+    fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_layout(**_layout(400))
+    return fig
