@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from greenml.errors import ConfigError
 from greenml.report._data import (
@@ -67,18 +68,71 @@ def write_report(
     importance: str = "mdi",
 ) -> Path:
     """Read the study, build its page and write it atomically; returns the path written."""
+    import optuna
+
     from greenml.search._study import open_study
 
     if importance not in IMPORTANCE_EVALUATORS:
         raise ConfigError(f"unknown --importance {importance!r}; valid: {', '.join(IMPORTANCE_EVALUATORS)}")
-    study = open_study(study_name, storage_url)
-    record = load_record(study, storage_url)
-    point = parse_reference(reference, record.objectives) if reference else None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     path = output or default_report_path(study_name)
-    _check_output(path)
-    text = report_html(record, importances(study, record.objectives, importance), point, importance)
+    _check_output(path, default=output is None)
+    with _Importances() as pending:
+        study = open_study(study_name, storage_url)
+        trials = study.get_trials(deepcopy=False)
+        record = load_record(study, storage_url, trials)
+        point = parse_reference(reference, record.objectives) if reference else None
+        pending.submit(trials, record.objectives, importance)
+        text = report_html(record, pending.result, point, importance)
     write_atomic(path, text)
     return path
+
+
+class _Importances:
+    """Importances computed beside the rest of the report.
+
+    Optuna's evaluators import scikit-learn, which takes ~1.4 s on its own; where ``fork`` exists
+    and scikit-learn is not loaded yet, a worker process imports it while this one reads the
+    study and draws the other figures (the page asks for the result last). Elsewhere, or if the
+    worker fails, they are computed here.
+    """
+
+    def __init__(self) -> None:
+        self._executor: Any = None
+        self._future: Any = None
+        self._args: tuple[Any, ...] = ()
+
+    def __enter__(self) -> _Importances:
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor
+
+        if "sklearn" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
+            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            self._executor.submit(_warm_up)
+        return self
+
+    def submit(self, trials: Sequence[Any], objectives: Sequence[str], evaluator: str) -> None:
+        self._args = (list(trials), tuple(objectives), evaluator)
+        if self._executor is not None:
+            self._future = self._executor.submit(importances, *self._args)
+
+    def result(self) -> tuple[dict[str, dict[str, float]], str | None]:
+        if self._future is not None:
+            try:
+                value: tuple[dict[str, dict[str, float]], str | None] = self._future.result()
+                return value
+            except Exception:  # a worker that died: compute here instead
+                pass
+        return importances(*self._args)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _warm_up() -> None:
+    import optuna.importance  # noqa: F401  (imports scikit-learn)
 
 
 def write_comparison(
@@ -107,7 +161,7 @@ def write_comparison(
     point = parse_reference(reference, axes) if reference else None
     labels = _labels(records)
     path = output or default_report_path("compare-" + "-vs-".join(studies))
-    _check_output(path)
+    _check_output(path, default=output is None)
     write_atomic(path, comparison_html(records, labels, axes, point))
     return path
 
@@ -130,9 +184,9 @@ def _labels(records: Sequence[StudyRecord]) -> list[str]:
     ]
 
 
-def _check_output(path: Path) -> None:
-    if path.exists() and path.is_dir():
+def _check_output(path: Path, default: bool) -> None:
+    """The default reports/ folder is created; a folder the user names must exist."""
+    if path.is_dir():
         raise ConfigError(f"-o: {str(path)!r} is a directory; give a file name such as report.html")
-    parent = path.parent
-    if parent != Path("reports") and not parent.is_dir():
-        raise ConfigError(f"-o: directory {str(parent)!r} does not exist")
+    if not default and not path.parent.is_dir():
+        raise ConfigError(f"-o: directory {str(path.parent)!r} does not exist")

@@ -119,11 +119,11 @@ def _mask_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
-def load_record(study: Any, storage_url: str = "") -> StudyRecord:
-    """Read an Optuna study (any storage) into a :class:`StudyRecord`."""
+def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None = None) -> StudyRecord:
+    """Read an Optuna study (any storage) into a :class:`StudyRecord`; ``trials`` if already read."""
     objectives = tuple(study.user_attrs.get("objectives") or study.metric_names or ())
-    trials = []
-    for trial in study.get_trials(deepcopy=False):
+    records = []
+    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
         attrs = trial.user_attrs
         metrics = {k: float(v) for k, v in attrs.get("metrics", {}).items() if isinstance(v, (int, float))}
         if not metrics and trial.values is not None and len(trial.values) == len(objectives):
@@ -139,7 +139,7 @@ def load_record(study: Any, storage_url: str = "") -> StudyRecord:
             if f"{phase}_energy_j" in metrics
         }
         energy = attrs.get("trial_energy_j", metrics.get("trial_energy_j"))
-        trials.append(
+        records.append(
             TrialRecord(
                 number=trial.number,
                 state=trial.state.name,
@@ -160,7 +160,7 @@ def load_record(study: Any, storage_url: str = "") -> StudyRecord:
         storage=_mask_password(storage_url),
         attrs=dict(study.user_attrs),
         objectives=objectives,
-        trials=tuple(trials),
+        trials=tuple(records),
     )
 
 
@@ -278,16 +278,29 @@ class HypervolumePoint:
 def hypervolume_history(
     record: StudyRecord, objectives: Sequence[str], reference: Mapping[str, float]
 ) -> list[HypervolumePoint]:
-    """Hypervolume after each finished trial, in finishing order, against trials and energy."""
+    """Hypervolume after each finished trial, in finishing order, against trials and energy.
+
+    Incremental: a new point dominated by the current front leaves the value as it was, so the
+    hypervolume is recomputed (on the front only) just when the front changes.
+    """
+    import moocore
+
+    ref = np.array([reference[name] for name in objectives], dtype=float)
+    box = float(np.prod(ref))
+    front = np.empty((0, len(objectives)))
     history: list[HypervolumePoint] = []
-    seen: list[TrialRecord] = []
     energy = 0.0
     value = 0.0
     for count, trial in enumerate(record.finished(), start=1):
         energy += trial.energy_j or 0.0
-        seen.append(trial)
         if trial.feasible and _has_all(trial, objectives):
-            value = hypervolume(seen, objectives, reference)
+            point = np.clip(_losses([trial], objectives)[0], 0.0, None)
+            inside = bool((point < ref).all())
+            dominated = bool(len(front)) and bool(((front <= point).all(axis=1)).any())
+            if inside and not dominated:
+                keep = ~((point <= front).all(axis=1))
+                front = np.vstack([front[keep], point])
+                value = float(moocore.hypervolume(front, ref=ref)) / box
         history.append(HypervolumePoint(trial.number, count, energy / 3.6e6, value))
     return history
 
@@ -367,13 +380,14 @@ def footprint(record: StudyRecord) -> Footprint:
 
 
 def importances(
-    study: Any, objectives: Sequence[str], evaluator: str = "mdi", seed: int = 0
+    trials: Sequence[Any], objectives: Sequence[str], evaluator: str = "mdi", seed: int = 0
 ) -> tuple[dict[str, dict[str, float]], str | None]:
     """Parameter importances per objective from Optuna's evaluators, over the complete trials.
 
-    Returns ``({objective: {param: importance}}, None)``, or ``({}, reason)`` when they cannot be
-    computed (fewer than two complete trials, say). Parameters that only some trials have
-    (conditional ones) are left out, as Optuna does.
+    ``trials`` are Optuna ``FrozenTrial`` objects (``study.get_trials()``); they are copied into
+    an in-memory study so the storage is read once. Returns ``({objective: {param: importance}},
+    None)``, or ``({}, reason)`` when they cannot be computed (fewer than two complete trials,
+    say). Parameters only some trials have (conditional ones) are left out, as Optuna does.
     """
     import warnings
 
@@ -383,11 +397,14 @@ def importances(
         raise ConfigError(f"unknown importance evaluator {evaluator!r}; valid: {', '.join(IMPORTANCE_EVALUATORS)}")
     complete = [
         t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if all(name in t.user_attrs.get("metrics", {}) for name in objectives)
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and all(name in t.user_attrs.get("metrics", {}) for name in objectives)
     ]
     if len(complete) < 2:
         return {}, f"needs at least 2 complete trials, the study has {len(complete)}"
+    memory = optuna.create_study(directions=["minimize"] * len(complete[0].values))
+    memory.add_trials(complete)
     result: dict[str, dict[str, float]] = {}
     for name in objectives:
         if evaluator == "fanova":
@@ -404,7 +421,7 @@ def importances(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                values = optuna.importance.get_param_importances(study, evaluator=chosen, target=target)
+                values = optuna.importance.get_param_importances(memory, evaluator=chosen, target=target)
         except (RuntimeError, ValueError) as error:
             return {}, f"Optuna could not compute importances: {error}"
         result[name] = {param: float(value) for param, value in values.items()}

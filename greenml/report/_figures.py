@@ -66,6 +66,21 @@ def hover_text(trial: TrialRecord, status: str, study: str | None = None) -> str
     return "<br>".join(lines)
 
 
+def hover_ref(keys: Sequence[str]) -> dict[str, Any]:
+    """Trace attributes that point each marker at its trial's hover text.
+
+    The texts (every metric and parameter) sit once in the page, not once per figure: the
+    page's script fills ``text`` from ``customdata`` before drawing.
+    """
+    return {"customdata": list(keys), "meta": "trial-hover", "hovertemplate": "%{text}<extra></extra>"}
+
+
+def hover_texts(
+    trials: Sequence[TrialRecord], status: Mapping[int, str], study: str | None = None, prefix: str = ""
+) -> dict[str, str]:
+    return {f"{prefix}{t.number}": hover_text(t, status[t.number], study) for t in trials if t.metrics}
+
+
 def _axis(name: str, trials: Sequence[TrialRecord]) -> dict[str, Any]:
     values = [t.metrics[name] for t in trials if name in t.metrics]
     positive = [v for v in values if v > 0]
@@ -155,8 +170,7 @@ def _scatter(
         showlegend=showlegend,
         marker={"color": style["color"], "symbol": style["symbol"], "size": style["size"] * (0.6 if kind.__name__ == "Scatter3d" else 1)},
         line={"color": style["color"], "dash": "dot", "shape": "hv"} if line else None,
-        text=[hover_text(t, status[t.number]) for t in members],
-        hovertemplate="%{text}<extra></extra>",
+        **hover_ref([str(t.number) for t in members]),
     )
 
 
@@ -212,9 +226,14 @@ def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
     import plotly.graph_objects as go
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
-    text = [f"trial {p.trial}<br>{p.finished} finished<br>{p.energy_kwh:.4g} kWh<br>hypervolume {p.hypervolume:.4g}" for p in history]
-    common = {"mode": "lines+markers", "line": {"shape": "hv", "color": "#0072B2"}, "text": text,
-              "hovertemplate": "%{text}<extra></extra>", "showlegend": False}
+    common = {
+        "mode": "lines+markers" if len(history) <= BARS_UP_TO else "lines",
+        "line": {"shape": "hv", "color": "#0072B2"},
+        "customdata": [[p.trial, p.finished, p.energy_kwh] for p in history],
+        "hovertemplate": "trial %{customdata[0]} (%{customdata[1]} finished)<br>%{customdata[2]:.4g} kWh"
+        "<br>hypervolume %{y:.4g}<extra></extra>",
+        "showlegend": False,
+    }
     fig.add_trace(go.Scatter(x=[p.finished for p in history], y=[p.hypervolume for p in history], **common), row=1, col=1)
     fig.add_trace(go.Scatter(x=[p.energy_kwh for p in history], y=[p.hypervolume for p in history], **common), row=1, col=2)
     fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
@@ -242,24 +261,29 @@ def footprint_by_phase(fp: Footprint) -> Any:
     return fig
 
 
+BARS_UP_TO = 150  # per-trial bars beyond this many trials become a stacked area (thousands of bars draw slowly)
+
+
 def footprint_by_trial(fp: Footprint) -> Any:
-    """Each trial's energy, stacked by phase; failed trials marked."""
+    """Each trial's energy, stacked by phase (failed trials marked in the hover)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     numbers = [row.number for row in fp.trials]
+    states = [row.state.lower() for row in fp.trials]
+    bars = len(fp.trials) <= BARS_UP_TO
     for phase in [*PHASES, "other"]:
-        fig.add_trace(
-            go.Bar(
-                x=numbers,
-                y=[row.phases[phase] for row in fp.trials],
-                name=phase,
-                marker_color=PHASE_COLOURS[phase],
-                customdata=[row.state.lower() for row in fp.trials],
-                hovertemplate="trial %{x} (%{customdata})<br>" + phase + ": %{y:.4g} J<extra></extra>",
-            )
-        )
-    fig.update_layout(barmode="stack", xaxis_title="trial", yaxis_title="energy (J)", **_layout(360))
+        values = [row.phases[phase] for row in fp.trials]
+        hover = "trial %{x} (%{customdata})<br>" + phase + ": %{y:.4g} J<extra></extra>"
+        colour = PHASE_COLOURS[phase]
+        if bars:
+            trace = go.Bar(x=numbers, y=values, name=phase, marker_color=colour, customdata=states, hovertemplate=hover)
+        else:
+            trace = go.Scatter(x=numbers, y=values, name=phase, stackgroup="phases", mode="none",
+                               fillcolor=colour, line={"shape": "hv"}, customdata=states, hovertemplate=hover)
+        fig.add_trace(trace)
+    layout = {"barmode": "stack"} if bars else {"hovermode": "x unified"}
+    fig.update_layout(xaxis_title="trial", yaxis_title="energy (J)", **layout, **_layout(360))
     return fig
 
 
@@ -324,8 +348,7 @@ def compare_fronts(
                         opacity=1.0 if key == "front" else 0.35,
                         marker={"color": colour, "size": 10 if key == "front" else 6,
                                 "symbol": "circle" if key == "front" else "circle-open"},
-                        text=[hover_text(t, status[t.number], label) for t in members],
-                        hovertemplate="%{text}<extra></extra>",
+                        **hover_ref([f"{s_index}:{t.number}" for t in members]),
                     ),
                     row=row,
                     col=col,

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -58,7 +58,10 @@ def _assets() -> dict[str, str]:
 
 def safe_json(figure: Any) -> str:
     """A figure's JSON with every character that could end a ``<script>`` block escaped."""
-    text: str = figure.to_json()
+    return escape_json(figure.to_json())
+
+
+def escape_json(text: str) -> str:
     return re.sub("[<>&\u2028\u2029]", lambda match: _JSON_ESCAPES[match.group()], text)
 
 
@@ -217,11 +220,12 @@ def trial_table(
 
 def report_html(
     record: StudyRecord,
-    importances: tuple[dict[str, dict[str, float]], str | None],
+    importances: Callable[[], tuple[dict[str, dict[str, float]], str | None]],
     reference: Mapping[str, float] | None = None,
     importance_evaluator: str = "mdi",
 ) -> str:
-    """The report page of one study. ``reference`` (loss form) overrides the default point."""
+    """The report page of one study. ``importances`` is called last (it may still be computing
+    elsewhere); ``reference`` (loss form) overrides the default point."""
     objectives = record.objectives
     status = _data.classify(record.trials, objectives)
     figures = _Figures()
@@ -239,7 +243,7 @@ def report_html(
     fp = _data.footprint(record)
     phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp))
     trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp))
-    values, reason = importances
+    values, reason = importances()
     importance_figure = figures.add("Importance per objective", _figures.importance_figure(values)) if values else None
     hardware, software = _hardware(record.attrs)
     carbon = provenance_groups(record.trials)
@@ -268,6 +272,7 @@ def report_html(
         "importance_trials": record.counts().get("COMPLETE", 0),
         "importance_reason": reason or "",
         "trial_table": trial_table(record.trials, objectives, status),
+        "hover_json": escape_json(json.dumps(_figures.hover_texts(record.trials, status))),
         "statuses": sorted(set(status.values())),
         "figures": figures.items,
     }
@@ -353,6 +358,9 @@ def comparison_html(
             objectives,
         ),
     )
+    hover: dict[str, str] = {}
+    for index, (record, label, status) in enumerate(zip(records, labels, statuses, strict=True)):
+        hover.update(_figures.hover_texts(record.trials, status, label, prefix=f"{index}:"))
     reference_text, _ = _reference_text(chosen) if chosen else ("none (no feasible complete trial)", "")
     context = {
         "title": " vs ".join(labels),
@@ -364,6 +372,7 @@ def comparison_html(
         "mixed_basis": len(bases - {"unknown"}) > 1,
         "hv_figure": hv_figure,
         "front_figure": front_figure,
+        "hover_json": escape_json(json.dumps(hover)),
         "figures": figures.items,
     }
     return _render("compare.html.j2", context)

@@ -101,7 +101,7 @@ def open_study(name: str, storage_url: str) -> Any:
     import optuna
 
     storage = open_storage(storage_url)
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    names = optuna.get_all_study_names(storage)
     if name not in names:
         raise ConfigError(f"no study {name!r} in {storage_url}; studies there: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=name, storage=storage)
