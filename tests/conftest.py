@@ -30,3 +30,30 @@ def as_non_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(rapl, "_read_text", read)
     yield
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Headless Chromium from the system (Debian's ``chromium``) driven by Playwright.
+
+    Missing Chromium fails the browser tests (they are the only check that reports render):
+    install it with ``apt-get install -y chromium``, point GREENML_CHROMIUM at another build,
+    or deselect them with ``-m "not browser"``.
+    """
+    import shutil
+
+    executable = os.environ.get("GREENML_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail(
+            f"no Chromium at {executable}: apt-get install -y chromium, set GREENML_CHROMIUM, "
+            "or deselect with -m 'not browser'"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

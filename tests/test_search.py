@@ -15,7 +15,9 @@ import pytest
 
 from greenml.cli import main
 
-FAST = ["--epochs", "1:2", "--min-energy-window", "0.05", "--idle-seconds", "0", "--no-distillation"]
+FAST = [
+    "--epochs", "1:2", "--min-energy-window", "0.05", "--idle-seconds", "0", "--no-distillation", "--no-report",
+]
 
 
 def greenml(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -39,8 +39,8 @@ __all__ = [
     "TrialRecord",
     "classify",
     "comparison_html",
-    "default_report_path",
     "default_reference",
+    "default_report_path",
     "footprint",
     "front_numbers",
     "hypervolume",
@@ -108,7 +108,9 @@ class _Importances:
         from concurrent.futures import ProcessPoolExecutor
 
         if "sklearn" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("fork")
+            )
             self._executor.submit(_warm_up)
         return self
 
@@ -180,7 +182,8 @@ def _shared_objectives(records: Sequence[StudyRecord]) -> tuple[str, ...]:
 def _labels(records: Sequence[StudyRecord]) -> list[str]:
     names = [record.name for record in records]
     return [
-        f"{record.name} ({record.storage})" if names.count(record.name) > 1 else record.name for record in records
+        f"{record.name} ({record.storage})" if names.count(record.name) > 1 else record.name
+        for record in records
     ]
 
 

@@ -27,8 +27,8 @@ from greenml.errors import ConfigError
 from greenml.trial import MAXIMIZED, METRICS, PHASES
 
 __all__ = [
-    "HypervolumePoint",
     "Footprint",
+    "HypervolumePoint",
     "StudyRecord",
     "TrialRecord",
     "classify",
@@ -252,7 +252,9 @@ def parse_reference(text: str, objectives: Sequence[str]) -> dict[str, float]:
     return reference
 
 
-def hypervolume(trials: Sequence[TrialRecord], objectives: Sequence[str], reference: Mapping[str, float]) -> float:
+def hypervolume(
+    trials: Sequence[TrialRecord], objectives: Sequence[str], reference: Mapping[str, float]
+) -> float:
     """Normalised hypervolume of the feasible complete ``trials`` (see the module docstring)."""
     import moocore
 
@@ -364,7 +366,9 @@ def footprint(record: StudyRecord) -> Footprint:
     ends = [t.completed for t in record.trials if t.completed is not None]
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
     co2_values = [row.co2_g for row in rows]
-    total_co2 = None if any(v is None for v in co2_values) else float(sum(v for v in co2_values if v is not None))
+    total_co2 = (
+        None if any(v is None for v in co2_values) else float(sum(v for v in co2_values if v is not None))
+    )
     basis = bases.pop() if len(bases) == 1 else ("mixed" if bases else "unknown")
     return Footprint(
         energy_j=float(sum(row.energy_j for row in rows)),
@@ -394,7 +398,9 @@ def importances(
     import optuna
 
     if evaluator not in IMPORTANCE_EVALUATORS:
-        raise ConfigError(f"unknown importance evaluator {evaluator!r}; valid: {', '.join(IMPORTANCE_EVALUATORS)}")
+        raise ConfigError(
+            f"unknown importance evaluator {evaluator!r}; valid: {', '.join(IMPORTANCE_EVALUATORS)}"
+        )
     complete = [
         t
         for t in trials

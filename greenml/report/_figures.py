@@ -33,7 +33,12 @@ __all__ = [
 STATUS_STYLE: dict[str, dict[str, Any]] = {
     "front": {"color": "#0072B2", "symbol": "circle", "size": 10, "name": "Pareto front"},
     "dominated": {"color": "#999999", "symbol": "circle-open", "size": 7, "name": "dominated"},
-    "infeasible": {"color": "#D55E00", "symbol": "x", "size": 7, "name": "infeasible (violates a constraint)"},
+    "infeasible": {
+        "color": "#D55E00",
+        "symbol": "x",
+        "size": 7,
+        "name": "infeasible (violates a constraint)",
+    },
 }
 PHASE_COLOURS = {
     "train": "#0072B2",
@@ -62,7 +67,9 @@ def hover_text(trial: TrialRecord, status: str, study: str | None = None) -> str
         head = f"<b>{html.escape(study)}</b><br>" + head
     lines = [head]
     lines += [f"{html.escape(name)}: {fmt(value)}" for name, value in trial.metrics.items()]
-    lines += [f"<i>{html.escape(name)}</i>: {html.escape(fmt(value))}" for name, value in trial.params.items()]
+    lines += [
+        f"<i>{html.escape(name)}</i>: {html.escape(fmt(value))}" for name, value in trial.params.items()
+    ]
     return "<br>".join(lines)
 
 
@@ -85,7 +92,10 @@ def _axis(name: str, trials: Sequence[TrialRecord]) -> dict[str, Any]:
     values = [t.metrics[name] for t in trials if name in t.metrics]
     positive = [v for v in values if v > 0]
     log = bool(positive) and len(positive) == len(values) and max(positive) / min(positive) >= LOG_SPAN
-    return {"title": {"text": metric_label(name) + (" (log)" if log else "")}, "type": "log" if log else "linear"}
+    return {
+        "title": {"text": metric_label(name) + (" (log)" if log else "")},
+        "type": "log" if log else "linear",
+    }
 
 
 def _plotted(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
@@ -137,7 +147,9 @@ def pareto_figures(
         figures.append(("Pareto front in 3-D (drag to turn)", fig))
     else:
         figures.append(("Parallel coordinates of the complete trials", _parallel(shown, objectives, status)))
-    figures.append(("Pairwise projections (status from all objectives)", _projections(shown, objectives, status, groups)))
+    figures.append(
+        ("Pairwise projections (status from all objectives)", _projections(shown, objectives, status, groups))
+    )
     return figures
 
 
@@ -168,7 +180,11 @@ def _scatter(
         name=style["name"],
         legendgroup=key,
         showlegend=showlegend,
-        marker={"color": style["color"], "symbol": style["symbol"], "size": style["size"] * (0.6 if kind.__name__ == "Scatter3d" else 1)},
+        marker={
+            "color": style["color"],
+            "symbol": style["symbol"],
+            "size": style["size"] * (0.6 if kind.__name__ == "Scatter3d" else 1),
+        },
         line={"color": style["color"], "dash": "dot", "shape": "hv"} if line else None,
         **hover_ref([str(t.number) for t in members]),
     )
@@ -180,9 +196,8 @@ def _projections(
     status: Mapping[int, str],
     groups: Mapping[str, Sequence[TrialRecord]],
 ) -> Any:
-    from plotly.subplots import make_subplots
-
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     pairs = list(itertools.combinations(objectives, 2))
     cols = min(3, len(pairs))
@@ -207,7 +222,9 @@ def _parallel(shown: Sequence[TrialRecord], objectives: Sequence[str], status: M
     codes = [order.index(status[t.number]) for t in shown]
     colours = [STATUS_STYLE[key]["color"] for key in order]
     scale = [[i / (len(order) - 1), colour] for i, colour in enumerate(colours)]
-    dimensions = [{"label": metric_label(name), "values": [t.metrics[name] for t in shown]} for name in objectives]
+    dimensions = [
+        {"label": metric_label(name), "values": [t.metrics[name] for t in shown]} for name in objectives
+    ]
     fig = go.Figure(
         go.Parcoords(
             line={"color": codes, "colorscale": scale, "cmin": 0, "cmax": len(order) - 1},
@@ -221,9 +238,8 @@ def _parallel(shown: Sequence[TrialRecord], objectives: Sequence[str], status: M
 
 def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
     """Hypervolume against trials finished and against the search's energy, side by side."""
-    from plotly.subplots import make_subplots
-
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
     common = {
@@ -234,8 +250,16 @@ def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
         "<br>hypervolume %{y:.4g}<extra></extra>",
         "showlegend": False,
     }
-    fig.add_trace(go.Scatter(x=[p.finished for p in history], y=[p.hypervolume for p in history], **common), row=1, col=1)
-    fig.add_trace(go.Scatter(x=[p.energy_kwh for p in history], y=[p.hypervolume for p in history], **common), row=1, col=2)
+    fig.add_trace(
+        go.Scatter(x=[p.finished for p in history], y=[p.hypervolume for p in history], **common),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(x=[p.energy_kwh for p in history], y=[p.hypervolume for p in history], **common),
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
     fig.update_xaxes(title_text="search energy (kWh)", row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
@@ -246,22 +270,41 @@ def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
 
 def footprint_by_phase(fp: Footprint) -> Any:
     """Energy and time per phase of the whole search."""
-    from plotly.subplots import make_subplots
-
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     parts = [*PHASES, "other"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("energy (J)", "time (s)"), horizontal_spacing=0.12)
     colours = [PHASE_COLOURS[p] for p in parts]
-    fig.add_trace(go.Bar(x=parts, y=[fp.phase_energy_j[p] for p in parts], marker_color=colours, showlegend=False,
-                         hovertemplate="%{x}: %{y:.4g} J<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=parts, y=[fp.phase_seconds[p] for p in parts], marker_color=colours, showlegend=False,
-                         hovertemplate="%{x}: %{y:.4g} s<extra></extra>"), row=1, col=2)
+    fig.add_trace(
+        go.Bar(
+            x=parts,
+            y=[fp.phase_energy_j[p] for p in parts],
+            marker_color=colours,
+            showlegend=False,
+            hovertemplate="%{x}: %{y:.4g} J<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=parts,
+            y=[fp.phase_seconds[p] for p in parts],
+            marker_color=colours,
+            showlegend=False,
+            hovertemplate="%{x}: %{y:.4g} s<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_layout(**_layout(340))
     return fig
 
 
-BARS_UP_TO = 150  # per-trial bars beyond this many trials become a stacked area (thousands of bars draw slowly)
+BARS_UP_TO = (
+    150  # per-trial bars beyond this many trials become a stacked area (thousands of bars draw slowly)
+)
 
 
 def footprint_by_trial(fp: Footprint) -> Any:
@@ -277,10 +320,21 @@ def footprint_by_trial(fp: Footprint) -> Any:
         hover = "trial %{x} (%{customdata})<br>" + phase + ": %{y:.4g} J<extra></extra>"
         colour = PHASE_COLOURS[phase]
         if bars:
-            trace = go.Bar(x=numbers, y=values, name=phase, marker_color=colour, customdata=states, hovertemplate=hover)
+            trace = go.Bar(
+                x=numbers, y=values, name=phase, marker_color=colour, customdata=states, hovertemplate=hover
+            )
         else:
-            trace = go.Scatter(x=numbers, y=values, name=phase, stackgroup="phases", mode="none",
-                               fillcolor=colour, line={"shape": "hv"}, customdata=states, hovertemplate=hover)
+            trace = go.Scatter(
+                x=numbers,
+                y=values,
+                name=phase,
+                stackgroup="phases",
+                mode="none",
+                fillcolor=colour,
+                line={"shape": "hv"},
+                customdata=states,
+                hovertemplate=hover,
+            )
         fig.add_trace(trace)
     layout = {"barmode": "stack"} if bars else {"hovermode": "x unified"}
     fig.update_layout(xaxis_title="trial", yaxis_title="energy (J)", **layout, **_layout(360))
@@ -289,13 +343,13 @@ def footprint_by_trial(fp: Footprint) -> Any:
 
 def importance_figure(values: Mapping[str, Mapping[str, float]]) -> Any:
     """One horizontal bar chart per objective."""
+    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    import plotly.graph_objects as go
-
     names = list(values)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[metric_label(n) for n in names],
-                        horizontal_spacing=0.12)
+    fig = make_subplots(
+        rows=1, cols=len(names), subplot_titles=[metric_label(n) for n in names], horizontal_spacing=0.12
+    )
     for index, name in enumerate(names, start=1):
         ranked = sorted(values[name].items(), key=lambda item: item[1])
         fig.add_trace(
@@ -319,9 +373,8 @@ def compare_fronts(
     studies: Sequence[tuple[str, Sequence[TrialRecord], Mapping[int, str]]], objectives: Sequence[str]
 ) -> Any:
     """Each study's feasible trials (faint) and front (bold) on the same axes, pair by pair."""
-    from plotly.subplots import make_subplots
-
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     pairs = list(itertools.combinations(objectives, 2))
     cols = min(3, len(pairs))
@@ -346,8 +399,11 @@ def compare_fronts(
                         legendgroup=f"{s_index}-{key}",
                         showlegend=index == 0,
                         opacity=1.0 if key == "front" else 0.35,
-                        marker={"color": colour, "size": 10 if key == "front" else 6,
-                                "symbol": "circle" if key == "front" else "circle-open"},
+                        marker={
+                            "color": colour,
+                            "size": 10 if key == "front" else 6,
+                            "symbol": "circle" if key == "front" else "circle-open",
+                        },
                         **hover_ref([f"{s_index}:{t.number}" for t in members]),
                     ),
                     row=row,
@@ -361,9 +417,8 @@ def compare_fronts(
 
 def compare_hypervolume(histories: Sequence[tuple[str, Sequence[HypervolumePoint]]]) -> Any:
     """Each study's hypervolume against trials and against its search energy, on one reference."""
-    from plotly.subplots import make_subplots
-
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
     for index, (label, history) in enumerate(histories):

@@ -142,7 +142,12 @@ def _hardware(attrs: Mapping[str, Any]) -> tuple[str, str]:
     hardware = f"{info.get('cpu', '?')} ({info.get('cpu_count', '?')} logical CPUs); {gpus}; {info.get('platform', '?')}"
     software = ", ".join(
         f"{name} {info[key]}"
-        for name, key in (("Python", "python"), ("torch", "torch"), ("ONNX Runtime", "onnxruntime"), ("Optuna", "optuna"))
+        for name, key in (
+            ("Python", "python"),
+            ("torch", "torch"),
+            ("ONNX Runtime", "onnxruntime"),
+            ("Optuna", "optuna"),
+        )
         if key in info
     )
     return hardware, f"greenml {attrs.get('greenml_version', '?')}, {software}"
@@ -229,7 +234,9 @@ def report_html(
     objectives = record.objectives
     status = _data.classify(record.trials, objectives)
     figures = _Figures()
-    pareto = [figures.add(title, fig) for title, fig in _figures.pareto_figures(record.trials, objectives, status)]
+    pareto = [
+        figures.add(title, fig) for title, fig in _figures.pareto_figures(record.trials, objectives, status)
+    ]
     front = [t for t in record.trials if status[t.number] == "front"]
     default = _data.default_reference([record], objectives)
     chosen = {**(default or {}), **(reference or {})} if (default or reference) else None
@@ -237,14 +244,18 @@ def report_html(
     final_hv = reference_text = reference_arg = ""
     if chosen is not None and len(chosen) == len(objectives) and front:
         history = _data.hypervolume_history(record, objectives, chosen)
-        hv_figure = figures.add("Hypervolume against trials and against the search's energy", _figures.hypervolume_figure(history))
+        hv_figure = figures.add(
+            "Hypervolume against trials and against the search's energy", _figures.hypervolume_figure(history)
+        )
         final_hv = f"{history[-1].hypervolume:.4g}" if history else "0"
         reference_text, reference_arg = _reference_text(chosen)
     fp = _data.footprint(record)
     phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp))
     trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp))
     values, reason = importances()
-    importance_figure = figures.add("Importance per objective", _figures.importance_figure(values)) if values else None
+    importance_figure = (
+        figures.add("Importance per objective", _figures.importance_figure(values)) if values else None
+    )
     hardware, software = _hardware(record.attrs)
     carbon = provenance_groups(record.trials)
     context = {
@@ -350,11 +361,16 @@ def comparison_html(
                 "provenance": provenance_groups(record.trials),
             }
         )
-    hv_figure = figures.add("Hypervolume against trials and against each search's energy", _figures.compare_hypervolume(histories))
+    hv_figure = figures.add(
+        "Hypervolume against trials and against each search's energy", _figures.compare_hypervolume(histories)
+    )
     front_figure = figures.add(
         "Fronts on shared axes",
         _figures.compare_fronts(
-            [(label, record.trials, status) for record, label, status in zip(records, labels, statuses, strict=True)],
+            [
+                (label, record.trials, status)
+                for record, label, status in zip(records, labels, statuses, strict=True)
+            ],
             objectives,
         ),
     )
@@ -376,4 +392,3 @@ def comparison_html(
         "figures": figures.items,
     }
     return _render("compare.html.j2", context)
-

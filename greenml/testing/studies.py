@@ -158,23 +158,32 @@ def make_study(
                 trial_energy_j=energy,
                 phases={"train": {"seconds": metrics["train_seconds"] * 0.5, "energy_j": energy}},
                 error=error,
-                traceback=f"Traceback (most recent call last):\n  File \"space.py\", line 1\n{error}\n",
+                traceback=f'Traceback (most recent call last):\n  File "space.py", line 1\n{error}\n',
             )
-            trial = optuna.trial.create_trial(state=TrialState.FAIL, params=params, distributions=used,
-                                              user_attrs=user_attrs)
+            trial = optuna.trial.create_trial(
+                state=TrialState.FAIL, params=params, distributions=used, user_attrs=user_attrs
+            )
         else:
             user_attrs.update(
                 metrics=metrics,
                 trial_energy_j=metrics["trial_energy_j"],
-                phases={p: {"seconds": metrics[f"{p}_seconds"], "energy_j": metrics[f"{p}_energy_j"]} for p in PHASES},
+                phases={
+                    p: {"seconds": metrics[f"{p}_seconds"], "energy_j": metrics[f"{p}_energy_j"]}
+                    for p in PHASES
+                },
             )
             values = [metrics[m] for m in objectives]
             violations = {
                 label: (bound - metrics[m]) if m in MAXIMIZED else (metrics[m] - bound)
                 for label, (m, bound) in zip(labels, constraints, strict=True)
             }
-            trial = optuna.trial.create_trial(values=values, params=params, distributions=used,
-                                              user_attrs=user_attrs, constraints=violations)
+            trial = optuna.trial.create_trial(
+                values=values,
+                params=params,
+                distributions=used,
+                user_attrs=user_attrs,
+                constraints=violations,
+            )
         trial.datetime_start = start
         trial.datetime_complete = clock
         trials.append(trial)
