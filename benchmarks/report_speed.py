@@ -44,7 +44,18 @@ def main() -> None:
     for _ in range(args.repeat):
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "greenml", "report", "--study", "bench", "--storage", storage, "-o", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "greenml",
+                "report",
+                "--study",
+                "bench",
+                "--storage",
+                storage,
+                "-o",
+                str(out),
+            ],
             check=True,
             capture_output=True,
         )

@@ -50,9 +50,27 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     (work / "flaky.py").write_text(FLAKY)
     fast = ["--epochs", "1:2", "--min-energy-window", "0.05", "--idle-seconds", "0", "--no-distillation"]
     run = subprocess.run(
-        [sys.executable, "-m", "greenml", "search", "--space", "flaky.py", "--trials", "4", "--study", HOSTILE_NAME,
-         "--constraint", "accuracy>=0.5", "--storage", f"sqlite:///{work / 's.db'}", *fast],
-        capture_output=True, text=True, timeout=600, cwd=work,
+        [
+            sys.executable,
+            "-m",
+            "greenml",
+            "search",
+            "--space",
+            "flaky.py",
+            "--trials",
+            "4",
+            "--study",
+            HOSTILE_NAME,
+            "--constraint",
+            "accuracy>=0.5",
+            "--storage",
+            f"sqlite:///{work / 's.db'}",
+            *fast,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=work,
     )
     assert run.returncode == 0, run.stderr
     line = run.stdout.strip().splitlines()[-1]
@@ -65,7 +83,12 @@ def _open(chromium: Any, path: Path) -> tuple[Any, list[str], list[str]]:
     page = chromium.new_page(viewport={"width": 1300, "height": 900})
     problems: list[str] = []
     requests: list[str] = []
-    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}") if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console {message.type}: {message.text}") if message.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
     page.on("request", lambda request: requests.append(request.url))
@@ -132,7 +155,10 @@ def test_trial_table_sorts_and_filters(chromium: Any, searched: tuple[Path, str]
     table.scroll_into_view_if_needed()
 
     def numbers() -> list[int]:
-        return [int(n) for n in page.locator("#all-trials tbody tr:not([hidden]) td:first-child").all_text_contents()]
+        return [
+            int(n)
+            for n in page.locator("#all-trials tbody tr:not([hidden]) td:first-child").all_text_contents()
+        ]
 
     assert numbers() == sorted(numbers())
     header = table.locator("th").first
@@ -142,7 +168,10 @@ def test_trial_table_sorts_and_filters(chromium: Any, searched: tuple[Path, str]
     page.select_option("#all-trials-status", "failed")
     failed = numbers()
     assert failed and all(n % 3 == 2 for n in failed)
-    assert page.locator("#all-trials-count").inner_text() == f"{len(failed)} of {table.locator('tbody tr').count()} trials shown"
+    assert (
+        page.locator("#all-trials-count").inner_text()
+        == f"{len(failed)} of {table.locator('tbody tr').count()} trials shown"
+    )
     page.select_option("#all-trials-status", "")
     page.fill("#all-trials-filter", "onnxruntime")
     visible = page.locator("#all-trials tbody tr:not([hidden])")

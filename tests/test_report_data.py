@@ -135,7 +135,9 @@ def test_footprint_sums(study: optuna.Study) -> None:
     complete = [t for t in record.trials if t.state == "COMPLETE"]
     for phase in PHASES:
         from_metrics = sum(t.metrics[f"{phase}_energy_j"] for t in complete)
-        from_failed = sum(t.phases.get(phase, {}).get("energy_j", 0.0) for t in record.trials if t.state == "FAIL")
+        from_failed = sum(
+            t.phases.get(phase, {}).get("energy_j", 0.0) for t in record.trials if t.state == "FAIL"
+        )
         assert fp.phase_energy_j[phase] == pytest.approx(from_metrics + from_failed)
     assert fp.phase_energy_j["other"] >= 0
     # CO2e from the recorded intensity and PUE agrees with each trial's own figure.
@@ -171,7 +173,9 @@ def test_importances_need_two_complete_trials(tmp_path: Path) -> None:
     study = make_study(f"sqlite:///{tmp_path / 's.db'}", n_trials=2, fail_every=2)
     values, reason = importances(study.get_trials(), OBJECTIVES)
     assert values == {} and reason == "needs at least 2 complete trials, the study has 1"
-    with pytest.raises(ConfigError, match="unknown importance evaluator 'shap'; valid: mdi, fanova, ped-anova"):
+    with pytest.raises(
+        ConfigError, match="unknown importance evaluator 'shap'; valid: mdi, fanova, ped-anova"
+    ):
         importances(study.get_trials(), OBJECTIVES, "shap")
 
 

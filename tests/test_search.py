@@ -16,7 +16,14 @@ import pytest
 from greenml.cli import main
 
 FAST = [
-    "--epochs", "1:2", "--min-energy-window", "0.05", "--idle-seconds", "0", "--no-distillation", "--no-report",
+    "--epochs",
+    "1:2",
+    "--min-energy-window",
+    "0.05",
+    "--idle-seconds",
+    "0",
+    "--no-distillation",
+    "--no-report",
 ]
 
 
