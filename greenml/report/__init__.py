@@ -92,7 +92,7 @@ class _Importances:
     """Importances computed beside the rest of the report.
 
     Optuna's evaluators import scikit-learn, which takes ~1.4 s on its own; where ``fork`` exists
-    and scikit-learn is not loaded yet, a worker process imports it while this one reads the
+    and scikit-learn is not loaded yet (and this process has a single thread), a worker process imports it while this one reads the
     study and draws the other figures (the page asks for the result last). Elsewhere, or if the
     worker fails, they are computed here.
     """
@@ -105,9 +105,17 @@ class _Importances:
     def __enter__(self) -> _Importances:
         import multiprocessing
         import sys
+        import threading
         from concurrent.futures import ProcessPoolExecutor
 
-        if "sklearn" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
+        # Forking is safe only while this process has no other thread (a lock held there would
+        # stay held in the child); the search and notebooks may have some, and then compute here.
+        single_threaded = threading.active_count() == 1
+        if (
+            "sklearn" not in sys.modules
+            and single_threaded
+            and "fork" in multiprocessing.get_all_start_methods()
+        ):
             self._executor = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("fork")
             )
