@@ -35,9 +35,12 @@ def as_non_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """Headless Chromium from the system (Debian's ``chromium``) driven by Playwright.
+
+    Module-scoped: Playwright's driver (a node process, and asyncio threads here that wait on
+    child processes) is gone before later modules start subprocesses and signal them.
 
     Missing Chromium fails the browser tests (they are the only check that reports render):
     install it with ``apt-get install -y chromium``, point GREENML_CHROMIUM at another build,
