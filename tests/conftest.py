@@ -39,8 +39,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def chromium() -> Iterator[object]:
     """Headless Chromium from the system (Debian's ``chromium``) driven by Playwright.
 
-    Module-scoped: Playwright's driver (a node process, and asyncio threads here that wait on
-    child processes) is gone before later modules start subprocesses and signal them.
+    Module-scoped: Playwright's driver (a node process and asyncio threads) stops with the
+    browser tests.
 
     Missing Chromium fails the browser tests (they are the only check that reports render):
     install it with ``apt-get install -y chromium``, point GREENML_CHROMIUM at another build,
