@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -356,9 +355,9 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     document: dict[str, Any] = {"command": command, "exit_code": returncode, **result.to_dict()}
     text = json.dumps(document, indent=2)
     if args.output is not None:
-        tmp = args.output.with_name(args.output.name + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, args.output)
+        from greenml.results import write_atomic
+
+        write_atomic(args.output, text + "\n")
     if args.json:
         print(text)
     else:
@@ -528,9 +527,10 @@ def _cell(value: Any) -> str:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from greenml.report import write_report
+    from greenml.search._config import default_storage
 
     path = write_report(
-        args.study, args.storage or "sqlite:///greenml.db", args.output, args.reference, args.importance
+        args.study, args.storage or default_storage(), args.output, args.reference, args.importance
     )
     print(f"report: {path}")
     return 0
@@ -538,11 +538,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from greenml.report import write_comparison
-    from greenml.search._config import parse_objectives
+    from greenml.search._config import default_storage, parse_objectives
 
     objectives = parse_objectives(args.objectives) if args.objectives else None
     path = write_comparison(
-        args.studies, args.storage or ["sqlite:///greenml.db"], args.output, objectives, args.reference
+        args.studies, args.storage or [default_storage()], args.output, objectives, args.reference
     )
     print(f"report: {path}")
     return 0
@@ -550,8 +550,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from greenml.results import export_study
+    from greenml.search._config import default_storage
 
-    storage = args.storage or "sqlite:///greenml.db"
+    storage = args.storage or default_storage()
     if args.output is None and args.format == "parquet":
         raise ConfigError("--format parquet needs -o FILE (Parquet is binary)")
     if args.output is not None and not args.output.parent.is_dir():

@@ -8,7 +8,27 @@ from typing import Any
 
 from greenml.trial import METRICS
 
-__all__ = ["export_study", "trial_rows"]
+__all__ = ["export_study", "trial_constraints", "trial_rows", "write_atomic"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def trial_constraints(trial: Any) -> dict[str, float]:
+    """The constraint values ``Trial.set_constraint`` stored, by name (<= 0 is satisfied)."""
+    return {
+        key.split(":", 1)[1]: float(value)
+        for key, value in trial.system_attrs.items()
+        if key.startswith("constraints:")
+    }
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
@@ -16,7 +36,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         metrics = trial.user_attrs.get("metrics", {})
-        constraints = [value for key, value in trial.system_attrs.items() if key.startswith("constraints:")]
+        constraints = trial_constraints(trial).values()
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
@@ -53,7 +73,5 @@ def export_study(name: str, storage_url: str, fmt: str, output: Path | None) -> 
     )
     if output is None:
         return text
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, output)
+    write_atomic(output, text)
     return None

@@ -29,7 +29,8 @@ from greenml.report._data import (
     load_record,
     parse_reference,
 )
-from greenml.report._page import comparison_html, report_html, write_atomic
+from greenml.report._page import comparison_html, report_html
+from greenml.results import write_atomic
 
 __all__ = [
     "IMPORTANCE_EVALUATORS",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from greenml.errors import ConfigError
+from greenml.results import trial_constraints
 from greenml.trial import MAXIMIZED, METRICS, PHASES
 
 __all__ = [
@@ -98,10 +99,6 @@ class StudyRecord:
     objectives: tuple[str, ...]
     trials: tuple[TrialRecord, ...]
 
-    @property
-    def label(self) -> str:
-        return self.name
-
     def counts(self) -> dict[str, int]:
         return dict(Counter(trial.state for trial in self.trials))
 
@@ -128,11 +125,7 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
         metrics = {k: float(v) for k, v in attrs.get("metrics", {}).items() if isinstance(v, (int, float))}
         if not metrics and trial.values is not None and len(trial.values) == len(objectives):
             metrics = dict(zip(objectives, map(float, trial.values), strict=True))
-        constraints = {
-            key.split(":", 1)[1]: float(value)
-            for key, value in trial.system_attrs.items()
-            if key.startswith("constraints:")
-        }
+        constraints = trial_constraints(trial)
         phases = attrs.get("phases") or {
             phase: {"seconds": metrics[f"{phase}_seconds"], "energy_j": metrics[f"{phase}_energy_j"]}
             for phase in PHASES

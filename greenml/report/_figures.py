@@ -276,28 +276,18 @@ def footprint_by_phase(fp: Footprint) -> Any:
     parts = [*PHASES, "other"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("energy (J)", "time (s)"), horizontal_spacing=0.12)
     colours = [PHASE_COLOURS[p] for p in parts]
-    fig.add_trace(
-        go.Bar(
-            x=parts,
-            y=[fp.phase_energy_j[p] for p in parts],
-            marker_color=colours,
-            showlegend=False,
-            hovertemplate="%{x}: %{y:.4g} J<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=parts,
-            y=[fp.phase_seconds[p] for p in parts],
-            marker_color=colours,
-            showlegend=False,
-            hovertemplate="%{x}: %{y:.4g} s<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
+    for col, (values, unit) in enumerate(((fp.phase_energy_j, "J"), (fp.phase_seconds, "s")), start=1):
+        fig.add_trace(
+            go.Bar(
+                x=parts,
+                y=[values[p] for p in parts],
+                marker_color=colours,
+                showlegend=False,
+                hovertemplate="%{x}: %{y:.4g} " + unit + "<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_layout(**_layout(340))
     return fig
 

@@ -8,7 +8,6 @@ JSON ``\\u`` escapes, so no string in it can close the block.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +22,7 @@ from greenml.report import _data, _figures
 from greenml.report._data import StudyRecord, TrialRecord, metric_label
 from greenml.trial import MAXIMIZED
 
-__all__ = ["comparison_html", "report_html", "write_atomic"]
+__all__ = ["comparison_html", "report_html"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
 _EXTRA_COLUMNS = ("test_accuracy", "model_bytes", "inference_energy_j", "latency_ms", "accuracy")
@@ -79,17 +78,6 @@ def _render(template: str, context: Mapping[str, Any]) -> str:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text: str = _environment().get_template(template).render(**_assets(), created=created, **context)
     return text
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fmt(value: Any) -> str:
