@@ -18,6 +18,9 @@ class MeasureConfig:
 
     ``meter``: ``auto`` takes NVML for the GPU where there is one, RAPL for the CPU and DRAM where
     it can be read, and the CPU-time estimate for the CPU where RAPL cannot.
+
+    ``gpus``: the CUDA indices of the GPUs the work runs on (a search's training and deployment
+    devices); ``None`` meters every GPU this process can see (``greenml measure``), ``()`` none.
     """
 
     meter: str = "auto"
@@ -26,6 +29,7 @@ class MeasureConfig:
     idle_seconds: float = 2.0
     watts_per_core: float | None = None
     sample_hz: float = 20.0
+    gpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.meter not in METER_CHOICES:

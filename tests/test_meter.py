@@ -24,17 +24,23 @@ def _meter(clock: FakeClock, **sources: tuple[dict[str, float], str]) -> Meter:
     )
 
 
-def test_measured_and_estimated_are_never_summed(clock: FakeClock) -> None:
+def test_the_total_includes_every_component_and_says_it_is_partly_estimated(clock: FakeClock) -> None:
     meter = _meter(clock, nvml=({"gpu": 200.0}, "measured"), estimate=({"cpu": 30.0}, "estimated"))
+    meter.measure_idle(1.0)
     window = meter.begin()
     clock.advance(10.0)
     result = window.end()
     assert result.energy_j.gpu == pytest.approx(2000.0)
     assert result.energy_j.cpu == pytest.approx(300.0)
-    assert result.total_energy_j == pytest.approx(2000.0)  # the estimate is reported, not added
-    assert result.provenance.energy_basis == "measured"
-    assert result.provenance.total_components == ("gpu",)
+    assert result.total_energy_j == pytest.approx(2300.0)  # the CPU did work too: it counts
+    assert result.provenance.energy_basis == "partly estimated"
+    assert result.provenance.total_components == ("gpu", "cpu")
     assert result.provenance.kind_of("cpu") == "estimated"
+    assert result.to_dict()["energy_j"] == {
+        "gpu": pytest.approx(2000.0),
+        "cpu": pytest.approx(300.0),
+        "dram": None,
+    }
 
 
 def test_estimate_alone_is_the_total(clock: FakeClock) -> None:
@@ -156,10 +162,47 @@ def test_auto_falls_back_to_estimate_for_cpu(tmp_path: Path, as_non_root: None) 
     try:
         assert [s.name for s in meter.sources] == ["nvml", "estimate"]
         provenance = meter.provenance()
-        assert provenance.total_components == ("gpu",)
+        assert provenance.total_components == ("gpu", "cpu")
         assert provenance.kind_of("cpu") == "estimated"
+        assert provenance.energy_basis == "partly estimated"
     finally:
         meter.close()
+
+
+def test_gpu_machine_without_rapl_adds_the_cpu_estimate_to_the_total(tmp_path: Path) -> None:
+    """An ONNX Runtime model on the CPU beside an idle GPU is charged its CPU time too."""
+    from greenml.measure.estimate import cpu_seconds
+
+    nvml = FakeNvml([FakeGpu(trace=PowerTrace.constant(60.0))])
+    config = MeasureConfig(watts_per_core=10.0, gpus=(0,))
+    meter = build_meter(config, nvml=nvml, powercap_root=tmp_path / "no-powercap")
+    try:
+        window = meter.begin()
+        cpu_before = cpu_seconds()
+        while cpu_seconds() - cpu_before < 0.3:  # CPU work, as ONNX Runtime on the CPU would do
+            sum(i * i for i in range(10_000))
+        result = window.end()
+    finally:
+        meter.close()
+    assert result.energy_j.cpu is not None and result.energy_j.cpu >= 10.0 * 0.3
+    assert result.energy_j.gpu is not None and result.energy_j.gpu > 0
+    assert result.total_energy_j == pytest.approx(result.energy_j.gpu + result.energy_j.cpu)
+    assert result.provenance.energy_basis == "partly estimated"
+
+
+def test_a_cpu_only_search_on_a_gpu_machine_leaves_the_gpus_out(tmp_path: Path) -> None:
+    nvml = FakeNvml([FakeGpu(name="NVIDIA H100 80GB HBM3")])
+    meter = build_meter(MeasureConfig(gpus=()), nvml=nvml, powercap_root=tmp_path / "no-powercap")
+    try:
+        assert [s.name for s in meter.sources] == ["estimate"]
+        provenance = meter.provenance()
+        assert provenance.total_components == ("cpu",)
+        assert len(provenance.notes) == 1 and "H100" in provenance.notes[0]
+        assert "not metered" in provenance.notes[0]
+    finally:
+        meter.close()
+    with pytest.raises(MeterUnavailableError, match="runs on the CPU only"):
+        build_meter(MeasureConfig(meter="nvml", gpus=()), nvml=nvml)
 
 
 def test_named_meter_unavailable_says_why(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pynvml
 import pytest
 
 from greenml.errors import MeterUnavailableError
 from greenml.measure import Meter
+from greenml.measure import nvml as nvml_module
 from greenml.measure.nvml import NvmlSource, select_gpus
 from greenml.testing.fake_nvml import FakeClock, FakeGpu, FakeNvml, PowerTrace
 
@@ -60,22 +62,152 @@ def test_counter_path_matches_trace_integral(clock: FakeClock, start: float, end
 
 @pytest.mark.parametrize(("start", "end"), [(1001.0, 1032.0), (1002.3, 1027.9), (1010.05, 1030.5)])
 def test_sampling_path_matches_trace_integral(clock: FakeClock, start: float, end: float) -> None:
-    gpu = FakeGpu(trace=BUSY, name="Tesla P100-PCIE-16GB", counter_supported=False)
+    gpu = FakeGpu(trace=BUSY, name="Tesla P100-PCIE-16GB", architecture=PASCAL, counter_supported=False)
     nvml = FakeNvml([gpu], clock=clock)
     source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
     assert source.sampler is not None, "a pre-Volta board must fall back to power sampling"
     measured = _window_energy(source, clock, start, end)
     assert measured == pytest.approx(BUSY.energy_j(start, end), rel=0.01)
     assert "power sampled at 20 Hz" in source.sources()[0].method
+    assert "instantaneous readings" in source.sources()[0].method
 
 
-def test_sampling_without_lag_compensation_would_be_wrong(clock: FakeClock) -> None:
-    """The averaging-lag shift matters: without it a step near the window's end is misplaced."""
-    gpu = FakeGpu(trace=BUSY, counter_supported=False)
+# -- power readings as each board documents them -------------------------------------------------
+
+PASCAL = pynvml.NVML_DEVICE_ARCH_PASCAL
+AMPERE = pynvml.NVML_DEVICE_ARCH_AMPERE
+# A 1 s burst from 50 W to 250 W, inside a 3 s window.
+BURST = PowerTrace(((1000.0, 50.0), (1011.0, 50.0), (1011.001, 250.0), (1012.0, 250.0), (1012.001, 50.0)))
+INSTANTANEOUS_BOARD = {"name": "Tesla P100-PCIE-16GB", "architecture": PASCAL}
+AVERAGING_BOARD = {"name": "NVIDIA A10", "architecture": AMPERE}
+
+
+@pytest.mark.parametrize("board", [INSTANTANEOUS_BOARD, AVERAGING_BOARD], ids=["pascal", "ampere"])
+@pytest.mark.parametrize("phase", [0.0, 0.013, 0.031])
+def test_burst_within_2_percent_on_each_kind_of_board(clock: FakeClock, board: dict, phase: float) -> None:
+    gpu = FakeGpu(trace=BURST, counter_supported=False, **board)
     nvml = FakeNvml([gpu], clock=clock)
-    naive = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False, power_averaging_s=0.0)
-    measured = _window_energy(naive, clock, 1003.0, 1006.0)
-    assert abs(measured / BUSY.energy_j(1003.0, 1006.0) - 1) > 0.05
+    source = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
+    start, end = 1010.0 + phase, 1013.0 + phase
+    measured = _window_energy(source, clock, start, end)
+    truth = BURST.energy_j(start, end)
+    assert truth == pytest.approx(350.0, rel=1e-3)
+    assert measured == pytest.approx(truth, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("board", "wrong_averaging_s"),
+    [(INSTANTANEOUS_BOARD, 1.0), (AVERAGING_BOARD, 0.0)],
+    ids=["pascal-shifted", "ampere-unshifted"],
+)
+def test_the_wrong_reading_model_misses_the_burst(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, board: dict, wrong_averaging_s: float
+) -> None:
+    """Shifting instantaneous readings (the old code), or not shifting averaged ones, is >2% off."""
+    monkeypatch.setattr(nvml_module, "power_averaging_s", lambda *_: (wrong_averaging_s, None))
+    gpu = FakeGpu(trace=BURST, counter_supported=False, **board)
+    source = NvmlSource(FakeNvml([gpu], clock=clock), clock=clock, environ={}, start_sampler=False)
+    # The window that holds the burst exactly, as a trial phase would.
+    measured = _window_energy(source, clock, 1011.0, 1012.05)
+    truth = BURST.energy_j(1011.0, 1012.05)
+    assert abs(measured / truth - 1) > 0.05
+
+
+@pytest.mark.parametrize(
+    ("name", "architecture", "averaging_s"),
+    [
+        ("Tesla K80", pynvml.NVML_DEVICE_ARCH_KEPLER, 0.0),
+        ("Tesla P100-PCIE-16GB", PASCAL, 0.0),
+        ("Tesla V100-SXM2-16GB", pynvml.NVML_DEVICE_ARCH_VOLTA, 0.0),
+        ("Tesla T4", pynvml.NVML_DEVICE_ARCH_TURING, 0.0),
+        ("NVIDIA A100-SXM4-40GB", AMPERE, 0.0),  # GA100: instantaneous
+        ("NVIDIA A30", AMPERE, 0.0),  # GA100 too
+        ("NVIDIA A10", AMPERE, 1.0),
+        ("NVIDIA L4", pynvml.NVML_DEVICE_ARCH_ADA, 1.0),
+        ("NVIDIA H100 80GB HBM3", pynvml.NVML_DEVICE_ARCH_HOPPER, 1.0),
+    ],
+)
+def test_averaging_is_decided_per_architecture(name: str, architecture: int, averaging_s: float) -> None:
+    nvml = FakeNvml([FakeGpu(name=name, architecture=architecture)])
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml_module.power_averaging_s(nvml, handle, name) == (averaging_s, None)
+
+
+def test_unknown_architecture_is_taken_as_instantaneous_with_a_warning() -> None:
+    gpu = FakeGpu(name="Quadro Mystery", architecture=None, counter_supported=False)
+    source = NvmlSource(FakeNvml([gpu]), environ={}, start_sampler=False)
+    assert any("does not report its architecture" in w for w in source.warnings())
+    assert "instantaneous readings" in source.sources()[0].method
+
+
+def test_a_counter_stepping_every_100_ms_does_not_set_per_inference_error() -> None:
+    """Per-inference energy from a 1 s window on a 100 ms counter, within 1% of the truth.
+
+    The GPU draws a constant 200 W, so the truth per inference is 200 W x the window's seconds /
+    its calls. Unaligned, the counter's steps alone put a 1 s window off by up to 10%.
+    """
+    torch = pytest.importorskip("torch")
+    from greenml.measure.inference import benchmark_inference
+
+    gpu = FakeGpu(trace=PowerTrace.constant(200.0), counter_step_s=0.1)
+    source = NvmlSource(FakeNvml([gpu], clock=time.monotonic), environ={})
+    assert source.update_period_s() == pytest.approx(0.1, rel=0.2)
+    model = torch.nn.Linear(16, 4)
+    errors = []
+    with Meter([source], sync=lambda: None) as meter:
+        for _ in range(4):
+            result = benchmark_inference(
+                model, torch.zeros(1, 16), meter=meter, min_latency_s=0, latency_iters=5, batch_size=1
+            )
+            assert result.energy_per_inference_j is not None and result.energy_inferences
+            truth = 200.0 * result.energy_window_s / result.energy_inferences
+            errors.append(result.energy_per_inference_j / truth - 1)
+    assert max(abs(e) for e in errors) < 0.01, errors
+
+
+# -- which GPUs a search meters, and warnings per window -----------------------------------------
+
+
+def test_only_the_studys_gpu_is_metered(clock: FakeClock) -> None:
+    boards = [
+        FakeGpu(trace=PowerTrace.constant(100.0), uuid="GPU-aaaa", pci_bus_id="00000000:01:00.0"),
+        FakeGpu(trace=PowerTrace.constant(100.0), uuid="GPU-bbbb", pci_bus_id="00000000:02:00.0"),
+    ]
+    nvml = FakeNvml(boards, clock=clock)
+    every = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False)
+    assert _window_energy(every, clock, 1000.0, 1010.0) == pytest.approx(2000.0, rel=0.01)
+    second = NvmlSource(nvml, clock=clock, environ={}, start_sampler=False, cuda_indices=[1])
+    assert [d.uuid for d in second.devices] == ["GPU-bbbb"]
+    assert _window_energy(second, clock, 1010.0, 1020.0) == pytest.approx(1000.0, rel=0.01)
+    assert len(second.notes()) == 1 and "GPU-aaaa" in second.notes()[0]
+    assert "not metered" in second.notes()[0]
+
+
+def test_a_gpu_index_that_is_not_visible_is_refused() -> None:
+    nvml = FakeNvml([FakeGpu()])
+    with pytest.raises(
+        MeterUnavailableError, match="cuda:3 is not a GPU this process can see; valid: cuda:0"
+    ):
+        NvmlSource(nvml, environ={}, cuda_indices=[3])
+    assert nvml.initialised == 0
+
+
+def test_a_process_seen_then_gone_warns_only_in_its_window(clock: FakeClock) -> None:
+    gpu = FakeGpu(processes=(999_999_991,))
+    meter = Meter(
+        [NvmlSource(FakeNvml([gpu], clock=clock), clock=clock, environ={})], clock=clock, sync=lambda: None
+    )
+    outer = meter.begin("trial")
+    first = meter.begin("first").end()
+    gpu.processes = ()
+    second = meter.begin("second").end()
+    trial = outer.end()
+    assert any("999999991" in w for w in first.provenance.warnings)
+    assert not any("999999991" in w for w in second.provenance.warnings)
+    assert any("999999991" in w for w in trial.provenance.warnings), "the outer window saw it too"
+    later = meter.begin("later").end()
+    assert later.provenance.warnings == ()
 
 
 def test_sampling_thread_in_real_time() -> None:

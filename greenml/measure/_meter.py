@@ -17,9 +17,9 @@ from greenml.measure._types import (
     ComponentSource,
     EnergySource,
     IdleBaseline,
-    Kind,
     Provenance,
     WindowResult,
+    energy_basis,
 )
 
 __all__ = ["Meter", "Window", "synchronize_cuda"]
@@ -74,10 +74,19 @@ class Window:
         end_time = meter._clock()
         end = [source.snapshot() for source in meter.sources]
         energy: dict[str, float] = {}
+        warnings: list[str] = []
         for source, start_snapshot, end_snapshot in zip(meter.sources, self._start, end, strict=True):
             for component, joules in source.energy_between(start_snapshot, end_snapshot).items():
                 energy[component] = energy.get(component, 0.0) + joules
-        self._result = meter._result(self.name, end_time - self._start_time, energy, tuple(self._children))
+            window_warnings = getattr(source, "window_warnings", None)
+            if window_warnings is not None:
+                warnings.extend(window_warnings(start_snapshot, end_snapshot))
+        # What was seen during an inner window was seen during this one too.
+        for child in self._children:
+            warnings.extend(child.provenance.warnings)
+        self._result = meter._result(
+            self.name, end_time - self._start_time, energy, tuple(self._children), tuple(warnings)
+        )
         meter._closed(self)
         return self._result
 
@@ -97,6 +106,7 @@ class Meter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         sync: Callable[[], None] = synchronize_cuda,
+        notes: Sequence[str] = (),
     ) -> None:
         if not sources:
             raise MeasurementError("a meter needs at least one energy source")
@@ -110,6 +120,7 @@ class Meter:
                     )
                 claimed[entry.component] = source.name
         self.sources = tuple(sources)
+        self.notes = tuple(notes)
         self.carbon = carbon
         self.idle: IdleBaseline | None = None
         self._clock = clock
@@ -163,25 +174,61 @@ class Meter:
         self.idle = IdleBaseline(seconds=result.seconds, power_w=Components(**power))
         return self.idle
 
-    def provenance(self) -> Provenance:
+    def provenance(self, window_warnings: Sequence[str] = ()) -> Provenance:
+        """Which sources, the basis of the total, and the caveats (``window_warnings`` for one window)."""
         entries = self.component_sources
-        measured = tuple(e.component for e in entries if e.kind == "measured")
-        basis: Kind = "measured" if measured else "estimated"
-        total = measured or tuple(e.component for e in entries)
         drivers: dict[str, str] = {}
         warnings: list[str] = []
         for source in self.sources:
             drivers.update(source.drivers())
             warnings.extend(source.warnings())
+        warnings.extend(window_warnings)
+        components = {e.component for e in entries}
         return Provenance(
             sources=entries,
-            energy_basis=basis,
-            total_components=tuple(c for c in COMPONENTS if c in total),
+            energy_basis=energy_basis([e.kind for e in entries]),
+            total_components=tuple(c for c in COMPONENTS if c in components),
             drivers=drivers,
             warnings=tuple(dict.fromkeys(warnings)),
+            notes=self.notes,
             idle=self.idle,
             carbon=self.carbon,
         )
+
+    def counter_step_s(self) -> float | None:
+        """The coarsest update step of the sources' energy counters (measured once), or None."""
+        steps = []
+        for source in self.sources:
+            period = getattr(source, "update_period_s", None)
+            step = period() if period is not None else None
+            if step is not None:
+                steps.append(step)
+        return max(steps, default=None)
+
+    def wait_for_step(self, work: Callable[[], object] | None = None, timeout_s: float | None = None) -> int:
+        """Keep doing ``work`` (or sleep briefly) until every stepped counter has just moved.
+
+        A window that begins and ends right after a counter step covers whole counter periods,
+        so a counter that moves every 100 ms no longer sets a 1 s window's error. Returns how many
+        times ``work`` ran; returns at once where no source has a stepped counter.
+        """
+        step = self.counter_step_s()
+        if step is None:
+            return 0
+        stepped = [s for s in self.sources if getattr(s, "update_period_s", lambda: None)() is not None]
+        pending = {id(s): (s, s.counter_reading()) for s in stepped}  # type: ignore[attr-defined]
+        deadline = self._clock() + (timeout_s if timeout_s is not None else 3 * step + 0.5)
+        calls = 0
+        while pending and self._clock() < deadline:
+            if work is None:
+                self._sleep(min(step / 100, 0.001))
+            else:
+                work()
+                calls += 1
+            for key, (source, reference) in list(pending.items()):
+                if source.counter_reading() != reference:  # type: ignore[attr-defined]
+                    del pending[key]
+        return calls
 
     def close(self) -> None:
         for source in self.sources:
@@ -208,8 +255,9 @@ class Meter:
         seconds: float,
         energy: dict[str, float],
         children: tuple[WindowResult, ...],
+        window_warnings: tuple[str, ...] = (),
     ) -> WindowResult:
-        provenance = self.provenance()
+        provenance = self.provenance(window_warnings)
         energy_j = Components(**{c: energy.get(c) for c in COMPONENTS})
         total = sum(energy_j.get(c) or 0.0 for c in provenance.total_components)
         if self.idle is None:

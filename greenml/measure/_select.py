@@ -43,7 +43,7 @@ def _open(name: str, config: MeasureConfig, nvml: Any, powercap_root: Path | Non
     if name == "nvml":
         from greenml.measure.nvml import NvmlSource
 
-        return NvmlSource(nvml, sample_hz=config.sample_hz)
+        return NvmlSource(nvml, sample_hz=config.sample_hz, cuda_indices=config.gpus)
     if name == "rapl":
         from greenml.measure.rapl import RaplSource, powercap_root_from_env
 
@@ -53,11 +53,33 @@ def _open(name: str, config: MeasureConfig, nvml: Any, powercap_root: Path | Non
     return CpuTimeEstimate(watts_per_core(config.watts_per_core))
 
 
+def _unused_gpus(nvml: Any) -> tuple[str, ...]:
+    """Notes naming the visible GPUs, for work that uses none of them."""
+    from greenml.measure.nvml import NvmlSource
+
+    try:
+        source = NvmlSource(nvml, start_sampler=False)
+    except MeterUnavailableError:
+        return ()
+    try:
+        return tuple(
+            f"GPU {device.label} is visible but not metered: the work does not use it"
+            for device in source.devices
+        )
+    finally:
+        source.close()
+
+
 def _open_sources(
     config: MeasureConfig, nvml: Any, powercap_root: Path | None
 ) -> tuple[list[EnergySource], dict[str, str]]:
     """Open the sources ``config.meter`` asks for; also return why the others are unavailable."""
     reasons: dict[str, str] = {}
+    if config.gpus == () and config.meter == "nvml":
+        raise MeterUnavailableError(
+            "meter 'nvml' measures GPUs, but the work runs on the CPU only; "
+            "use --meter auto, rapl or estimate"
+        )
     if config.meter != "auto":
         try:
             return [_open(config.meter, config, nvml, powercap_root)], reasons
@@ -68,6 +90,9 @@ def _open_sources(
             ) from error
     sources: list[EnergySource] = []
     for name in ("nvml", "rapl"):
+        if name == "nvml" and config.gpus == ():
+            reasons[name] = "the work runs on the CPU only"
+            continue
         try:
             sources.append(_open(name, config, nvml, powercap_root))
         except MeterUnavailableError as error:
@@ -80,7 +105,14 @@ def _open_sources(
 def build_meter(config: MeasureConfig, *, nvml: Any = None, powercap_root: Path | None = None) -> Meter:
     """The meter for ``config``; raises MeterUnavailableError naming why a named meter cannot work."""
     sources, _reasons = _open_sources(config, nvml, powercap_root)
-    return Meter(sources, carbon=carbon_intensity(config.country, config.pue))
+    notes: list[str] = []
+    for source in sources:
+        source_notes = getattr(source, "notes", None)
+        if source_notes is not None:
+            notes.extend(source_notes())
+    if config.gpus == ():
+        notes.extend(_unused_gpus(nvml))
+    return Meter(sources, carbon=carbon_intensity(config.country, config.pue), notes=notes)
 
 
 def probe_meters(

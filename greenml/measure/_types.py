@@ -10,6 +10,17 @@ from typing import Any, Literal, Protocol
 COMPONENTS: tuple[str, ...] = ("gpu", "cpu", "dram")
 
 Kind = Literal["measured", "estimated"]
+# What a total rests on: every component measured, some estimated, or all estimated.
+Basis = Literal["measured", "partly estimated", "estimated"]
+
+
+def energy_basis(kinds: list[Kind]) -> Basis:
+    """The basis of a total over components of these kinds."""
+    if kinds and all(kind == "measured" for kind in kinds):
+        return "measured"
+    if any(kind == "measured" for kind in kinds):
+        return "partly estimated"
+    return "estimated"
 
 
 @dataclass(frozen=True)
@@ -86,10 +97,11 @@ class Provenance:
     """Everything needed to judge a number: which meter, measured or estimated, and caveats."""
 
     sources: tuple[ComponentSource, ...]
-    energy_basis: Kind
+    energy_basis: Basis
     total_components: tuple[str, ...]
     drivers: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     idle: IdleBaseline | None = None
     carbon: CarbonIntensity | None = None
 
@@ -114,6 +126,7 @@ class Provenance:
             },
             "drivers": dict(self.drivers),
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
             "idle": self.idle.to_dict() if self.idle else None,
             "carbon": self.carbon.to_dict() if self.carbon else None,
         }
@@ -123,9 +136,11 @@ class Provenance:
 class WindowResult:
     """The energy and time of one measurement window.
 
-    ``total_energy_j`` is the figure search objectives use: the sum of the *measured* components
-    where any component was measured, otherwise the sum of the estimated ones. Measured and
-    estimated numbers are never added together; ``provenance.energy_basis`` says which it is.
+    ``total_energy_j`` is the figure search objectives use: the sum of every metered component,
+    measured or estimated, since leaving out a component that did work (the CPU running an ONNX
+    Runtime model beside an idle GPU, say) makes runtimes and devices incomparable.
+    ``provenance.energy_basis`` says whether that total is ``measured``, ``partly estimated`` or
+    ``estimated``; ``energy_j`` keeps the per-component values next to it.
     ``dynamic_energy_j`` subtracts the idle baseline (clamped at zero per component) and is
     ``None`` everywhere when no baseline was taken.
     """
@@ -184,3 +199,22 @@ class EnergySource(Protocol):
     def warnings(self) -> tuple[str, ...]: ...
 
     def close(self) -> None: ...
+
+
+class WindowWarnings(Protocol):
+    """Optional: a source whose caveats belong to one window (a process seen on the GPU then)."""
+
+    def window_warnings(self, start: Any, end: Any) -> tuple[str, ...]: ...
+
+
+class AlignedCounter(Protocol):
+    """Optional: a source whose counter moves in steps coarse enough to matter for a window.
+
+    ``update_period_s`` is the measured step (None: fine enough not to matter);
+    ``counter_reading`` is a cheap reading that changes exactly when the counter steps, so a
+    window can begin and end on a step and the coarse resolution cancels out.
+    """
+
+    def update_period_s(self) -> float | None: ...
+
+    def counter_reading(self) -> Any: ...

@@ -4,15 +4,20 @@ Two paths, chosen per device:
 
 * **energy counter** (Volta and newer): ``nvmlDeviceGetTotalEnergyConsumption``, millijoules since
   the driver loaded. A window's energy is the difference of two readings.
+  The counter moves in steps (tens of milliseconds); :meth:`NvmlSource.update_period_s` measures
+  the step once, so windows that must be exact can begin and end on a step.
 * **power sampling** (older boards, where the counter is not supported): a background thread reads
   ``nvmlDeviceGetPowerUsage`` at ``sample_hz`` (>= 10 Hz) and integrates it with the trapezoid rule.
-  NVML reports power averaged over the last ``power_averaging_s`` seconds, which lags the true
-  power by half that; samples are shifted back by that half, and a window's end waits until the
-  samples cover it.
+  What that reading is depends on the board (NVML's documentation of nvmlDeviceGetPowerUsage):
+  on Ampere and newer, except GA100, the power averaged over the last second, which lags the
+  true power by half a second, so those samples are shifted back by half a second and a window's
+  end waits until the samples cover it; on GA100 and older architectures, instantaneous power,
+  taken as it is.
 
-Which GPUs: the ones this process's CUDA sees. ``CUDA_VISIBLE_DEVICES`` may hold CUDA indices,
-``GPU-<uuid>`` prefixes or ``MIG-<uuid>`` instances; CUDA numbers devices differently from NVML,
-so every device is matched by UUID.
+Which GPUs: the ones this process's CUDA sees (``greenml measure``), or the ones a search uses
+(``cuda_indices``). ``CUDA_VISIBLE_DEVICES`` may hold CUDA indices, ``GPU-<uuid>`` prefixes or
+``MIG-<uuid>`` instances; CUDA numbers devices differently from NVML, so every device is matched
+by UUID.
 """
 
 from __future__ import annotations
@@ -24,17 +29,20 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from greenml.errors import MeterUnavailableError
 from greenml.measure._types import ComponentSource
 
-__all__ = ["GpuDevice", "NvmlSource", "select_gpus"]
+__all__ = ["GpuDevice", "NvmlSource", "power_averaging_s", "select_gpus"]
 
 DEFAULT_SAMPLE_HZ = 20.0
-DEFAULT_POWER_AVERAGING_S = 1.0
+# nvmlDeviceGetPowerUsage on Ampere and newer (except GA100): the average over the last second.
+AVERAGING_WINDOW_S = 1.0
+# GA100 boards report instantaneous power although they are Ampere.
+_GA100_NAMES = ("A100", "A30", "A800")
 
 
 def _text(value: Any) -> str:
@@ -62,6 +70,35 @@ def init(nvml: Any) -> None:
         raise MeterUnavailableError("the NVIDIA driver is not loaded") from error
     except nvml.NVMLError as error:
         raise MeterUnavailableError(f"NVML failed to initialise: {error}") from error
+
+
+def power_averaging_s(nvml: Any, handle: Any, name: str) -> tuple[float, str | None]:
+    """Seconds over which this board's nvmlDeviceGetPowerUsage averages (0: instantaneous).
+
+    Returns a warning too where the architecture is unknown (then instantaneous is assumed: the
+    sampling path runs on boards without an energy counter, which are older than Volta).
+    """
+    try:
+        architecture = int(nvml.nvmlDeviceGetArchitecture(handle))
+    except (nvml.NVMLError, AttributeError):
+        architecture = -1
+    known = (
+        nvml.NVML_DEVICE_ARCH_KEPLER,
+        nvml.NVML_DEVICE_ARCH_MAXWELL,
+        nvml.NVML_DEVICE_ARCH_PASCAL,
+        nvml.NVML_DEVICE_ARCH_VOLTA,
+        nvml.NVML_DEVICE_ARCH_TURING,
+    )
+    if architecture in known:
+        return 0.0, None
+    if architecture >= nvml.NVML_DEVICE_ARCH_AMPERE and architecture != nvml.NVML_DEVICE_ARCH_UNKNOWN:
+        if any(part in name for part in _GA100_NAMES):
+            return 0.0, None
+        return AVERAGING_WINDOW_S, None
+    return 0.0, (
+        f"{name}: NVML does not report its architecture; its power readings were taken as "
+        "instantaneous (as on boards older than Ampere)"
+    )
 
 
 @dataclass(frozen=True)
@@ -194,13 +231,14 @@ class _PowerSampler:
         nvml: Any,
         devices: list[GpuDevice],
         sample_hz: float,
-        averaging_s: float,
+        averaging_s: list[float],
         clock: Callable[[], float],
     ) -> None:
         self._nvml = nvml
         self._devices = devices
         self.period_s = 1.0 / sample_hz
-        self._shift_s = averaging_s / 2.0
+        # An averaged reading describes the power half its window ago; an instantaneous one, now.
+        self._shift_s = [seconds / 2.0 for seconds in averaging_s]
         self._clock = clock
         self._lock = threading.Condition()
         # Per device: sample times (shifted to when the power was drawn) and cumulative joules.
@@ -208,7 +246,7 @@ class _PowerSampler:
         self._energy = [array("d") for _ in devices]
         self._power = [array("d") for _ in devices]
         self._last_power = [0.0 for _ in devices]
-        self.averaging_s = averaging_s
+        self.averaging_s = list(averaging_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -227,7 +265,7 @@ class _PowerSampler:
         with self._lock:
             for i, device in enumerate(self._devices):
                 power_w = self._nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000.0
-                at = now - self._shift_s
+                at = now - self._shift_s[i]
                 times, energy = self._times[i], self._energy[i]
                 if times and at <= times[-1]:
                     continue
@@ -246,9 +284,10 @@ class _PowerSampler:
         Then the power in the not-yet-covered last moments is the power read last, and a window
         may end without waiting for the samples to catch up.
         """
-        since = instant - self.averaging_s - self._shift_s
         with self._lock:
-            for times, power in zip(self._times, self._power, strict=True):
+            for i, (times, power) in enumerate(zip(self._times, self._power, strict=True)):
+                # The readings that still describe moments before ``instant``: a second's worth.
+                since = instant - max(self.averaging_s[i], 2 * self.period_s) - self._shift_s[i]
                 k = bisect.bisect_left(times, since)
                 recent = power[k:]
                 if len(recent) < 2 or times[0] > since:
@@ -295,8 +334,23 @@ class _PowerSampler:
             self._thread = None
 
 
+@dataclass
+class _Snapshot:
+    """One window edge: the time, every counter (joules), and who else was on each GPU."""
+
+    time: float
+    counters: list[float]
+    others: dict[str, tuple[int, ...]]
+    notes: list[str] = field(default_factory=list)
+
+
 class NvmlSource:
-    """GPU energy of the visible GPUs, summed into the ``gpu`` component."""
+    """GPU energy of the chosen GPUs, summed into the ``gpu`` component.
+
+    ``cuda_indices`` picks GPUs by their CUDA index among those visible to this process (what
+    ``--device cuda:N`` names); ``None`` meters every visible GPU. Visible GPUs left out are
+    listed in :meth:`notes`.
+    """
 
     name = "nvml"
 
@@ -305,8 +359,8 @@ class NvmlSource:
         nvml: Any | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        cuda_indices: Sequence[int] | None = None,
         sample_hz: float = DEFAULT_SAMPLE_HZ,
-        power_averaging_s: float = DEFAULT_POWER_AVERAGING_S,
         clock: Callable[[], float] = time.monotonic,
         start_sampler: bool = True,
     ) -> None:
@@ -318,7 +372,27 @@ class NvmlSource:
             init(nvml)
         self._nvml = nvml
         self._clock = clock
-        self.devices, self._warnings = select_gpus(nvml, environ)
+        visible, self._warnings = select_gpus(nvml, environ)
+        self._notes: list[str] = []
+        if cuda_indices is None:
+            self.devices = visible
+        else:
+            wanted = list(dict.fromkeys(cuda_indices))
+            bad = [i for i in wanted if not 0 <= i < len(visible)]
+            if bad:
+                with contextlib.suppress(nvml.NVMLError):
+                    nvml.nvmlShutdown()
+                valid = ", ".join(f"cuda:{i}" for i in range(len(visible)))
+                raise MeterUnavailableError(
+                    f"cuda:{bad[0]} is not a GPU this process can see; valid: {valid}"
+                )
+            self.devices = [visible[i] for i in wanted]
+            chosen = {d.uuid for d in self.devices}
+            self._notes = [
+                f"GPU {d.label} is visible but not metered: the work does not use it"
+                for d in visible
+                if d.uuid not in chosen
+            ]
         self._counter_devices: list[GpuDevice] = []
         self._sampled_devices: list[GpuDevice] = []
         for device in self.devices:
@@ -337,16 +411,22 @@ class NvmlSource:
                     f"{device.label} has MIG enabled: NVML reports the whole GPU's energy, "
                     "shared by all its instances"
                 )
+        self._averaging_s: list[float] = []
+        for device in self._sampled_devices:
+            seconds, warning = power_averaging_s(nvml, device.handle, device.name)
+            self._averaging_s.append(seconds)
+            if warning:
+                self._warnings.append(warning)
         self._sampler: _PowerSampler | None = None
         if self._sampled_devices:
-            self._sampler = _PowerSampler(nvml, self._sampled_devices, sample_hz, power_averaging_s, clock)
+            self._sampler = _PowerSampler(nvml, self._sampled_devices, sample_hz, self._averaging_s, clock)
             if start_sampler:
                 self._sampler.start()
             else:
                 self._sampler.sample()
         self._sample_hz = sample_hz
-        self._power_averaging_s = power_averaging_s
-        self._other_process_warnings: dict[str, str] = {}
+        self._update_period_s: float | None = None
+        self._update_period_known = False
         try:
             self._driver = _text(nvml.nvmlSystemGetDriverVersion())
         except nvml.NVMLError:
@@ -360,11 +440,14 @@ class NvmlSource:
         methods = []
         if self._counter_devices:
             methods.append("total-energy counter")
+        averaged = sum(1 for seconds in self._averaging_s if seconds > 0)
         if self._sampled_devices:
-            methods.append(
-                f"power sampled at {self._sample_hz:g} Hz, integrated, "
-                f"{self._power_averaging_s:g} s NVML averaging lag compensated"
-            )
+            how = []
+            if averaged:
+                how.append(f"{AVERAGING_WINDOW_S:g} s averaged readings shifted back by half that")
+            if averaged < len(self._sampled_devices):
+                how.append("instantaneous readings")
+            methods.append(f"power sampled at {self._sample_hz:g} Hz and integrated ({'; '.join(how)})")
         return (
             ComponentSource(
                 component="gpu",
@@ -375,35 +458,77 @@ class NvmlSource:
             ),
         )
 
-    def snapshot(self) -> tuple[float, list[float]]:
+    def counter_reading(self) -> tuple[int, ...]:
+        """The energy counters in millijoules, as NVML gives them (they move in steps)."""
+        return tuple(
+            int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle)) for d in self._counter_devices
+        )
+
+    def update_period_s(self, timeout_s: float = 1.0) -> float | None:
+        """How often the energy counter moves, measured once by polling it; None without a counter.
+
+        Polls the first counter until it has moved four times and averages the three gaps, so
+        one late poll moves the figure by a third of its delay at most.
+        """
+        if self._update_period_known:
+            return self._update_period_s
+        period: float | None = None
+        if self._counter_devices:
+            handle = self._counter_devices[0].handle
+            read = self._nvml.nvmlDeviceGetTotalEnergyConsumption
+            last = read(handle)
+            moves: list[float] = []
+            start = time.monotonic()
+            while len(moves) < 4 and time.monotonic() - start < timeout_s:
+                time.sleep(0.0005)
+                value = read(handle)
+                if value != last:
+                    moves.append(time.monotonic())
+                    last = value
+            # A counter that did not move within the timeout is coarser than any window here.
+            period = (moves[-1] - moves[0]) / (len(moves) - 1) if len(moves) > 1 else timeout_s
+        self._update_period_s, self._update_period_known = period, True
+        return period
+
+    def snapshot(self) -> _Snapshot:
         counters = [
             self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) / 1000.0 for d in self._counter_devices
         ]
-        return self._clock(), counters
+        return _Snapshot(self._clock(), counters, self._other_processes())
 
-    def energy_between(
-        self, start: tuple[float, list[float]], end: tuple[float, list[float]]
-    ) -> dict[str, float]:
-        (t0, c0), (t1, c1) = start, end
-        joules = sum(b - a for a, b in zip(c0, c1, strict=True))
+    def energy_between(self, start: _Snapshot, end: _Snapshot) -> dict[str, float]:
+        t0, t1 = start.time, end.time
+        joules = sum(b - a for a, b in zip(start.counters, end.counters, strict=True))
         if self._sampler is not None:
-            # Samples trail real time by half NVML's averaging window. Wait for them to cover the
-            # window's end, unless the power was steady, when the last reading holds until the end.
+            # Averaged samples trail real time by half NVML's averaging window. Wait for them to
+            # cover the window's end, unless the power was steady, when the last reading holds.
             covered = self._sampler.covered_until() >= t1 or self._sampler.steady_before(t1)
             if not covered:
                 covered = self._sampler.wait_until_covered(t1, timeout_s=self._sampler.period_s * 4 + 1.0)
             if not covered:
-                self._warnings.append(
-                    "power samples did not cover a window's end; its last moment was extrapolated"
+                end.notes.append(
+                    "power samples did not cover this window's end; its last moment was extrapolated"
                 )
             for i in range(len(self._sampled_devices)):
                 joules += self._sampler.energy_at(i, t1) - self._sampler.energy_at(i, t0)
-        self._check_other_processes()
         return {"gpu": joules}
 
-    def _check_other_processes(self) -> None:
+    def window_warnings(self, start: _Snapshot, end: _Snapshot) -> tuple[str, ...]:
+        """Caveats of one window: other processes seen on a metered GPU at either edge, extrapolation."""
+        warnings = list(end.notes)
+        for device in self.devices:
+            others = sorted(set(start.others.get(device.uuid, ())) | set(end.others.get(device.uuid, ())))
+            if others:
+                warnings.append(
+                    f"other processes were using {device.label} (pids {', '.join(map(str, others))}): "
+                    "its energy includes their work"
+                )
+        return tuple(warnings)
+
+    def _other_processes(self) -> dict[str, tuple[int, ...]]:
         own_pid = os.getpid()
         descendants: set[int] | None = None
+        found: dict[str, tuple[int, ...]] = {}
         for device in self.devices:
             try:
                 processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(device.handle)
@@ -412,18 +537,19 @@ class NvmlSource:
             pids = {p.pid for p in processes} - {own_pid}
             if pids and descendants is None:
                 descendants = _child_pids(own_pid)  # only read /proc when it matters
-            others = sorted(pids - (descendants or set()))
+            others = tuple(sorted(pids - (descendants or set())))
             if others:
-                self._other_process_warnings[device.uuid] = (
-                    f"other processes were using {device.label} (pids {', '.join(map(str, others))}): "
-                    "its energy includes their work"
-                )
+                found[device.uuid] = others
+        return found
 
     def drivers(self) -> dict[str, str]:
         return {"nvidia": self._driver}
 
     def warnings(self) -> tuple[str, ...]:
-        return tuple(self._warnings) + tuple(self._other_process_warnings.values())
+        return tuple(self._warnings)
+
+    def notes(self) -> tuple[str, ...]:
+        return tuple(self._notes)
 
     def close(self) -> None:
         if self._sampler is not None:

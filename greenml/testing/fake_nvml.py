@@ -7,8 +7,10 @@ energy any window should report:
 
 * the total-energy counter is in millijoules, starts at a large offset and only moves every
   ``counter_step_s`` (100 ms), like the real one;
-* ``nvmlDeviceGetPowerUsage`` returns the power averaged over the last ``power_averaging_s``
-  (1 s), in milliwatts, like recent drivers;
+* ``nvmlDeviceGetPowerUsage`` returns milliwatts as NVML's documentation says each board does:
+  "On Ampere (except GA100) or newer GPUs, the API returns power averaged over 1 sec interval.
+  On GA100 and older architectures, instantaneous power is returned." ``architecture`` (an
+  ``NVML_DEVICE_ARCH_*`` value) and the name decide it, unless ``power_averaging_s`` is given;
 * ``counter_supported=False`` makes the counter raise NotSupported, as on pre-Volta boards;
 * ``mig_enabled`` and ``processes`` simulate a MIG board and other processes on the GPU;
 * ``FakeNvml(library_present=False)`` behaves like a machine without the NVIDIA driver.
@@ -78,18 +80,23 @@ class PowerTrace:
         return sum((self.power_w(x) + self.power_w(y)) / 2 * (y - x) for x, y in itertools.pairwise(cuts))
 
 
+# The GA100 chip's boards: Ampere, but documented to report instantaneous power.
+GA100_BOARDS = ("NVIDIA A100", "NVIDIA A30", "NVIDIA A800")
+
+
 @dataclass
 class FakeGpu:
-    """One simulated board."""
+    """One simulated board. The default is an H100 (Hopper: counter, 1 s averaged power)."""
 
     trace: PowerTrace = field(default_factory=lambda: PowerTrace.constant(100.0))
-    name: str = "NVIDIA A100-SXM4-40GB"
+    name: str = "NVIDIA H100 80GB HBM3"
     uuid: str = "GPU-00000000-1111-2222-3333-444444444444"
     pci_bus_id: str = "00000000:07:00.0"
+    architecture: int | None = pynvml.NVML_DEVICE_ARCH_HOPPER  # None: the query is not supported
     counter_supported: bool = True
     counter_offset_mj: int = 987_654_321_000
     counter_step_s: float = 0.1
-    power_averaging_s: float = 1.0
+    power_averaging_s: float | None = None  # None: as documented for the architecture
     mig_enabled: bool = False
     mig_uuids: tuple[str, ...] = ()
     processes: tuple[int, ...] = ()
@@ -98,10 +105,22 @@ class FakeGpu:
         tick = math.floor(t / self.counter_step_s) * self.counter_step_s
         return self.counter_offset_mj + int(self.trace.energy_j(0.0, tick) * 1000)
 
+    @property
+    def reading_window_s(self) -> float:
+        """Seconds nvmlDeviceGetPowerUsage averages over on this board (0: instantaneous)."""
+        if self.power_averaging_s is not None:
+            return self.power_averaging_s
+        ampere_or_newer = (
+            self.architecture is not None
+            and self.architecture >= pynvml.NVML_DEVICE_ARCH_AMPERE
+            and self.architecture != pynvml.NVML_DEVICE_ARCH_UNKNOWN
+        )
+        return 1.0 if ampere_or_newer and not self.name.startswith(GA100_BOARDS) else 0.0
+
     def power_mw(self, t: float) -> int:
-        if self.power_averaging_s <= 0:
+        window = self.reading_window_s
+        if window <= 0:
             return int(self.trace.power_w(t) * 1000)
-        window = self.power_averaging_s
         return int(self.trace.energy_j(t - window, t) / window * 1000)
 
 
@@ -206,6 +225,12 @@ class FakeNvml:
         if not gpu.counter_supported:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return gpu.counter_mj(self.clock())
+
+    def nvmlDeviceGetArchitecture(self, handle: Any) -> int:
+        gpu = self._gpu(handle)
+        if gpu.architecture is None:
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu.architecture
 
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         self._count("nvmlDeviceGetPowerUsage")
