@@ -29,7 +29,7 @@ def main() -> int:
 
     import optuna
 
-    from greenml.trial import PHASES
+    from greenml.metrics import PHASES
 
     with tempfile.TemporaryDirectory() as folder:
         storage = f"sqlite:///{Path(folder) / 'bench.db'}"

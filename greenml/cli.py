@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -124,11 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run, after --"
     )
+    from greenml.metrics import OBJECTIVE_METRICS, describe
+
     search = commands.add_parser(
         "search",
         help="run a multi-objective search over architectures and compression",
         description="Run (or resume) an Optuna study over a search space's architectures crossed with "
         "training and compression settings, measuring accuracy, energy and latency on the deployed artifact.",
+        epilog=textwrap.fill(
+            "metrics (unit, direction): every trial stores these. --objectives takes "
+            f"{', '.join(OBJECTIVE_METRICS)}; --constraint takes any but test_accuracy and "
+            "latency_stderr_ms.",
+            width=100,
+        )
+        + "\n  "
+        + describe().replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     search.add_argument(
         "--space",
@@ -160,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--objectives",
         default="accuracy,inference_energy_j,latency_ms",
         metavar="M1,M2,...",
-        help="any of accuracy, inference_energy_j, latency_ms, model_bytes (default: accuracy,inference_energy_j,latency_ms)",
+        help="objectives, from the metrics listed below (default: accuracy,inference_energy_j,latency_ms)",
     )
     search.add_argument(
         "--constraint",
         action="append",
         default=[],
         metavar="EXPR",
-        help="a comparison on any metric, e.g. 'accuracy>=0.9' or 'latency_ms<2'; repeatable",
+        help="a comparison on a metric listed below, e.g. 'accuracy>=0.9' or 'latency_p99_ms<2'; repeatable",
     )
     search.add_argument(
         "--sampler",
@@ -191,7 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="study name (default: SPACE-DATASET-SAMPLER-seedSEED, so the same command resumes)",
     )
     search.add_argument(
-        "--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)"
+        "--device",
+        default="cpu",
+        metavar="DEVICE",
+        help="where training runs: cpu, cuda or cuda:N (default: cpu)",
+    )
+    search.add_argument(
+        "--deploy-device",
+        default=None,
+        metavar="DEVICE",
+        help="where the deployed artifact is run and measured: cpu, cuda or cuda:N (default: --device); "
+        "ONNX Runtime on cuda needs onnxruntime-gpu",
     )
     search.add_argument(
         "--max-failures",
@@ -215,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="S",
         help="seconds each energy-per-inference window lasts at least (default: 1; the meter's resolution needs >= 1 on NVML)",
+    )
+    search.add_argument(
+        "--min-latency-window",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds of timed calls per batch size for each trial's latency, >= 50 calls either way "
+        "(default: 1; shorter windows let slow spells of a shared machine decide a trial's latency)",
     )
     report_group = search.add_mutually_exclusive_group()
     report_group.add_argument(
@@ -450,11 +480,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         storage=args.storage,
         study=args.study,
         device=args.device,
+        deploy_device=args.deploy_device,
         measure=_measure_config(args),
         max_consecutive_failures=args.max_failures,
         distillation=not args.no_distillation,
         epochs=_epochs(args.epochs),
         energy_window_s=args.min_energy_window,
+        latency_s=args.min_latency_window,
     )
     from greenml.search import pareto_rows, prepare, run
     from greenml.search._study import interrupted_message
@@ -463,9 +495,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     search = prepare(config, command)
     print(
         f"greenml: study {search.study.study_name!r} in {config.storage_url} "
-        f"({len(search.study.trials)} trials so far); meter {search.meter.name}",
+        f"({len(search.study.trials)} trials so far); meter {search.meter.name}; "
+        f"training on {config.device}, deployed on {config.deploy_device}",
         file=sys.stderr,
     )
+    for line in search.notes:
+        print(f"greenml: {line}", file=sys.stderr)
     try:
         outcome = run(search, progress=lambda line: print(line, file=sys.stderr))
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from greenml.trial import METRICS
+from greenml.metrics import METRIC_NAMES
 
 __all__ = ["export_study", "trial_constraints", "trial_rows", "write_atomic"]
 
@@ -45,11 +45,14 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
             "feasible": all(value <= 0 for value in constraints) if trial.state.name == "COMPLETE" else None,
         }
         row.update({f"param_{name}": value for name, value in trial.params.items()})
-        for name in METRICS:
+        for name in METRIC_NAMES:
             row[name] = metrics.get(name)
         if row.get("trial_energy_j") is None:
             row["trial_energy_j"] = trial.user_attrs.get("trial_energy_j")
         row["energy_basis"] = trial.user_attrs.get("provenance", {}).get("energy_basis")
+        row["device"] = trial.user_attrs.get("device")
+        row["deploy_device"] = trial.user_attrs.get("deploy_device")
+        row["notes"] = "; ".join(trial.user_attrs.get("notes", [])) or None
         row["error"] = trial.user_attrs.get("error")
         rows.append(row)
     return rows

@@ -18,30 +18,16 @@ import numpy as np
 from greenml.data import Dataset
 from greenml.errors import GreenMLError
 from greenml.measure import Meter, WindowResult
+from greenml.metrics import PHASES
 from greenml.spaces import SearchSpace
 
-__all__ = [
-    "MAXIMIZED",
-    "METRICS",
-    "OBJECTIVE_METRICS",
-    "PHASES",
-    "TrialContext",
-    "TrialFailed",
-    "run_trial",
-]
+__all__ = ["TrialContext", "TrialFailed", "run_trial"]
 
-PHASES: tuple[str, ...] = ("train", "compress", "finetune", "evaluate", "benchmark")
-OBJECTIVE_METRICS: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms", "model_bytes")
-METRICS: tuple[str, ...] = (
-    *OBJECTIVE_METRICS,
-    "test_accuracy",
-    "train_energy_j",
-    "co2_g",
-    "trial_energy_j",
-    "trial_seconds",
-    *(f"{phase}_{unit}" for phase in PHASES for unit in ("seconds", "energy_j")),
-)
-MAXIMIZED = frozenset({"accuracy", "test_accuracy"})
+# The benchmark's settings in a search: batch 1 timed for at least LATENCY_ITERS calls and
+# ``TrialContext.latency_s`` seconds, interleaved with the larger batch.
+LATENCY_ITERS = 50
+WARMUP_ITERS = 10
+BATCH_SIZE = 32
 
 
 class TrialFailed(GreenMLError):
@@ -56,13 +42,17 @@ class TrialContext:
     dataset: Dataset
     meter: Meter
     device: str = "cpu"
+    deploy_device: str = "cpu"
     seed: int = 0
     epochs: tuple[int, int] = (5, 30)
     finetune_epochs: tuple[int, int] = (0, 5)
-    latency_s: float = 0.2
+    latency_s: float = 1.0
     energy_window_s: float = 1.0
     teacher: Callable[[], Any] | None = None
     last_window: WindowResult | None = field(default=None, repr=False)
+    # What makes the running trial's record less than it looks (a pruning step that did nothing).
+    notes: list[str] = field(default_factory=list, repr=False)
+    last_inference: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
@@ -137,7 +127,11 @@ def _accuracy(predict: Callable[[np.ndarray], np.ndarray], ctx: TrialContext, sp
     x, y = getattr(ctx.dataset, f"x_{split}"), getattr(ctx.dataset, f"y_{split}")
     correct = 0
     for start in range(0, len(x), 256):
-        correct += int((predict(x[start : start + 256]).argmax(axis=1) == y[start : start + 256]).sum())
+        logits = predict(x[start : start + 256])
+        if not np.isfinite(logits).all():
+            # argmax of NaNs picks class 0, which scores by chance: never a score.
+            raise TrialFailed(f"the deployed model's outputs on the {split} split are not all finite")
+        correct += int((logits.argmax(axis=1) == y[start : start + 256]).sum())
     return correct / len(x)
 
 
@@ -145,7 +139,10 @@ def _predictor(artifact: Any, runtime: str, device: str) -> Callable[[np.ndarray
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
+        from greenml.measure.inference import _ort_providers
+
+        providers, _ = _ort_providers(device)
+        session = ort.InferenceSession(artifact, providers=providers)
         name = session.get_inputs()[0].name
         return lambda x: np.asarray(session.run(None, {name: x})[0])
 
@@ -158,8 +155,30 @@ def _predictor(artifact: Any, runtime: str, device: str) -> Callable[[np.ndarray
     return predict
 
 
+def _prune(model: Any, settings: dict[str, Any], example: Any, notes: list[str]) -> None:
+    from greenml import compress
+
+    if settings["pruning"] == "none":
+        return
+    if settings["pruning"] == "unstructured":
+        report = compress.prune_unstructured(model, settings["prune_amount"])
+    else:
+        report = compress.prune_structured(model, settings["prune_amount"], example)
+    unchanged = (
+        report.params_after == report.params_before
+        and report.nonzero_params_after == report.nonzero_params_before
+    )
+    if unchanged:
+        why = "; ".join(report.notes) or "no parameter was removed or zeroed"
+        notes.append(f"{report.kind} pruning changed nothing: {why}")
+
+
 def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
-    """Run one trial; return every metric. The trial's window is kept in ``ctx.last_window``."""
+    """Run one trial; return every metric it measured (names from :mod:`greenml.metrics`).
+
+    The trial's window is kept in ``ctx.last_window`` and its notes in ``ctx.notes``, failed
+    trials included. A figure that could not be measured fails the trial rather than scoring 0.
+    """
     import torch
 
     from greenml import compress
@@ -167,6 +186,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
 
     meter = ctx.meter
     ctx.last_window = None
+    ctx.last_inference = None
+    ctx.notes = []
     window = meter.begin(f"trial {trial.number}")
     try:
         torch.manual_seed(ctx.seed * 100_003 + trial.number)
@@ -185,10 +206,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
             teacher = ctx.teacher() if settings["distill"] and ctx.teacher else None
             _train(model, ctx, settings["epochs"], settings, generator, teacher)
         with meter.window("compress"):
-            if settings["pruning"] == "unstructured":
-                compress.prune_unstructured(model, settings["prune_amount"])
-            elif settings["pruning"] == "structured":
-                compress.prune_structured(model, settings["prune_amount"], example)
+            _prune(model, settings, example, ctx.notes)
         with meter.window("finetune"):
             if settings["finetune_epochs"]:
                 _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher)
@@ -201,45 +219,66 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 elif settings["quantization"] == "static":
                     artifact = compress.quantize_onnx_static(artifact, ctx.dataset.x_train[:256])
                 model_bytes = len(artifact)
-                deploy_device = "cpu"
             else:
-                artifact = model
-                model_bytes = compress.serialized_size_bytes(model)
-                deploy_device = ctx.device
+                artifact = model.to(ctx.deploy_device)
+                model_bytes = compress.serialized_size_bytes(artifact)
         with meter.window("evaluate"):
-            predict = _predictor(artifact, settings["runtime"], deploy_device)
+            predict = _predictor(artifact, settings["runtime"], ctx.deploy_device)
             accuracy = _accuracy(predict, ctx, "val")
             test_accuracy = _accuracy(predict, ctx, "test")
         with meter.window("benchmark"):
             bench = benchmark_inference(
                 artifact,
-                example.to(deploy_device) if settings["runtime"] == "torch" else example.cpu().numpy(),
+                example.to(ctx.deploy_device) if settings["runtime"] == "torch" else example.cpu().numpy(),
                 meter=meter,
+                device=ctx.deploy_device,
+                batch_size=BATCH_SIZE,
                 min_latency_s=ctx.latency_s,
                 min_energy_window_s=ctx.energy_window_s,
-                warmup_iters=10,
-                latency_iters=50,
+                warmup_iters=WARMUP_ITERS,
+                latency_iters=LATENCY_ITERS,
             )
     finally:
         if window._result is None:
             ctx.last_window = window.end()
     result = ctx.last_window
     assert result is not None
+    ctx.notes.extend(bench.notes)
+    ctx.last_inference = bench.to_dict()
+    return _metrics(accuracy, test_accuracy, model_bytes, bench, result)
+
+
+def _metrics(
+    accuracy: float, test_accuracy: float, model_bytes: int, bench: Any, result: WindowResult
+) -> dict[str, float]:
+    """Every figure of a finished trial; absent where not measured, never 0 in its place."""
     if not math.isfinite(accuracy):
         raise TrialFailed("accuracy is not a number")
-
-    metrics: dict[str, float] = {
+    if bench.energy_per_inference_j is None or not math.isfinite(bench.energy_per_inference_j):
+        raise TrialFailed("no energy per inference was measured for the deployed model")
+    values: dict[str, float | None] = {
         "accuracy": accuracy,
         "test_accuracy": test_accuracy,
-        "inference_energy_j": float(bench.energy_per_inference_j or 0.0),
         "latency_ms": bench.latency_ms.p50_ms,
+        "latency_p90_ms": bench.latency_ms.p90_ms,
+        "latency_p99_ms": bench.latency_ms.p99_ms,
+        "latency_stderr_ms": bench.latency_ms.stderr_ms,
+        "inference_energy_j": bench.energy_per_inference_j,
+        "inference_dynamic_energy_j": bench.dynamic_energy_per_inference_j,
+        "batch_inference_energy_j": bench.batch_energy_per_inference_j,
+        "batch_inference_dynamic_energy_j": bench.batch_dynamic_energy_per_inference_j,
         "model_bytes": float(model_bytes),
-        "co2_g": float(result.co2_g or 0.0),
+        "co2_g": result.co2_g,
         "trial_energy_j": result.total_energy_j,
         "trial_seconds": result.seconds,
     }
+    if bench.batch_latency_ms is not None:
+        values["batch_latency_ms"] = bench.batch_latency_ms.p50_ms
+        values["batch_throughput_per_s"] = bench.batch_size / (bench.batch_latency_ms.p50_ms / 1e3)
+    for component, joules in (bench.energy_per_inference_by_component_j or {}).items():
+        values[f"inference_{component}_energy_j"] = joules
     for phase in PHASES:
         parts = [child for child in result.children if child.name == phase]
-        metrics[f"{phase}_seconds"] = sum(part.seconds for part in parts)
-        metrics[f"{phase}_energy_j"] = sum(part.total_energy_j for part in parts)
-    return metrics
+        values[f"{phase}_seconds"] = sum(part.seconds for part in parts)
+        values[f"{phase}_energy_j"] = sum(part.total_energy_j for part in parts)
+    return {name: float(value) for name, value in values.items() if value is not None}

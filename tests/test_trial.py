@@ -11,9 +11,10 @@ from torch import nn
 
 from greenml.data import load_dataset
 from greenml.measure import Meter
+from greenml.metrics import PHASES
 from greenml.spaces import load_space
 from greenml.testing.sources import ConstantPowerSource
-from greenml.trial import PHASES, TrialContext, TrialFailed, run_trial
+from greenml.trial import TrialContext, TrialFailed, run_trial
 
 BASE: dict[str, Any] = {
     "n_layers": 2,

@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass, field
 
 from greenml.config import MeasureConfig
+from greenml.devices import parse_device
 from greenml.errors import ConfigError
-from greenml.trial import MAXIMIZED, METRICS, OBJECTIVE_METRICS
+from greenml.metrics import CONSTRAINABLE, MAXIMIZED, OBJECTIVE_METRICS, metric
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -54,16 +55,23 @@ def parse_constraint(text: str) -> Constraint:
             f"malformed constraint {text!r}; expected METRIC OP NUMBER with OP one of <, <=, >, >= "
             "(e.g. 'accuracy>=0.9', 'latency_ms<2')"
         )
-    metric, op, number = match.groups()
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r} in constraint {text!r}; valid: {', '.join(METRICS)}")
+    name, op, number = match.groups()
+    if metric(name) is None:
+        raise ConfigError(
+            f"unknown metric {name!r} in constraint {text!r}; valid: {', '.join(CONSTRAINABLE)}"
+        )
+    if name not in CONSTRAINABLE:
+        why = (
+            "the test split must never steer the search" if name == "test_accuracy" else "it is not a target"
+        )
+        raise ConfigError(f"metric {name!r} cannot be constrained ({why}); valid: {', '.join(CONSTRAINABLE)}")
     try:
         bound = float(number)
     except ValueError:
         raise ConfigError(f"constraint {text!r}: {number!r} is not a number") from None
     if not math.isfinite(bound):
         raise ConfigError(f"constraint {text!r}: the bound must be finite")
-    return Constraint(metric, op, bound)
+    return Constraint(name, op, bound)
 
 
 def parse_objectives(text: str) -> tuple[str, ...]:
@@ -92,13 +100,22 @@ class SearchConfig:
     storage: str | None = None
     study: str | None = None
     device: str = "cpu"
+    deploy_device: str | None = None  # None: the training device
     measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(idle_seconds=1.0))
     max_consecutive_failures: int = 5
     epochs: tuple[int, int] = (5, 30)
     distillation: bool = True
     energy_window_s: float = 1.0
+    latency_s: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "device", parse_device(self.device, "--device"))
+        deploy = (
+            self.device if self.deploy_device is None else parse_device(self.deploy_device, "--deploy-device")
+        )
+        object.__setattr__(self, "deploy_device", deploy)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         for name in self.objectives:
@@ -119,8 +136,24 @@ class SearchConfig:
             raise ConfigError(f"epochs range must satisfy 1 <= low <= high, got {low}..{high}")
         if not (math.isfinite(self.energy_window_s) and self.energy_window_s > 0):
             raise ConfigError(f"--min-energy-window must be > 0 seconds, got {self.energy_window_s:g}")
+        if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
+            raise ConfigError(f"--min-latency-window must be >= 0 seconds, got {self.latency_s:g}")
+        needs_idle = [
+            name for name in (*self.objectives, *(c.metric for c in self.constraints)) if "dynamic" in name
+        ]
+        if needs_idle and self.measure.idle_seconds == 0:
+            raise ConfigError(
+                f"{needs_idle[0]} subtracts idle power, which --idle-seconds 0 leaves unmeasured; "
+                "give --idle-seconds > 0 or use the total energy metrics"
+            )
         if self.study is not None and not self.study.strip():
             raise ConfigError("--study must not be empty")
+
+    @property
+    def gpus(self) -> tuple[int, ...]:
+        """CUDA indices of the GPUs the search's work runs on: training and deployment."""
+        devices = dict.fromkeys((self.device, self.deploy_device))
+        return tuple(int(d.split(":")[1]) for d in devices if d and d != "cpu")
 
     @property
     def directions(self) -> list[str]:

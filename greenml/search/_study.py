@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import traceback
 import warnings
@@ -37,6 +38,8 @@ class SearchRun:
     meter: Meter
     context: TrialContext
     command: list[str] = field(default_factory=list)
+    # What the user should know as the search starts (a sampler's random first generation, say).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -47,21 +50,36 @@ class SearchOutcome:
     energy_j: float
 
 
-def _check_device(device: str) -> None:
-    if device == "cpu":
-        return
-    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise ConfigError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
-    import torch
+def _check_devices(config: SearchConfig) -> None:
+    """Both devices reachable, and ONNX Runtime able to run on the deployment device."""
+    from greenml.devices import check_available
 
-    if not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} is not available: torch sees no CUDA GPU here; valid: cpu")
-    index = int(device[5:]) if ":" in device else 0
-    if index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device {device!r} is not available: torch sees {torch.cuda.device_count()} GPU(s); "
-            f"valid: cpu, {', '.join(f'cuda:{i}' for i in range(torch.cuda.device_count()))}"
-        )
+    check_available(config.device, "--device")
+    assert config.deploy_device is not None
+    check_available(config.deploy_device, "--deploy-device")
+    if config.deploy_device != "cpu":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(
+                f"--deploy-device {config.deploy_device} runs ONNX Runtime models on the GPU, but this "
+                "onnxruntime has no CUDAExecutionProvider (it has: "
+                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu, or use "
+                "--deploy-device cpu"
+            )
+
+
+def population_size(config: SearchConfig) -> int | None:
+    """NSGA-II/III's population, sized to a trial budget: at least 3 generations, at most 50.
+
+    Optuna's default of 50 makes a 12-trial search a random search: every trial is in the first,
+    random generation. None for other samplers.
+    """
+    if config.sampler not in ("nsga2", "nsga3"):
+        return None
+    if config.trials is None:
+        return 50
+    return max(4, min(50, config.trials // 3))
 
 
 def _make_sampler(config: SearchConfig) -> Any:
@@ -73,9 +91,9 @@ def _make_sampler(config: SearchConfig) -> Any:
             seed=seed, n_startup_trials=min(10, max(2, (config.trials or 10) // 2))
         )
     if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(config) or 50)
     if config.sampler == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed)
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size(config) or 50)
     if config.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
@@ -118,14 +136,14 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
         open_storage(config.storage_url)  # the one-line error for a malformed URL, before slow imports
     space = load_space(config.space)
     dataset = load_dataset(config.dataset, config.seed)
-    _check_device(config.device)
+    _check_devices(config)
     sampler = _make_sampler(config)
     storage = open_storage(config.storage_url)
     name = config.study_name
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if name in existing:
         _check_resumable(existing[name], storage, config, space)
-    meter = build_meter(config.measure)
+    meter = build_meter(dataclasses.replace(config.measure, gpus=config.gpus))
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -147,8 +165,9 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
             "objectives": list(config.objectives),
             "constraints": [str(c) for c in config.constraints],
             "device": config.device,
+            "deploy_device": config.deploy_device,
             "command": command or [],
-            "hardware": host_info(config.device),
+            "hardware": host_info(config.gpus),
         }
         for key, value in attributes.items():
             study.set_user_attr(key, value)
@@ -157,17 +176,44 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
         dataset=dataset,
         meter=meter,
         device=config.device,
+        deploy_device=config.deploy_device or config.device,
         seed=config.seed,
         epochs=config.epochs,
         energy_window_s=config.energy_window_s,
+        latency_s=config.latency_s,
     )
-    search = SearchRun(config, study, space, dataset, meter, context, command or [])
+    search = SearchRun(
+        config, study, space, dataset, meter, context, command or [], _start_notes(config, meter)
+    )
     if config.distillation:
         context.teacher = _teacher(search)
     return search
 
 
-def host_info(device: str = "cpu") -> dict[str, Any]:
+def _start_notes(config: SearchConfig, meter: Meter) -> list[str]:
+    notes = list(meter.notes)
+    size = population_size(config)
+    if size is not None:
+        if config.trials is None:
+            notes.append(
+                f"{config.sampler}: population {size}; the first {size} trials are its random first "
+                "generation (give --trials for a population sized to the budget)"
+            )
+        else:
+            generations = config.trials / size
+            notes.append(
+                f"{config.sampler}: population {size}, sized to {config.trials} trials "
+                f"({generations:.3g} generations; the first {size} trials are random)"
+            )
+    basis = meter.provenance().energy_basis
+    if basis != "measured":
+        notes.append(
+            f"energy is {basis}: {'; '.join(s.method for s in meter.component_sources if s.kind == 'estimated')}"
+        )
+    return notes
+
+
+def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
     """The machine a study ran on, for the report's header."""
     import os
     import platform
@@ -183,13 +229,13 @@ def host_info(device: str = "cpu") -> dict[str, Any]:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    gpus = []
-    if device.startswith("cuda") and torch.cuda.is_available():
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    names = []
+    if gpus and torch.cuda.is_available():
+        names = [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in gpus]
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
-        "gpus": gpus,
+        "gpus": names,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -356,10 +402,17 @@ class _RunState:
 
 
 def _record_window(trial: Any, ctx: TrialContext) -> None:
+    trial.set_user_attr("device", ctx.device)
+    trial.set_user_attr("deploy_device", ctx.deploy_device)
+    if ctx.notes:
+        trial.set_user_attr("notes", list(ctx.notes))
+    if ctx.last_inference is not None:
+        trial.set_user_attr("inference", ctx.last_inference)
     window = ctx.last_window
     if window is None:
         return
     trial.set_user_attr("trial_energy_j", window.total_energy_j)
+    trial.set_user_attr("trial_energy_components_j", window.energy_j.to_dict())
     trial.set_user_attr("provenance", window.provenance.to_dict())
     # Per phase for every trial, failed ones too (their metrics are never written).
     phases: dict[str, dict[str, float]] = {}
