@@ -20,6 +20,8 @@ FAST = [
     "1:2",
     "--min-energy-window",
     "0.05",
+    "--min-latency-window",
+    "0.05",
     "--idle-seconds",
     "0",
     "--no-distillation",
@@ -66,7 +68,14 @@ def test_each_builtin_space_runs(tmp_path: Path, space: str) -> None:
         assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["test_accuracy"] <= 1.0
         assert metrics["latency_ms"] > 0 and metrics["model_bytes"] > 0 and metrics["inference_energy_j"] > 0
         assert metrics["train_seconds"] > 0
-        assert trial.user_attrs["provenance"]["energy_basis"] in {"measured", "estimated"}
+        assert metrics["latency_ms"] <= metrics["latency_p99_ms"] and metrics["latency_stderr_ms"] >= 0
+        assert metrics["batch_inference_energy_j"] > 0 and metrics["inference_cpu_energy_j"] > 0
+        assert "inference_dynamic_energy_j" not in metrics  # --idle-seconds 0: not measured, not 0
+        assert trial.user_attrs["provenance"]["energy_basis"] == "estimated"
+        assert trial.user_attrs["device"] == "cpu" and trial.user_attrs["deploy_device"] == "cpu"
+        components = trial.user_attrs["trial_energy_components_j"]
+        assert components["cpu"] == pytest.approx(trial.user_attrs["trial_energy_j"])
+        assert trial.user_attrs["inference"]["latency_ms"]["blocks"] >= 2
     assert "Pareto front" in run.stdout
 
 
@@ -276,27 +285,80 @@ def test_failing_trials_are_kept_and_the_search_stops_after_n(tmp_path: Path) ->
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["--sampler", "cmaes"], "invalid choice: 'cmaes'"),
         (["--objectives", "accuracy,speed"], "unknown objective 'speed'"),
+        (["--objectives", "accuracy,trial_seconds"], "unknown objective 'trial_seconds'"),
         (["--constraint", "accuracy>>0.9"], "malformed constraint"),
         (["--constraint", "speed<2"], "unknown metric 'speed'"),
+        (["--constraint", "test_accuracy>=0.9"], "the test split must never steer the search"),
         (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
         (["--storage", "not-a-url"], "malformed storage URL"),
-        (["--device", "cuda"], "device 'cuda' is not available"),
-        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "cuda"], "--device 'cuda:0' is not available: torch sees no CUDA GPU"),
+        (["--device", "tpu"], "unknown --device 'tpu'; valid: cpu, cuda, cuda:N"),
+        (["--deploy-device", "gpu"], "unknown --deploy-device 'gpu'; valid: cpu, cuda, cuda:N"),
+        (["--deploy-device", "cuda:1"], "--deploy-device 'cuda:1' is not available"),
+        (["--seed", "-3"], "--seed must be an integer from 0 to 4294967295, got -3"),
         (["--trials", "0"], "--trials must be >= 1"),
+        (["--min-latency-window", "-1"], "--min-latency-window must be >= 0 seconds"),
+        (
+            ["--objectives", "accuracy,inference_dynamic_energy_j", "--idle-seconds", "0"],
+            "inference_dynamic_energy_j subtracts idle power, which --idle-seconds 0 leaves unmeasured",
+        ),
         (["--space", "missing.py"], "space file 'missing.py' does not exist"),
         (["--space", "not_a_space.py"], "defines no search space"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    tmp_path: Path, args: list[str], message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
 ) -> None:
     (tmp_path / "not_a_space.py").write_text("X = 1\n")
-    run = greenml("search", *args, cwd=tmp_path)
-    assert run.returncode == 2, run.stderr
-    assert "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert message in run.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err
     assert not (tmp_path / "greenml.db").exists()
+
+
+def test_onnxruntime_on_a_gpu_without_onnxruntime_gpu_is_refused_before_the_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Never run an ONNX Runtime model on the CPU when the user asked for the GPU."""
+    import onnxruntime
+
+    import greenml.devices
+
+    monkeypatch.setattr(greenml.devices, "check_available", lambda *_: None)  # as if a GPU were here
+    assert "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--device", "cpu", "--deploy-device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--deploy-device cuda:0 runs ONNX Runtime models on the GPU" in err
+    assert "install onnxruntime-gpu" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "greenml.db").exists()
+
+
+@pytest.mark.parametrize(("trials", "population"), [(12, 4), (60, 20), (300, 50), (None, 50)])
+def test_nsga_population_is_sized_to_the_budget(trials: int | None, population: int) -> None:
+    from greenml.search import SearchConfig
+    from greenml.search._study import _make_sampler, _start_notes
+
+    config = SearchConfig(sampler="nsga2", trials=trials, timeout_s=None if trials else 60.0)
+    assert _make_sampler(config)._population_size == population
+    notes = " ".join(_start_notes(config, _estimate_meter()))
+    assert f"population {population}" in notes
+    if trials is None:
+        assert "random first generation" in notes
+
+
+def _estimate_meter() -> object:
+    from greenml.measure import Meter
+    from greenml.measure.estimate import CpuTimeEstimate, WattsPerCore
+
+    return Meter([CpuTimeEstimate(WattsPerCore(4.0, "test"))])
 
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

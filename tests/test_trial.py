@@ -125,3 +125,105 @@ def test_nan_loss_fails_the_trial_and_keeps_its_energy(digits: Any) -> None:
     with pytest.raises(TrialFailed, match="loss became nan"):
         _run(ctx)
     assert ctx.last_window is not None and ctx.last_window.total_energy_j > 0
+
+
+def test_every_measured_figure_is_stored(digits: Any) -> None:
+    ctx = _context(digits)
+    ctx.meter.measure_idle(0.05)
+    metrics = _run(ctx)
+    for name in (
+        "latency_ms",
+        "latency_p90_ms",
+        "latency_p99_ms",
+        "latency_stderr_ms",
+        "batch_latency_ms",
+        "batch_throughput_per_s",
+        "inference_energy_j",
+        "inference_dynamic_energy_j",
+        "batch_inference_energy_j",
+        "batch_inference_dynamic_energy_j",
+        "inference_cpu_energy_j",
+    ):
+        assert name in metrics, name
+    assert metrics["latency_ms"] <= metrics["latency_p90_ms"] <= metrics["latency_p99_ms"]
+    assert metrics["batch_throughput_per_s"] == pytest.approx(32 / (metrics["batch_latency_ms"] / 1e3))
+    # The test source meters the CPU only, so the split's CPU part is the whole.
+    assert metrics["inference_cpu_energy_j"] == pytest.approx(metrics["inference_energy_j"])
+    assert "inference_gpu_energy_j" not in metrics  # not metered: absent, never 0
+    assert ctx.last_inference is not None and ctx.last_inference["batch_size"] == 32
+
+
+def test_a_metric_without_an_idle_baseline_is_absent_not_zero(digits: Any) -> None:
+    metrics = _run(_context(digits))
+    assert "inference_dynamic_energy_j" not in metrics and "inference_energy_j" in metrics
+
+
+class _NoEnergySource(ConstantPowerSource):
+    """A meter that measured nothing for the deployed model's windows."""
+
+    def energy_between(self, start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+        return {"cpu": float("nan")}
+
+
+def test_a_missing_energy_figure_fails_the_trial(digits: Any) -> None:
+    ctx = _context(digits)
+    ctx.meter = Meter([_NoEnergySource({"cpu": 10.0})])
+    with pytest.raises(TrialFailed, match="no energy per inference was measured"):
+        _run(ctx)
+
+
+class NanOutputSpace:
+    """Trains normally (the loss is finite) but its deployed outputs are NaN in eval mode."""
+
+    name = "nan-output"
+    description = "NaN outputs once deployed"
+
+    def build(self, trial: Any, data: Any) -> nn.Module:
+        class NanAtEval(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.linear = nn.Linear(64, 10)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                out = self.linear(x.flatten(1))
+                return out if self.training else out * float("nan")
+
+        return NanAtEval()
+
+
+def test_non_finite_outputs_fail_the_trial(digits: Any) -> None:
+    ctx = _context(digits)
+    ctx.space = NanOutputSpace()
+    with pytest.raises(TrialFailed, match="outputs on the val split are not all finite"):
+        _run(ctx)
+
+
+class GruSpace:
+    """A GRU classifier: torch-pruning's structured pruning leaves recurrent layers alone."""
+
+    name = "gru"
+    description = "GRU over the 8 rows of a digit"
+
+    def build(self, trial: Any, data: Any) -> nn.Module:
+        class Gru(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.gru = nn.GRU(8, 16, batch_first=True)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                _, hidden = self.gru(x.reshape(x.shape[0], 8, 8))
+                return hidden[-1][:, :10]
+
+        return Gru()
+
+
+def test_a_pruning_step_that_changed_nothing_is_noted(digits: Any) -> None:
+    ctx = _context(digits)
+    ctx.space = GruSpace()
+    _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0)
+    assert len(ctx.notes) == 1 and ctx.notes[0].startswith("structured pruning changed nothing")
+    _run(ctx, pruning="none")
+    assert ctx.notes == []
+    ctx.space = load_space("mlp")
+    _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0)
+    assert ctx.notes == [], "pruning that removed channels is not flagged"
