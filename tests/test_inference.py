@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import math
+import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ import torch
 from onnx import TensorProto, helper
 
 from greenml.errors import ConfigError
-from greenml.measure import Meter
+from greenml.measure import Meter, inference
 from greenml.measure.inference import InferenceBenchmark, LatencyStats, benchmark_inference
 from greenml.testing.sources import ConstantPowerSource
 
@@ -164,6 +168,234 @@ def test_numpy_input_runs_the_torch_model() -> None:
     assert_latency(result.batch_latency_ms, 30)
 
 
+# -- the interleaved-block statistic --------------------------------------------------------------
+
+
+class FakeClock:
+    """Stands in for ``time`` in the inference module: time moves only when a fake model runs."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def perf_counter_ns(self) -> int:
+        return self.ns
+
+
+class FakeTimed(torch.nn.Module):
+    """Takes no real time: each call moves the fake clock on by ``duration_ns(now_ns, batch)``."""
+
+    def __init__(self, clock: FakeClock, duration_ns: Callable[[int, int], int]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.duration_ns = duration_ns
+        self.batch_sizes: list[int] = []
+        self.gc_enabled: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(x.shape[0])
+        self.gc_enabled.append(gc.isenabled())
+        self.clock.ns += self.duration_ns(self.clock.ns, x.shape[0])
+        return x
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(inference, "time", types.SimpleNamespace(perf_counter_ns=fake.perf_counter_ns))
+    return fake
+
+
+def runs(values: list[int]) -> list[tuple[int, int]]:
+    """``[1, 1, 4, 1]`` -> ``[(1, 2), (4, 1), (1, 1)]``: each value with the length of its run."""
+    collapsed: list[tuple[int, int]] = []
+    for value in values:
+        if collapsed and collapsed[-1][0] == value:
+            collapsed[-1] = (value, collapsed[-1][1] + 1)
+        else:
+            collapsed.append((value, 1))
+    return collapsed
+
+
+def test_from_blocks_is_the_median_of_block_medians_with_its_standard_error() -> None:
+    ms = 1_000_000
+    stats = LatencyStats.from_blocks(
+        [[1 * ms, 2 * ms, 3 * ms], [10 * ms, 20 * ms, 30 * ms, 40 * ms], [5 * ms]]
+    )
+    # Block medians 2, 25 and 5 ms: their median is 5, their MAD median(3, 20, 0) = 3.
+    assert stats.p50_ms == pytest.approx(5.0)
+    assert stats.stderr_ms == pytest.approx(1.2533 * 1.4826 * 3 / math.sqrt(3))
+    assert (stats.iterations, stats.blocks) == (8, 3)
+    pooled = [1, 2, 3, 10, 20, 30, 40, 5]
+    assert stats.mean_ms == pytest.approx(np.mean(pooled))
+    assert (stats.p90_ms, stats.p99_ms) == pytest.approx(tuple(np.percentile(pooled, [90, 99])))
+    assert stats.to_dict() == {
+        "p50_ms": stats.p50_ms,
+        "p90_ms": stats.p90_ms,
+        "p99_ms": stats.p99_ms,
+        "mean_ms": stats.mean_ms,
+        "iterations": 8,
+        "stderr_ms": stats.stderr_ms,
+        "blocks": 3,
+        "block_p10_ms": pytest.approx(np.percentile([2, 25, 5], 10)),
+    }
+    with pytest.raises(ValueError, match="no empty block"):
+        LatencyStats.from_blocks([[1], []])
+
+
+def test_stderr_matches_the_spread_of_repeated_p50s() -> None:
+    """Over many simulated measurements of skewed, noisy calls, stderr_ms is about the p50s' SD."""
+    rng = np.random.default_rng(0)
+    measurements = [
+        LatencyStats.from_blocks((rng.lognormal(np.log(1e4), 0.4, size=(20, 30))).astype(np.int64).tolist())
+        for _ in range(300)
+    ]
+    spread = np.std([m.p50_ms for m in measurements], ddof=1)
+    stderr = np.mean([m.stderr_ms for m in measurements])
+    assert 0.75 < stderr / spread < 1.33
+
+
+def test_a_slow_stretch_moves_neither_p50_when_it_covers_less_than_half_the_timing(clock: FakeClock) -> None:
+    """Calls take 3x as long for the first 0.8 s of about 2 s of timing (1 s per batch size).
+
+    Timed one batch size after the other, batch 1 would spend 80% of its second in the stretch
+    and report the slow level; interleaved, 8 rounds of 20 are slow and the p50s stay fast.
+    """
+    slow_until_ns = 800_000_000
+
+    def duration_ns(now_ns: int, batch: int) -> int:
+        fast = 10_000 if batch == 1 else 40_000
+        return 3 * fast if now_ns < slow_until_ns else fast
+
+    model = FakeTimed(clock, duration_ns)
+    result = benchmark_inference(
+        model,
+        torch.zeros(1, 8),
+        batch_size=4,
+        warmup_iters=10,
+        latency_iters=50,
+        min_latency_s=1.0,
+        blocks=20,
+    )
+    assert result.latency_ms.p50_ms == pytest.approx(0.010)
+    assert result.batch_latency_ms is not None
+    assert result.batch_latency_ms.p50_ms == pytest.approx(0.040)
+    assert result.latency_ms.p99_ms == pytest.approx(0.030)  # the pooled tail still shows the stretch
+    assert result.latency_ms.blocks == result.batch_latency_ms.blocks == 20
+
+
+def _spell_then_calm(slow_until_ns: int) -> Callable[[int, int], int]:
+    """Calls 1.7x slower until ``slow_until_ns``, jittered so block medians differ a little."""
+
+    def duration_ns(now_ns: int, batch: int) -> int:
+        fast = (10_000 if batch == 1 else 40_000) + (now_ns // 7_919) % 50
+        return int(1.7 * fast) if now_ns < slow_until_ns else fast
+
+    return duration_ns
+
+
+@pytest.mark.parametrize(("max_rounds", "expected_p50_us", "rounds"), [(1, 17.0, 1), (3, 10.0, 2)])
+def test_a_round_inside_a_long_slow_spell_is_timed_again(
+    clock: FakeClock, max_rounds: int, expected_p50_us: float, rounds: int
+) -> None:
+    """A spell over 60% of the first round moves its p50 (the stderr stays small: most blocks agree);
+    the fast blocks show the usual level, so the round is timed again, and round 2 is calm."""
+    model = FakeTimed(clock, _spell_then_calm(slow_until_ns=1_200_000_000))
+    result = benchmark_inference(
+        model,
+        torch.zeros(1, 8),
+        batch_size=4,
+        warmup_iters=0,
+        latency_iters=50,
+        min_latency_s=1.0,
+        blocks=20,
+        max_rounds=max_rounds,
+        settle_rel=0.05,
+    )
+    assert result.latency_rounds == rounds
+    assert result.latency_ms.p50_ms * 1e3 == pytest.approx(expected_p50_us, rel=0.02)
+    if max_rounds == 1:
+        assert result.latency_ms.disturbance > 0.3
+        assert result.latency_ms.stderr_ms / result.latency_ms.p50_ms < 0.05  # the stderr cannot see it
+    else:
+        assert result.latency_ms.disturbance <= 0.05
+    assert result.to_dict()["latency_rounds"] == rounds
+
+
+def test_batch_sizes_take_turns_block_by_block(clock: FakeClock) -> None:
+    model = FakeTimed(clock, lambda now_ns, batch: 1_000_000 * batch)  # 1 ms a sample
+    result = benchmark_inference(
+        model, torch.zeros(1, 8), batch_size=4, warmup_iters=2, latency_iters=10, min_latency_s=0.02, blocks=5
+    )
+    timed = model.batch_sizes[1 + 2 + 2 :]  # after the checking call and each size's warm-up
+    assert model.batch_sizes[:5] == [1, 1, 1, 4, 4]
+    blocks = runs(timed)
+    assert [size for size, _ in blocks] == [1, 4] * 5
+    # Each block has its share of latency_iters (2 calls) and lasts min_latency_s / blocks (4 ms).
+    assert [count for _, count in blocks] == [4, 2] * 5
+    assert result.latency_ms.iterations == timed.count(1) == 20
+    assert result.batch_latency_ms is not None
+    assert result.batch_latency_ms.iterations == timed.count(4) == 10
+    # The collector is paused for the timed calls only, and back on afterwards.
+    assert model.gc_enabled[:5] == [True] * 5 and not any(model.gc_enabled[5:])
+    assert gc.isenabled()
+
+
+def test_latency_iters_and_min_latency_s_are_floors_for_each_batch_size(clock: FakeClock) -> None:
+    model = FakeTimed(clock, lambda now_ns, batch: 300_000 * batch)
+    result = benchmark_inference(
+        model, torch.zeros(1, 8), batch_size=2, warmup_iters=0, latency_iters=7, min_latency_s=0.1, blocks=3
+    )
+    assert result.batch_latency_ms is not None
+    for stats in (result.latency_ms, result.batch_latency_ms):
+        assert stats.iterations >= 7
+        assert stats.iterations * stats.mean_ms >= 100.0
+        assert stats.blocks == 3
+    # Without a time floor the shares of latency_iters add up to exactly latency_iters.
+    exact = benchmark_inference(
+        model, torch.zeros(1, 8), batch_size=2, warmup_iters=0, latency_iters=7, min_latency_s=0, blocks=3
+    )
+    assert exact.latency_ms.iterations == 7
+    assert exact.batch_latency_ms is not None and exact.batch_latency_ms.iterations == 7
+
+
+def test_stderr_is_positive_for_noisy_calls_and_shrinks_with_more_blocks(clock: FakeClock) -> None:
+    """Calls of 10 µs × lognormal noise, 25 a block: 9 times the blocks, about a third the stderr."""
+    rng = np.random.default_rng(1)
+    model = FakeTimed(clock, lambda now_ns, batch: int(rng.lognormal(np.log(10_000 * batch), 0.3)))
+    mean_stderr = {}
+    for blocks in (12, 108):
+        stderrs = []
+        for _ in range(8):  # a MAD over 12 values is itself noisy: average a few measurements
+            result = benchmark_inference(
+                model,
+                torch.zeros(1, 8),
+                batch_size=2,
+                warmup_iters=0,
+                latency_iters=25 * blocks,
+                min_latency_s=0,
+                blocks=blocks,
+            )
+            stats = result.latency_ms
+            assert stats.blocks == blocks and stats.iterations == 25 * blocks
+            assert stats.stderr_ms > 0
+            assert abs(stats.p50_ms - 0.010) < 6 * stats.stderr_ms
+            assert result.to_dict()["latency_ms"]["stderr_ms"] == stats.stderr_ms
+            assert result.to_dict()["batch_latency_ms"]["blocks"] == blocks
+            stderrs.append(stats.stderr_ms)
+        mean_stderr[blocks] = float(np.mean(stderrs))
+    # sqrt(108 / 12) = 3 (2.8 with a small sample's MAD); simulated, the ratio never fell below
+    # 1.8 over 1,000 seeds.
+    assert mean_stderr[108] < mean_stderr[12] / 1.6
+
+
+def test_a_constant_call_has_zero_stderr(clock: FakeClock) -> None:
+    model = FakeTimed(clock, lambda now_ns, batch: 50_000)
+    result = benchmark_inference(model, torch.zeros(1, 8), batch_size=2, **FAST)
+    assert result.latency_ms.p50_ms == pytest.approx(0.050)
+    assert result.latency_ms.stderr_ms == 0.0
+    assert result.latency_ms.blocks == 20
+
+
 # -- energy ------------------------------------------------------------------------------------
 
 
@@ -308,6 +540,8 @@ def test_fixed_batch_onnx_has_no_batch_figures(power: ConstantPowerSource) -> No
         ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
         ({"threads": 0}, "threads must be an integer >= 1"),
         ({"latency_iters": 0}, "latency_iters must be an integer >= 1"),
+        ({"blocks": 1}, "blocks must be an integer >= 2"),
+        ({"blocks": 4.0}, "blocks must be an integer >= 2"),
         ({"min_latency_s": -1}, "min_latency_s must be a number of seconds >= 0"),
         ({"warmup_iters": -1}, "warmup_iters must be an integer >= 0"),
         ({"min_energy_window_s": 0}, "min_energy_window_s must be a number of seconds > 0"),
