@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "COMPONENTS",
     "CONSTRAINABLE",
     "ENERGY_METRICS",
     "MAXIMIZED",

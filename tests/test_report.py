@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html as markup
 import json
 import re
+import statistics
 from pathlib import Path
 
 import optuna
 import pytest
 
 from greenml.cli import main
-from greenml.report import default_reference, hypervolume, load_record
-from greenml.testing.studies import make_study
+from greenml.report import default_reference, front_numbers, hypervolume, load_record, report_html
+from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -29,6 +32,8 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     make_study(url, "one", n_trials=10, objectives=("accuracy",), constraints=())
     make_study(url, HOSTILE, n_trials=12, error=f"RuntimeError: {HOSTILE}", fail_every=3)
+    make_study(url, "measured", n_trials=30, seed=5, basis="measured")
+    make_study(url, "partly", n_trials=40, seed=6, basis="partly estimated")
     return url
 
 
@@ -79,9 +84,9 @@ def test_front_table_and_hypervolume_on_the_page(storage: str, tmp_path: Path) -
     front_table = html.split('id="front-table"')[1].split("</table>")[0]
     front = [t.number for t in optuna.load_study(study_name="tpe-like", storage=storage).best_trials]
     assert sorted(
-        int(n) for n in re.findall(r'<tr class="status-front"[^>]*><td class="" data-v="(\d+)"', front_table)
+        int(n) for n in re.findall(r'<tr class="status-front"[^>]*><td data-v="(\d+)"', front_table)
     ) == sorted(front)
-    assert "test accuracy" in front_table
+    assert '<th class="" title="click to sort">test_accuracy</th>' in front_table
 
 
 def test_a_given_reference_point_is_used_and_stated(storage: str, tmp_path: Path) -> None:
@@ -242,3 +247,154 @@ def test_an_existing_report_survives_a_failed_rewrite(storage: str, tmp_path: Pa
     )
     assert out.read_text() == "previous report"
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left behind
+
+
+ESTIMATED_LABEL = "inference_energy_j (J, estimated from CPU time)"
+PROPORTIONAL = "energy per inference is proportional to CPU time"
+MEASURED_CLAIM = "Accuracy, latency, energy and size are measured on the deployed artifact."
+
+
+def _report(storage: str, study: str, tmp_path: Path) -> str:
+    out = tmp_path / f"{study}.html"
+    assert main(["report", "--study", study, "--storage", storage, "-o", str(out)]) == 0
+    return out.read_text()
+
+
+def _axis_titles(html: str) -> list[str]:
+    """Every axis and subplot title of the page's figures."""
+    titles = []
+    for figure in _figures(html):
+        layout: dict[str, object] = figure["layout"]  # type: ignore[assignment]
+        axes = [v for v in layout.values() if isinstance(v, dict)]
+        axes += [v for scene in axes for v in scene.values() if isinstance(v, dict)]
+        titles += [str(a["title"].get("text")) for a in axes if isinstance(a.get("title"), dict)]
+        titles += [str(a["text"]) for a in layout.get("annotations", [])]  # type: ignore[attr-defined]
+    return titles
+
+
+def _table(html: str, table: str) -> str:
+    return html.split(f'id="{table}"')[1].split("</table>")[0]
+
+
+def test_an_estimated_study_says_its_energy_is_estimated(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "tpe-like", tmp_path)
+    titles = _axis_titles(html)
+    # the 3-D front's and the projections' energy axes: the basis on a line of its own
+    assert "inference_energy_j (J)<br>estimated from CPU time" in titles
+    assert "energy (J)<br>estimated from CPU time" in titles  # energy per trial
+    assert "search energy (kWh, estimated from CPU time)" in titles
+    assert "energy (J, estimated from CPU time)" in titles  # the footprint
+    assert "latency_ms (ms)" in titles  # units from the vocabulary, no basis on latency
+    assert f">{ESTIMATED_LABEL}</th>" in _table(html, "all-trials")
+    assert f">{ESTIMATED_LABEL}</th>" in _table(html, "front-table")
+    assert PROPORTIONAL in html and "adds no information beyond latency × threads" in html
+    assert MEASURED_CLAIM not in html  # nor does the front's note claim energy was measured
+    assert "energy is not: it is estimated from CPU time" in html
+
+
+def test_a_measured_study_claims_measurement_and_labels_nothing_estimated(
+    storage: str, tmp_path: Path
+) -> None:
+    html = _report(storage, "measured", tmp_path)
+    assert "estimated" not in " ".join(_axis_titles(html))
+    assert "inference_energy_j (J)" in _axis_titles(html)
+    assert "estimated from CPU time" not in html and PROPORTIONAL not in html
+    assert 'id="energy-basis"' not in html
+    assert MEASURED_CLAIM in html
+    assert ">inference_dram_energy_j (J)</th>" in _table(html, "all-trials")
+
+
+def test_a_partly_estimated_study_states_the_estimates_share(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "partly", tmp_path)
+    record = load_record(optuna.load_study(study_name="partly", storage=storage))
+    # The shares, worked out here from the records rather than by the report's functions.
+    front = set(front_numbers(record.trials, record.objectives))
+    complete = [t for t in record.trials if t.state == "COMPLETE"]
+
+    def cpu_share(trial: object) -> float:
+        metrics = trial.metrics  # type: ignore[attr-defined]
+        return float(metrics["inference_cpu_energy_j"] / metrics["inference_energy_j"])
+
+    on_front = statistics.median(cpu_share(t) for t in complete if t.number in front)
+    everywhere = statistics.median(cpu_share(t) for t in complete)
+    cpu = sum(t.energy_components_j["cpu"] or 0.0 for t in record.trials)
+    total = sum(t.energy_j or 0.0 for t in record.trials)
+    expected = (
+        f"CPU estimate: {on_front:.0%} of inference energy (median over the {len(front)} front trials; "
+        f"{everywhere:.0%} over all {len(complete)} complete trials), {cpu / total:.0%} of search energy."
+    )
+    assert expected in html
+    assert "Energy is partly estimated: CPU part estimated from CPU time, GPU measured." in html
+    assert MEASURED_CLAIM not in html
+    assert "so is its energy, except the CPU part, estimated from CPU time" in html
+    titles = _axis_titles(html)
+    assert "inference_energy_j (J)<br>CPU part estimated from CPU time" in titles
+    assert "inference_energy_j (J, CPU part estimated from CPU time)" in titles  # importances
+    header = _table(html, "all-trials").split("</thead>")[0]
+    assert ">inference_gpu_energy_j (J)</th>" in header
+    assert ">inference_cpu_energy_j (J, estimated from CPU time)</th>" in header
+    assert "inference_dram_energy_j" not in header  # not metered: no column
+    assert "DRAM not metered: no readable RAPL on this synthetic machine" in html  # provenance note
+
+
+def _rows(table: str) -> dict[int, str]:
+    """A trial table's rows by trial number."""
+    pattern = r'<tr class="status-[^"]*"[^>]*><td data-v="(\d+)".*?</tr>'
+    return {int(match.group(1)): match.group(0) for match in re.finditer(pattern, table, flags=re.S)}
+
+
+def test_deploy_devices_are_shown(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "partly", tmp_path)
+    record = load_record(optuna.load_study(study_name="partly", storage=storage))
+    assert "<dt>device</dt><dd>cuda:0 (training)</dd>" in html
+    deployed = [t.deploy_device for t in record.trials if t.deploy_device]
+    by_trial = f"{deployed.count('cpu')} on cpu"
+    assert re.search(r">deploy device</dt><dd>cuda:0 \(by trial: [^)]*" + by_trial, html)
+    header = _table(html, "all-trials").split("</thead>")[0]
+    columns = re.findall(r"<th[^>]*>(.*?)</th>", header)
+    column = columns.index("deploy device")
+    rows = _rows(_table(html, "all-trials"))
+    assert len(rows) == len(record.trials)
+    for trial in record.trials:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", rows[trial.number], flags=re.S)
+        assert cells[column] == (trial.deploy_device or ""), trial.number  # failed trials: none
+    hover = json.loads(re.search(r'id="trial-hover">(.*?)</script>', html, flags=re.S).group(1))  # type: ignore[union-attr]
+    onnx = next(t for t in record.trials if t.deploy_device == "cpu")
+    assert f"<b>trial {onnx.number}</b> (" in hover[str(onnx.number)]
+    assert ") · deployed on cpu (trained on cuda:0)<br>" in hover[str(onnx.number)]
+    assert "<i>energy: CPU part estimated from CPU time</i>" in hover[str(onnx.number)]
+    assert "latency_p99_ms: " in hover[str(onnx.number)]  # the new metrics, with their units
+    assert re.search(r"batch_throughput_per_s: [0-9.e+]+ 1/s(<br>| · )", hover[str(onnx.number)])
+
+
+def test_an_older_study_without_deploy_devices_says_so(storage: str) -> None:
+    record = load_record(optuna.load_study(study_name="tpe-like", storage=storage))
+    attrs = {k: v for k, v in record.attrs.items() if k != "deploy_device"}
+    trials = tuple(dataclasses.replace(t, deploy_device=None) for t in record.trials)
+    html = report_html(
+        dataclasses.replace(record, attrs=attrs, trials=trials), lambda: ({}, "not computed here")
+    )
+    assert ">deploy device</dt><dd>not recorded</dd>" in html
+    assert '<td class="text">not recorded</td>' in _table(html, "all-trials")
+    assert "deploy device not recorded" in html
+
+
+def test_trials_with_notes_are_marked(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "partly", tmp_path)
+    record = load_record(optuna.load_study(study_name="partly", storage=storage))
+    noted = {t.number for t in record.trials if t.notes}
+    assert noted  # the synthetic study has some
+    note = markup.escape(NO_PRUNABLE_LAYER)
+    for table in ("all-trials", "front-table"):
+        for number, row in _rows(_table(html, table)).items():
+            marked = (
+                f'<summary class="note-mark" title="{note}">⚠ 1 note</summary><ul><li>{note}</li></ul>' in row
+            )
+            assert marked == (number in noted), (table, number)
+    front = set(front_numbers(record.trials, record.objectives))
+    assert noted & front  # the front table has a marked trial to show
+    hover = json.loads(re.search(r'id="trial-hover">(.*?)</script>', html, flags=re.S).group(1))  # type: ignore[union-attr]
+    for number in noted & {t.number for t in record.trials if t.state == "COMPLETE"}:
+        assert f"<br>⚠ {note}<br>" in hover[str(number)]
+    # Plotly shows no hover label taller than its figure (the projections are 400 px high)
+    assert max(text.count("<br>") for text in hover.values()) < 25

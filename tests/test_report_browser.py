@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from greenml.cli import main
-from greenml.testing.studies import make_study
+from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study
 
 pytestmark = pytest.mark.browser
 
@@ -125,6 +125,11 @@ def test_search_report_renders_with_no_errors(chromium: Any, searched: tuple[Pat
     assert page.title() == f"greenml report: {HOSTILE_NAME}"
     assert HOSTILE_NAME in page.locator("h1").inner_text()  # shown as text
     assert "onerror=window.__pwned=2" in (page.locator("#all-trials").text_content() or "")
+    assert "deploy device" in page.locator("#all-trials thead").inner_text()
+    # The front's note claims measured energy only where no energy figure is estimated.
+    claim = "Accuracy, latency, energy and size are measured on the deployed artifact."
+    estimated = page.locator("#energy-basis").count() == 1
+    assert (claim in page.locator("main").inner_text()) != estimated
     page.close()
 
 
@@ -144,6 +149,7 @@ def test_hover_shows_parameters_and_metrics(chromium: Any, searched: tuple[Path,
     )
     assert "trial" in shown and "latency_ms" in shown and "test_accuracy" in shown
     assert "n_layers" in shown and "pruning" in shown  # parameters
+    assert "deploy" in shown  # "deployed on cpu", or "deploy device not recorded"
     assert problems == []
     page.close()
 
@@ -192,6 +198,14 @@ def test_compare_and_many_objective_reports_render(chromium: Any, tmp_path: Path
     for name, expected in (("a.html", 6), ("c.html", 2)):
         page, problems, requests = _open(chromium, tmp_path / name)
         assert _assert_every_figure_drawn(page) == expected
+        if name == "a.html":  # a trial's notes: a ⚠ that names them on hover, and shows them on click
+            mark = page.locator("#all-trials summary.note-mark").first
+            mark.scroll_into_view_if_needed()
+            assert mark.get_attribute("title") == NO_PRUNABLE_LAYER
+            note = page.locator("#all-trials td.notes li").first
+            assert not note.is_visible()
+            mark.click()
+            assert note.is_visible() and note.inner_text() == NO_PRUNABLE_LAYER
         assert problems == [] and len(requests) == 1
         page.screenshot(path=str(ARTIFACTS / f"synthetic-{name}.png"), full_page=True)
         page.close()

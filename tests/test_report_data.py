@@ -11,6 +11,7 @@ import pytest
 from optuna._hypervolume import compute_hypervolume
 
 from greenml.errors import ConfigError
+from greenml.metrics import COMPONENTS, PHASES
 from greenml.report import (
     classify,
     default_reference,
@@ -22,9 +23,16 @@ from greenml.report import (
     load_record,
     parse_reference,
 )
-from greenml.report._data import to_loss
-from greenml.testing.studies import make_study
-from greenml.trial import PHASES
+from greenml.report._data import (
+    TrialRecord,
+    energy_basis,
+    estimate_share,
+    inference_estimate_shares,
+    metric_label,
+    search_estimate_share,
+    to_loss,
+)
+from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, provenance
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 OBJECTIVES = ("accuracy", "inference_energy_j", "latency_ms")
@@ -183,3 +191,176 @@ def test_load_record_hides_the_storage_password(study: optuna.Study) -> None:
     record = load_record(study, "postgresql://alice:s3cret@db.example:5432/studies")
     assert record.storage == "postgresql://alice:***@db.example:5432/studies"
     assert record.counts() == {"COMPLETE": 52, "FAIL": 8}
+
+
+def _trial(
+    number: int,
+    kinds: dict[str, str],
+    split: dict[str, float | None] | None = None,
+    inference: dict[str, float] | None = None,
+    state: str = "COMPLETE",
+    backend: str = "estimate",
+    basis: str | None = None,
+    total: list[str] | None = None,
+) -> TrialRecord:
+    """A hand-made trial: component kinds, its whole energy per component, inference energy
+    per component."""
+    components = {
+        c: {"component": c, "kind": kind, "backend": "nvml" if kind == "measured" else backend}
+        for c, kind in kinds.items()
+    }
+    if basis is None:
+        found = set(kinds.values())
+        basis = "partly estimated" if len(found) > 1 else found.pop()
+    prov = {"energy_basis": basis, "total_components": total or list(kinds), "components": components}
+    metrics = {f"inference_{c}_energy_j": v for c, v in (inference or {}).items()}
+    if inference:
+        metrics["inference_energy_j"] = sum(inference.values())
+    return TrialRecord(
+        number=number,
+        state=state,
+        params={},
+        metrics=metrics,
+        constraints={},
+        provenance=prov,
+        energy_components_j=dict(split or {}),
+    )
+
+
+def test_energy_basis_is_read_from_the_provenance() -> None:
+    measured = _trial(0, {"cpu": "measured", "dram": "measured"})
+    estimated = _trial(1, {"cpu": "estimated"})
+    partly = _trial(2, {"gpu": "measured", "cpu": "estimated"})
+    assert (measured.provenance or {})["energy_basis"] == "measured"
+    assert (estimated.provenance or {})["energy_basis"] == "estimated"
+    assert (partly.provenance or {})["energy_basis"] == "partly estimated"
+
+    basis = energy_basis([measured, measured])
+    assert (basis.basis, basis.estimated, basis.measured, basis.cpu_time) == (
+        "measured",
+        (),
+        ("cpu", "dram"),
+        False,
+    )
+    assert basis.qualifier() == "" and basis.qualifier("cpu") == ""
+
+    basis = energy_basis([estimated])
+    assert (basis.basis, basis.estimated, basis.cpu_time) == ("estimated", ("cpu",), True)
+    assert basis.qualifier() == "estimated from CPU time"
+
+    basis = energy_basis([partly])
+    assert (basis.basis, basis.estimated, basis.measured) == ("partly estimated", ("cpu",), ("gpu",))
+    assert basis.qualifier() == "CPU part estimated from CPU time"
+    assert basis.qualifier("gpu") == "" and basis.qualifier("cpu") == "estimated from CPU time"
+
+    # trials on different bases (a study resumed elsewhere), and trials with no provenance
+    assert energy_basis([measured, estimated]).basis == "mixed"
+    assert energy_basis([measured, estimated]).qualifier() == "measured in some trials, estimated in others"
+    bare = TrialRecord(number=3, state="COMPLETE", params={}, metrics={}, constraints={})
+    assert energy_basis([bare]).basis == "unknown"
+    assert energy_basis([]).basis == "unknown"
+    assert energy_basis([bare, estimated]).basis == "mixed"
+    # an estimate that is not greenml's CPU-time estimate is only called an estimate
+    other = energy_basis([_trial(4, {"cpu": "estimated"}, backend="codecarbon")])
+    assert not other.cpu_time and other.qualifier() == "estimated"
+
+
+def test_metric_labels_carry_the_vocabularys_units_and_the_basis() -> None:
+    estimated = energy_basis([_trial(0, {"cpu": "estimated"})])
+    partly = energy_basis([_trial(0, {"gpu": "measured", "cpu": "estimated"})])
+    measured = energy_basis([_trial(0, {"cpu": "measured"})])
+    assert metric_label("latency_ms") == "latency_ms (ms)"
+    assert metric_label("latency_ms", estimated) == "latency_ms (ms)"  # not an energy figure
+    assert metric_label("accuracy") == "accuracy"  # no unit
+    assert metric_label("model_bytes") == "model_bytes (bytes)"
+    assert metric_label("batch_throughput_per_s") == "batch_throughput_per_s (1/s)"
+    assert metric_label("not_a_metric") == "not_a_metric"
+    assert metric_label("inference_energy_j") == "inference_energy_j (J)"
+    assert metric_label("inference_energy_j", measured) == "inference_energy_j (J)"
+    assert metric_label("inference_energy_j", estimated) == "inference_energy_j (J, estimated from CPU time)"
+    assert metric_label("train_energy_j", estimated) == "train_energy_j (J, estimated from CPU time)"
+    assert (
+        metric_label("inference_energy_j", partly)
+        == "inference_energy_j (J, CPU part estimated from CPU time)"
+    )
+    assert metric_label("inference_gpu_energy_j", partly) == "inference_gpu_energy_j (J)"
+    # for axis titles, the basis on a line of its own
+    assert metric_label("inference_energy_j", estimated, lines=True) == (
+        "inference_energy_j (J)<br>estimated from CPU time"
+    )
+    assert metric_label("inference_energy_j", measured, lines=True) == "inference_energy_j (J)"
+    assert (
+        metric_label("inference_cpu_energy_j", partly)
+        == "inference_cpu_energy_j (J, estimated from CPU time)"
+    )
+
+
+def test_estimated_share_of_search_energy() -> None:
+    both = {"gpu": "measured", "cpu": "estimated"}
+    trials = [
+        _trial(0, both, {"gpu": 30.0, "cpu": 10.0, "dram": None}),
+        _trial(1, both, {"gpu": 50.0, "cpu": 10.0, "dram": None}, state="FAIL"),  # failed trials count
+        _trial(2, both),  # no per-component split recorded: left out
+        # an older record whose total left the estimated CPU out: only its total counts
+        _trial(3, both, {"gpu": 20.0, "cpu": 5.0, "dram": None}, basis="measured", total=["gpu"]),
+    ]
+    assert search_estimate_share(trials) == pytest.approx(20.0 / 120.0)
+    assert search_estimate_share(trials[:1]) == pytest.approx(0.25)
+    assert search_estimate_share([_trial(0, {"cpu": "measured"}, {"cpu": 5.0})]) is None  # nothing estimated
+    assert search_estimate_share(trials[2:3]) is None  # no split
+    assert search_estimate_share([_trial(0, {"cpu": "estimated"}, {"cpu": 5.0})]) == 1.0
+
+
+def test_estimated_share_of_inference_energy() -> None:
+    both = {"gpu": "measured", "cpu": "estimated"}
+    trials = [
+        _trial(0, both, inference={"gpu": 3.0, "cpu": 1.0}),  # 25%
+        _trial(1, both, inference={"gpu": 1.0, "cpu": 1.0}),  # 50%
+        _trial(2, both, inference={"gpu": 1.0, "cpu": 9.0}),  # 90%
+        _trial(3, both, inference={"gpu": 2.0, "cpu": 8.0}),  # 80%
+        _trial(4, both, inference={"gpu": 1.0, "cpu": 1.0}, state="FAIL"),  # not complete
+        _trial(5, both),  # no split
+        _trial(6, {"gpu": "measured"}, inference={"gpu": 1.0, "cpu": 1.0}),  # a part of no known kind
+    ]
+    assert inference_estimate_shares(trials) == pytest.approx([0.25, 0.5, 0.9, 0.8])
+    share = estimate_share(trials, front=[0, 1, 2, 5])
+    assert share is not None
+    assert share.components == ("cpu",)
+    assert share.front == pytest.approx(0.5) and share.front_trials == 3
+    assert share.complete == pytest.approx(0.65) and share.complete_trials == 4
+    assert share.search is None  # no trial recorded its whole energy per component
+    assert estimate_share([_trial(0, {"cpu": "measured"}, inference={"cpu": 1.0})]) is None
+
+
+def test_synthetic_studies_record_what_the_search_writes(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(ValueError, match="unknown basis 'guessed'"):
+        provenance("guessed")
+    partly = load_record(make_study(storage, "partly", n_trials=40, basis="partly estimated"))
+    assert partly.attrs["device"] == partly.attrs["deploy_device"] == "cuda:0"
+    complete = [t for t in partly.trials if t.state == "COMPLETE"]
+    assert {t.deploy_device for t in complete} == {"cpu", "cuda:0"}
+    assert all(t.device == "cuda:0" for t in partly.trials)
+    for trial in complete:
+        parts = [trial.metrics[f"inference_{c}_energy_j"] for c in ("gpu", "cpu")]
+        assert sum(parts) == pytest.approx(trial.metrics["inference_energy_j"])
+        assert "inference_dram_energy_j" not in trial.metrics  # not metered: absent, never 0
+        assert trial.energy_components_j["dram"] is None
+        assert sum(v or 0.0 for v in trial.energy_components_j.values()) == pytest.approx(trial.energy_j)
+    noted = [t for t in partly.trials if t.notes]
+    assert noted and all(t.notes == (NO_PRUNABLE_LAYER,) for t in noted)
+    assert all(t.params["pruning"] == "structured" and t.params["n_layers"] == 1 for t in noted)
+    basis = energy_basis(partly.trials)
+    assert (basis.basis, basis.estimated, basis.measured) == ("partly estimated", ("cpu",), ("gpu",))
+    share = estimate_share(partly.trials, front_numbers(partly.trials, partly.objectives))
+    assert share is not None and share.search == pytest.approx(0.25)  # the synthetic split
+    assert share.complete is not None and 0.2 <= share.complete <= 0.65
+
+    measured = load_record(make_study(storage, "measured", n_trials=10, basis="measured"))
+    assert energy_basis(measured.trials).basis == "measured"
+    assert estimate_share(measured.trials) is None
+    estimated = load_record(make_study(storage, "estimated", n_trials=10))
+    basis = energy_basis(estimated.trials)
+    assert (basis.basis, basis.cpu_time) == ("estimated", True)
+    assert {c for t in estimated.trials for c, v in t.energy_components_j.items() if v is not None} == {"cpu"}
+    assert set(COMPONENTS) == {c for t in estimated.trials for c in t.energy_components_j}

@@ -15,6 +15,7 @@ different reports compare.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,23 +25,30 @@ from typing import Any
 import numpy as np
 
 from greenml.errors import ConfigError
+from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES, metric
 from greenml.results import trial_constraints
-from greenml.trial import MAXIMIZED, METRICS, PHASES
 
 __all__ = [
+    "EnergyBasis",
+    "EstimateShare",
     "Footprint",
     "HypervolumePoint",
     "StudyRecord",
     "TrialRecord",
     "classify",
     "default_reference",
+    "energy_basis",
+    "estimate_share",
     "footprint",
     "front_numbers",
     "hypervolume",
     "hypervolume_history",
     "importances",
+    "inference_estimate_shares",
     "load_record",
+    "metric_label",
     "parse_reference",
+    "search_estimate_share",
     "to_loss",
 ]
 
@@ -66,6 +74,20 @@ class TrialRecord:
     error: str | None = None
     traceback: str | None = None
     provenance: dict[str, Any] | None = None
+    device: str | None = None  # where it was trained
+    deploy_device: str | None = None  # where the deployed artifact ran and was measured
+    notes: tuple[str, ...] = ()  # what makes this record less than it looks
+    # The whole trial's energy per component (gpu, cpu, dram); None where not metered.
+    energy_components_j: dict[str, float | None] = field(default_factory=dict)
+
+    def kinds(self) -> dict[str, str]:
+        """``measured`` or ``estimated`` per metered component, from the provenance."""
+        components = (self.provenance or {}).get("components") or {}
+        return {
+            name: str(source["kind"])
+            for name, source in components.items()
+            if isinstance(source, Mapping) and source.get("kind")
+        }
 
     @property
     def feasible(self) -> bool | None:
@@ -132,6 +154,7 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
             if f"{phase}_energy_j" in metrics
         }
         energy = attrs.get("trial_energy_j", metrics.get("trial_energy_j"))
+        split = attrs.get("trial_energy_components_j") or {}
         records.append(
             TrialRecord(
                 number=trial.number,
@@ -146,6 +169,12 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
                 error=attrs.get("error"),
                 traceback=attrs.get("traceback"),
                 provenance=attrs.get("provenance"),
+                device=_text(attrs.get("device")),
+                deploy_device=_text(attrs.get("deploy_device")),
+                notes=tuple(str(note) for note in attrs.get("notes") or ()),
+                energy_components_j={
+                    str(c): float(v) if isinstance(v, (int, float)) else None for c, v in split.items()
+                },
             )
         )
     return StudyRecord(
@@ -155,6 +184,10 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
         objectives=objectives,
         trials=tuple(records),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
 
 
 def to_loss(metric: str, value: float) -> float:
@@ -321,7 +354,7 @@ class Footprint:
     phase_energy_j: dict[str, float]
     phase_seconds: dict[str, float]
     phase_co2_g: dict[str, float | None]
-    energy_basis: str  # measured, estimated, mixed or unknown
+    energy_basis: str  # measured, partly estimated, estimated, mixed or unknown (see energy_basis)
     trials: list[TrialFootprint]
 
     @property
@@ -336,7 +369,7 @@ def footprint(record: StudyRecord) -> Footprint:
     seconds_by = dict.fromkeys(parts, 0.0)
     co2_by: dict[str, float | None] = dict.fromkeys(parts, 0.0)
     rows = []
-    bases = set()
+    counted = []
     for trial in record.trials:
         if trial.energy_j is None and not trial.phases:
             continue
@@ -351,7 +384,7 @@ def footprint(record: StudyRecord) -> Footprint:
             co2 = trial.co2_g(phases[part])
             current = co2_by[part]
             co2_by[part] = None if co2 is None or current is None else current + co2
-        bases.add((trial.provenance or {}).get("energy_basis", "unknown"))
+        counted.append(trial)
         rows.append(
             TrialFootprint(trial.number, trial.state, energy, trial.seconds or 0.0, trial.co2_g(), phases)
         )
@@ -362,7 +395,6 @@ def footprint(record: StudyRecord) -> Footprint:
     total_co2 = (
         None if any(v is None for v in co2_values) else float(sum(v for v in co2_values if v is not None))
     )
-    basis = bases.pop() if len(bases) == 1 else ("mixed" if bases else "unknown")
     return Footprint(
         energy_j=float(sum(row.energy_j for row in rows)),
         co2_g=total_co2,
@@ -371,7 +403,7 @@ def footprint(record: StudyRecord) -> Footprint:
         phase_energy_j=energy_by,
         phase_seconds=seconds_by,
         phase_co2_g=co2_by,
-        energy_basis=basis,
+        energy_basis=energy_basis(counted).basis,
         trials=rows,
     )
 
@@ -427,18 +459,168 @@ def importances(
     return result, None
 
 
-def metric_label(name: str) -> str:
-    return METRIC_LABELS.get(name, name)
+@dataclass(frozen=True)
+class EnergyBasis:
+    """What a set of trials' energy figures rest on, read from their provenance."""
+
+    basis: str  # measured, partly estimated, estimated; mixed where trials differ; unknown
+    estimated: tuple[str, ...]  # components estimated in any of the trials (gpu, cpu, dram order)
+    measured: tuple[str, ...]  # components measured in any of the trials
+    cpu_time: bool  # every estimated component is greenml's estimate from CPU time
+
+    @property
+    def estimate(self) -> str:
+        """How the estimated components were estimated, in a few words."""
+        return "estimated from CPU time" if self.cpu_time else "estimated"
+
+    def qualifier(self, component: str | None = None) -> str:
+        """What to write beside an energy figure ("" where it is measured): of one component,
+        or (None) of a total over every metered component."""
+        if component is not None:
+            if component not in self.estimated:
+                return ""
+            return self.estimate + (" in some trials" if component in self.measured else "")
+        if self.basis == "estimated":
+            return self.estimate
+        if self.basis == "partly estimated":
+            return f"{components_text(self.estimated)} part {self.estimate}"
+        if self.basis == "mixed":
+            return "measured in some trials, estimated in others"
+        if self.basis == "unknown":
+            return "basis not recorded"
+        return ""
 
 
-METRIC_LABELS = {
-    "accuracy": "validation accuracy",
-    "test_accuracy": "test accuracy",
-    "inference_energy_j": "energy per inference (J)",
-    "latency_ms": "latency, p50 at batch 1 (ms)",
-    "model_bytes": "model size (bytes)",
-    "co2_g": "trial CO2e (g)",
-    "trial_energy_j": "trial energy (J)",
-    "trial_seconds": "trial time (s)",
-}
-assert set(METRIC_LABELS) <= set(METRICS)
+def components_text(components: Sequence[str]) -> str:
+    """``CPU``, ``CPU and DRAM``, ``GPU, CPU and DRAM``."""
+    names = [c.upper() for c in components]
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
+def energy_basis(trials: Iterable[TrialRecord]) -> EnergyBasis:
+    """The basis of the trials' energy: one of the provenance's ``measured``, ``partly
+    estimated``, ``estimated`` when every trial has the same, ``mixed`` when they differ (a
+    resumed study on other hardware), ``unknown`` when none recorded it."""
+    bases: set[str] = set()
+    kinds: dict[str, set[str]] = {}
+    estimators: set[str] = set()
+    for trial in trials:
+        prov = trial.provenance or {}
+        bases.add(str(prov.get("energy_basis") or "unknown"))
+        for component, kind in trial.kinds().items():
+            kinds.setdefault(kind, set()).add(component)
+            if kind == "estimated":
+                estimators.add(str(prov["components"][component].get("backend", "?")))
+    basis = bases.pop() if len(bases) == 1 else ("mixed" if bases else "unknown")
+    estimated = tuple(c for c in COMPONENTS if c in kinds.get("estimated", ()))
+    return EnergyBasis(
+        basis=basis,
+        estimated=estimated,
+        measured=tuple(c for c in COMPONENTS if c in kinds.get("measured", ())),
+        cpu_time=bool(estimated) and estimators == {"estimate"},
+    )
+
+
+def energy_label(
+    what: str, unit: str, basis: EnergyBasis | None, component: str | None = None, lines: bool = False
+) -> str:
+    """``what (unit)``, with the basis beside the unit where it is not plainly measured, or with
+    ``lines`` on a second line (``<br>``, for a Plotly axis title too short for one line)."""
+    qualifier = basis.qualifier(component) if basis is not None else ""
+    if not qualifier:
+        return f"{what} ({unit})"
+    return f"{what} ({unit})<br>{qualifier}" if lines else f"{what} ({unit}, {qualifier})"
+
+
+def metric_label(name: str, basis: EnergyBasis | None = None, lines: bool = False) -> str:
+    """``latency_ms (ms)``: the name with its unit from :mod:`greenml.metrics`; an energy
+    metric also says its basis, e.g. ``inference_energy_j (J, estimated from CPU time)``."""
+    known = metric(name)
+    if known is None:
+        return name
+    if known.energy:
+        return energy_label(name, known.unit, basis, _component_of(name), lines)
+    return f"{name} ({known.unit})" if known.unit else name
+
+
+def _component_of(name: str) -> str | None:
+    """The component a per-component metric (``inference_cpu_energy_j``) is about, else None."""
+    for component in COMPONENTS:
+        if name.endswith(f"_{component}_energy_j"):
+            return component
+    return None
+
+
+def search_estimate_share(trials: Iterable[TrialRecord]) -> float | None:
+    """The share of the search's energy (every trial's whole window, failed trials included)
+    that estimated components make up, from ``trial_energy_components_j`` and the provenance's
+    kinds. None where no trial records a per-component split with an estimated component."""
+    estimated = total = 0.0
+    seen = False
+    for trial in trials:
+        split = trial.energy_components_j
+        kinds = trial.kinds()
+        listed = (trial.provenance or {}).get("total_components")
+        counted = listed if listed is not None else [c for c, v in split.items() if v is not None]
+        for component in counted:
+            value = split.get(component)
+            if value is None:
+                continue
+            total += value
+            if kinds.get(component) == "estimated":
+                estimated += value
+                seen = True
+    return estimated / total if seen and total > 0 else None
+
+
+def inference_estimate_shares(trials: Iterable[TrialRecord]) -> list[float]:
+    """Per complete trial, the share of its inference energy (``inference_<c>_energy_j``) that
+    estimated components make up; trials without the split, or with a part of no known kind,
+    are left out."""
+    shares = []
+    for trial in trials:
+        if trial.state != "COMPLETE":
+            continue
+        kinds = trial.kinds()
+        parts = {
+            c: trial.metrics[f"inference_{c}_energy_j"]
+            for c in COMPONENTS
+            if f"inference_{c}_energy_j" in trial.metrics
+        }
+        whole = sum(parts.values())
+        if not parts or whole <= 0 or any(c not in kinds for c in parts):
+            continue
+        shares.append(sum(v for c, v in parts.items() if kinds[c] == "estimated") / whole)
+    return shares
+
+
+@dataclass(frozen=True)
+class EstimateShare:
+    """How much of the energy the estimated components make up."""
+
+    components: tuple[str, ...]  # the estimated components
+    search: float | None  # share of the search's energy
+    front: float | None  # median share of inference energy over the front trials
+    front_trials: int
+    complete: float | None  # median share of inference energy over every complete trial
+    complete_trials: int
+
+
+def estimate_share(trials: Sequence[TrialRecord], front: Iterable[int] = ()) -> EstimateShare | None:
+    """The estimated components' share of the search's energy and of inference energy (median
+    over the ``front`` trial numbers and over every complete trial). None where no component of
+    any trial is estimated."""
+    components = energy_basis(trials).estimated
+    if not components:
+        return None
+    chosen = set(front)
+    on_front = inference_estimate_shares(t for t in trials if t.number in chosen)
+    everywhere = inference_estimate_shares(trials)
+    return EstimateShare(
+        components=components,
+        search=search_estimate_share(trials),
+        front=statistics.median(on_front) if on_front else None,
+        front_trials=len(on_front),
+        complete=statistics.median(everywhere) if everywhere else None,
+        complete_trials=len(everywhere),
+    )

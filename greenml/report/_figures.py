@@ -10,15 +10,19 @@ from __future__ import annotations
 import html
 import itertools
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
+from greenml.metrics import COMPONENTS, METRIC_NAMES, PHASES, metric
 from greenml.report._data import (
+    EnergyBasis,
     Footprint,
     HypervolumePoint,
     TrialRecord,
+    energy_basis,
+    energy_label,
     metric_label,
 )
-from greenml.trial import PHASES
 
 __all__ = [
     "compare_fronts",
@@ -61,16 +65,93 @@ def fmt(value: Any) -> str:
 
 
 def hover_text(trial: TrialRecord, status: str, study: str | None = None) -> str:
-    """Every metric and parameter of a trial, escaped, one per line."""
-    head = f"<b>trial {trial.number}</b> ({status})"
+    """Every metric (with its unit) and parameter of a trial, escaped, after its notes, where it
+    ran and what its energy rests on. Related metrics share a line and parameters are packed
+    several to a line: Plotly does not show a hover label taller than its figure."""
+    head = f"<b>trial {trial.number}</b> ({status}) · {html.escape(device_text(trial))}"
     if study is not None:
         head = f"<b>{html.escape(study)}</b><br>" + head
     lines = [head]
-    lines += [f"{html.escape(name)}: {fmt(value)}" for name, value in trial.metrics.items()]
-    lines += [
-        f"<i>{html.escape(name)}</i>: {html.escape(fmt(value))}" for name, value in trial.params.items()
-    ]
+    lines += [f"⚠ {html.escape(note)}" for note in trial.notes]
+    qualifier = energy_basis([trial]).qualifier()
+    if qualifier:
+        lines.append(f"<i>energy: {html.escape(qualifier)}</i>")
+    ordered = sorted(trial.metrics.items(), key=lambda item: _hover_place(item[0]))
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for name, value in ordered:
+        _, group, unit = _hover_place(name)
+        text = f"{name}: {fmt(value)}{unit}"
+        groups.setdefault(group, []).append((html.escape(text), text))
+    for items in groups.values():
+        lines += _pack(items)
+    lines += _pack(
+        [
+            (f"<i>{html.escape(name)}</i>: {html.escape(fmt(value))}", f"{name}: {fmt(value)}")
+            for name, value in trial.params.items()
+        ]
+    )
     return "<br>".join(lines)
+
+
+HOVER_LINE = 80  # characters of plain text a hover line holds before the next item wraps
+
+
+def _pack(items: Sequence[tuple[str, str]]) -> list[str]:
+    """(markup, plain text) items joined with " · " into lines of about HOVER_LINE characters."""
+    lines: list[str] = []
+    width = 0
+    for markup, text in items:
+        if lines and width + 3 + len(text) <= HOVER_LINE:
+            lines[-1] += " · " + markup
+            width += 3 + len(text)
+        else:
+            lines.append(markup)
+            width = len(text)
+    return lines
+
+
+def _hover_group(name: str) -> str:
+    """Metrics that share a hover line: accuracies, latencies, energies per inference, the
+    component split, the trial's cost, each phase; any other metric on its own."""
+    if name.endswith("accuracy"):
+        return "accuracy"
+    if name.startswith(("latency_", "batch_latency", "batch_throughput")):
+        return "latency"
+    if name.startswith(tuple(f"inference_{c}_" for c in COMPONENTS)):
+        return "components"
+    if name.startswith(("inference_", "batch_inference_")):
+        return "inference"
+    if name in ("co2_g", "trial_energy_j", "trial_seconds"):
+        return "trial"
+    for phase in PHASES:
+        if name.startswith(f"{phase}_"):
+            return phase
+    return name
+
+
+_ORDER = {name: index for index, name in enumerate(METRIC_NAMES)}
+
+
+@cache
+def _hover_place(name: str) -> tuple[int, str, str]:
+    """A metric's place in the hover: its order (the vocabulary's), its line group, its unit."""
+    return _ORDER.get(name, len(_ORDER)), _hover_group(name), _unit(name)
+
+
+def device_text(trial: TrialRecord) -> str:
+    """``deployed on cpu (trained on cuda:0)``; ``deploy device not recorded`` for older records."""
+    if trial.deploy_device is None:
+        deployed = "deploy device not recorded"
+    else:
+        deployed = f"deployed on {trial.deploy_device}"
+    if trial.device is not None and trial.device != trial.deploy_device:
+        deployed += f" (trained on {trial.device})"
+    return deployed
+
+
+def _unit(name: str) -> str:
+    known = metric(name)
+    return f" {known.unit}" if known is not None and known.unit else ""
 
 
 def hover_ref(keys: Sequence[str]) -> dict[str, Any]:
@@ -88,12 +169,13 @@ def hover_texts(
     return {f"{prefix}{t.number}": hover_text(t, status[t.number], study) for t in trials if t.metrics}
 
 
-def _axis(name: str, trials: Sequence[TrialRecord]) -> dict[str, Any]:
+def _axis(name: str, trials: Sequence[TrialRecord], basis: EnergyBasis | None = None) -> dict[str, Any]:
     values = [t.metrics[name] for t in trials if name in t.metrics]
     positive = [v for v in values if v > 0]
     log = bool(positive) and len(positive) == len(values) and max(positive) / min(positive) >= LOG_SPAN
+    first, _, second = metric_label(name, basis, lines=True).partition("<br>")
     return {
-        "title": {"text": metric_label(name) + (" (log)" if log else "")},
+        "title": {"text": first + (" (log)" if log else "") + (f"<br>{second}" if second else "")},
         "type": "log" if log else "linear",
     }
 
@@ -103,10 +185,14 @@ def _plotted(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> list[T
 
 
 def pareto_figures(
-    trials: Sequence[TrialRecord], objectives: Sequence[str], status: Mapping[int, str]
+    trials: Sequence[TrialRecord],
+    objectives: Sequence[str],
+    status: Mapping[int, str],
+    basis: EnergyBasis | None = None,
 ) -> list[tuple[str, Any]]:
     """(title, figure) pairs: a 2-D scatter for 2 objectives; a 3-D view and the pairwise
-    projections for 3; parallel coordinates and the pairwise projections beyond."""
+    projections for 3; parallel coordinates and the pairwise projections beyond. Energy axes
+    say what ``basis`` their figures rest on."""
     import plotly.graph_objects as go
 
     shown = _plotted(trials, objectives)
@@ -119,7 +205,7 @@ def pareto_figures(
             members = sorted(members, key=lambda t: t.number)
             fig.add_trace(_scatter(go.Scatter, [], [], key, status))
             fig.data[-1].update(x=[t.number for t in members], y=[t.metrics[name] for t in members])
-        fig.update_layout(xaxis={"title": {"text": "trial"}}, yaxis=_axis(name, shown), **_layout(420))
+        fig.update_layout(xaxis={"title": {"text": "trial"}}, yaxis=_axis(name, shown, basis), **_layout(420))
         figures.append(("Objective by trial (the best feasible trial is the front)", fig))
         return figures
     if len(objectives) == 2:
@@ -129,7 +215,7 @@ def pareto_figures(
             if key == "front":
                 members = sorted(members, key=lambda t: t.metrics[x])
             fig.add_trace(_scatter(go.Scatter, members, [x, y], key, status, line=key == "front"))
-        fig.update_layout(xaxis=_axis(x, shown), yaxis=_axis(y, shown), **_layout(460))
+        fig.update_layout(xaxis=_axis(x, shown, basis), yaxis=_axis(y, shown, basis), **_layout(460))
         figures.append(("Pareto front", fig))
         return figures
     if len(objectives) == 3:
@@ -138,17 +224,22 @@ def pareto_figures(
             fig.add_trace(_scatter(go.Scatter3d, members, list(objectives), key, status))
         fig.update_layout(
             scene={
-                "xaxis": _axis(objectives[0], shown),
-                "yaxis": _axis(objectives[1], shown),
-                "zaxis": _axis(objectives[2], shown),
+                "xaxis": _axis(objectives[0], shown, basis),
+                "yaxis": _axis(objectives[1], shown, basis),
+                "zaxis": _axis(objectives[2], shown, basis),
             },
             **_layout(560),
         )
         figures.append(("Pareto front in 3-D (drag to turn)", fig))
     else:
-        figures.append(("Parallel coordinates of the complete trials", _parallel(shown, objectives, status)))
+        figures.append(
+            ("Parallel coordinates of the complete trials", _parallel(shown, objectives, status, basis))
+        )
     figures.append(
-        ("Pairwise projections (status from all objectives)", _projections(shown, objectives, status, groups))
+        (
+            "Pairwise projections (status from all objectives)",
+            _projections(shown, objectives, status, groups, basis),
+        )
     )
     return figures
 
@@ -195,6 +286,7 @@ def _projections(
     objectives: Sequence[str],
     status: Mapping[int, str],
     groups: Mapping[str, Sequence[TrialRecord]],
+    basis: EnergyBasis | None = None,
 ) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -209,13 +301,18 @@ def _projections(
             fig.add_trace(
                 _scatter(go.Scatter, members, [x, y], key, status, showlegend=index == 0), row=row, col=col
             )
-        fig.update_xaxes(**_axis(x, shown), row=row, col=col)
-        fig.update_yaxes(**_axis(y, shown), row=row, col=col)
+        fig.update_xaxes(**_axis(x, shown, basis), row=row, col=col)
+        fig.update_yaxes(**_axis(y, shown, basis), row=row, col=col)
     fig.update_layout(**_layout(360 * rows + 40))
     return fig
 
 
-def _parallel(shown: Sequence[TrialRecord], objectives: Sequence[str], status: Mapping[int, str]) -> Any:
+def _parallel(
+    shown: Sequence[TrialRecord],
+    objectives: Sequence[str],
+    status: Mapping[int, str],
+    basis: EnergyBasis | None = None,
+) -> Any:
     import plotly.graph_objects as go
 
     order = list(STATUS_STYLE)
@@ -223,7 +320,8 @@ def _parallel(shown: Sequence[TrialRecord], objectives: Sequence[str], status: M
     colours = [STATUS_STYLE[key]["color"] for key in order]
     scale = [[i / (len(order) - 1), colour] for i, colour in enumerate(colours)]
     dimensions = [
-        {"label": metric_label(name), "values": [t.metrics[name] for t in shown]} for name in objectives
+        {"label": metric_label(name, basis), "values": [t.metrics[name] for t in shown]}
+        for name in objectives
     ]
     fig = go.Figure(
         go.Parcoords(
@@ -236,7 +334,7 @@ def _parallel(shown: Sequence[TrialRecord], objectives: Sequence[str], status: M
     return fig
 
 
-def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
+def hypervolume_figure(history: Sequence[HypervolumePoint], basis: EnergyBasis | None = None) -> Any:
     """Hypervolume against trials finished and against the search's energy, side by side."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -261,20 +359,25 @@ def hypervolume_figure(history: Sequence[HypervolumePoint]) -> Any:
         col=2,
     )
     fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
-    fig.update_xaxes(title_text="search energy (kWh)", row=1, col=2)
+    fig.update_xaxes(title_text=energy_label("search energy", "kWh", basis), row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_layout(**_layout(380))
     return fig
 
 
-def footprint_by_phase(fp: Footprint) -> Any:
+def footprint_by_phase(fp: Footprint, basis: EnergyBasis | None = None) -> Any:
     """Energy and time per phase of the whole search."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     parts = [*PHASES, "other"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("energy (J)", "time (s)"), horizontal_spacing=0.12)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(energy_label("energy", "J", basis), "time (s)"),
+        horizontal_spacing=0.12,
+    )
     colours = [PHASE_COLOURS[p] for p in parts]
     for col, (values, unit) in enumerate(((fp.phase_energy_j, "J"), (fp.phase_seconds, "s")), start=1):
         fig.add_trace(
@@ -297,7 +400,7 @@ BARS_UP_TO = (
 )
 
 
-def footprint_by_trial(fp: Footprint) -> Any:
+def footprint_by_trial(fp: Footprint, basis: EnergyBasis | None = None) -> Any:
     """Each trial's energy, stacked by phase (failed trials marked in the hover)."""
     import plotly.graph_objects as go
 
@@ -327,18 +430,26 @@ def footprint_by_trial(fp: Footprint) -> Any:
             )
         fig.add_trace(trace)
     layout = {"barmode": "stack"} if bars else {"hovermode": "x unified"}
-    fig.update_layout(xaxis_title="trial", yaxis_title="energy (J)", **layout, **_layout(360))
+    fig.update_layout(
+        xaxis_title="trial",
+        yaxis_title=energy_label("energy", "J", basis, lines=True),
+        **layout,
+        **_layout(360),
+    )
     return fig
 
 
-def importance_figure(values: Mapping[str, Mapping[str, float]]) -> Any:
+def importance_figure(values: Mapping[str, Mapping[str, float]], basis: EnergyBasis | None = None) -> Any:
     """One horizontal bar chart per objective."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     names = list(values)
     fig = make_subplots(
-        rows=1, cols=len(names), subplot_titles=[metric_label(n) for n in names], horizontal_spacing=0.12
+        rows=1,
+        cols=len(names),
+        subplot_titles=[metric_label(n, basis) for n in names],
+        horizontal_spacing=0.12,
     )
     for index, name in enumerate(names, start=1):
         ranked = sorted(values[name].items(), key=lambda item: item[1])
@@ -360,7 +471,9 @@ def importance_figure(values: Mapping[str, Mapping[str, float]]) -> Any:
 
 
 def compare_fronts(
-    studies: Sequence[tuple[str, Sequence[TrialRecord], Mapping[int, str]]], objectives: Sequence[str]
+    studies: Sequence[tuple[str, Sequence[TrialRecord], Mapping[int, str]]],
+    objectives: Sequence[str],
+    basis: EnergyBasis | None = None,
 ) -> Any:
     """Each study's feasible trials (faint) and front (bold) on the same axes, pair by pair."""
     import plotly.graph_objects as go
@@ -399,13 +512,15 @@ def compare_fronts(
                     row=row,
                     col=col,
                 )
-            fig.update_xaxes(**_axis(x, everything), row=row, col=col)
-            fig.update_yaxes(**_axis(y, everything), row=row, col=col)
+            fig.update_xaxes(**_axis(x, everything, basis), row=row, col=col)
+            fig.update_yaxes(**_axis(y, everything, basis), row=row, col=col)
     fig.update_layout(**_layout(380 * rows + 60))
     return fig
 
 
-def compare_hypervolume(histories: Sequence[tuple[str, Sequence[HypervolumePoint]]]) -> Any:
+def compare_hypervolume(
+    histories: Sequence[tuple[str, Sequence[HypervolumePoint]]], basis: EnergyBasis | None = None
+) -> Any:
     """Each study's hypervolume against trials and against its search energy, on one reference."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -430,7 +545,7 @@ def compare_hypervolume(histories: Sequence[tuple[str, Sequence[HypervolumePoint
                 col=col,
             )
     fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
-    fig.update_xaxes(title_text="search energy (kWh)", row=1, col=2)
+    fig.update_xaxes(title_text=energy_label("search energy", "kWh", basis), row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_layout(**_layout(400))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,15 +18,23 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from greenml import __version__
+from greenml.metrics import MAXIMIZED, METRIC_NAMES, PHASES
 from greenml.report import _data, _figures
-from greenml.report._data import StudyRecord, TrialRecord, metric_label
-from greenml.trial import MAXIMIZED
+from greenml.report._data import EnergyBasis, EstimateShare, StudyRecord, TrialRecord, metric_label
 
 __all__ = ["comparison_html", "report_html"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
-_EXTRA_COLUMNS = ("test_accuracy", "model_bytes", "inference_energy_j", "latency_ms", "accuracy")
+# Metrics of the deployed artifact, shown as table columns (those some trial has) after the
+# objectives, in the vocabulary's order; the trial's own cost (time, energy, CO2e, phases) is
+# in its own columns and the footprint.
+_COST_METRICS = {"co2_g", "trial_energy_j", "trial_seconds"} | {
+    f"{phase}_{unit}" for phase in PHASES for unit in ("seconds", "energy_j")
+}
+_TABLE_METRICS = tuple(name for name in METRIC_NAMES if name not in _COST_METRICS)
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
@@ -86,6 +95,42 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+# A trial table's rows are written here rather than in the template: a 1,000-trial study's
+# table has some 35,000 cells, which Jinja's loop renders several times slower. Every text a
+# user or a study supplied goes through ``escape``; numbers are formatted here.
+
+
+def _number_cell(value: float | None, text: str | None = None, attrs: str = "") -> str:
+    """A cell whose ``data-v`` (8 significant digits, shorter than a repr) is what it sorts by."""
+    shown = _fmt(value) if text is None else escape(text)
+    if value is None:
+        return f"<td{attrs}>{shown}</td>"
+    sort = value if isinstance(value, int) else f"{value:.8g}"
+    return f'<td{attrs} data-v="{sort}">{shown}</td>'
+
+
+def _notes_cell(notes: Sequence[str]) -> str:
+    """Empty, or a ⚠ that names the notes on hover and lists them on click."""
+    if not notes:
+        return '<td class="notes text"></td>'
+    count = f"{len(notes)} note{'s' if len(notes) > 1 else ''}"
+    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
+    return (
+        f'<td class="notes text" data-v="{len(notes)}"><details><summary class="note-mark" '
+        f'title="{escape(chr(10).join(notes))}">⚠ {count}</summary><ul>{items}</ul></details></td>'
+    )
+
+
+def _error_cell(error: str, traceback: str) -> str:
+    """The error, with its traceback a click away."""
+    if not traceback:
+        return f'<td class="error text">{escape(error)}</td>'
+    return (
+        f'<td class="error text"><details><summary>{escape(error)}</summary>'
+        f"<pre>{escape(traceback)}</pre></details></td>"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -170,6 +215,7 @@ def provenance_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "idle": idle_text,
             "carbon": carbon_text,
             "warnings": list(prov.get("warnings") or []),
+            "notes": list(prov.get("notes") or []),
         }
         key = json.dumps(group, sort_keys=True, default=str)
         groups.setdefault(key, {**group, "trials": 0})["trials"] += 1
@@ -177,37 +223,47 @@ def provenance_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 
 
 def trial_table(
-    trials: Sequence[TrialRecord], objectives: Sequence[str], status: Mapping[int, str]
+    trials: Sequence[TrialRecord],
+    objectives: Sequence[str],
+    status: Mapping[int, str],
+    basis: EnergyBasis | None = None,
 ) -> dict[str, Any]:
-    """Columns and escaped-at-render cells of a trial table (numbers carry a sort value)."""
-    metric_columns = list(dict.fromkeys([*objectives, *_EXTRA_COLUMNS]))
+    """Columns and rows (escaped markup) of a trial table (numbers carry a sort value): the
+    deploy device, the trial's notes (a ⚠ that opens them), the objectives and every other
+    metric of the deployed artifact that some trial has, with units and the energy ``basis``."""
+    present = {name for t in trials for name in t.metrics}
+    extra = [name for name in _TABLE_METRICS if name in present]
+    metric_columns = list(dict.fromkeys([*objectives, *extra]))
     params = list(dict.fromkeys(name for t in trials for name in t.params))
     columns = [
         {"label": "trial", "cls": ""},
         {"label": "status", "cls": "text"},
-        *({"label": metric_label(name), "cls": ""} for name in metric_columns),
-        {"label": "trial energy (J)", "cls": ""},
+        {"label": "deploy device", "cls": "text"},
+        {"label": "notes", "cls": "text"},
+        *({"label": metric_label(name, basis), "cls": ""} for name in metric_columns),
+        {"label": metric_label("trial_energy_j", basis), "cls": ""},
         {"label": "time (s)", "cls": ""},
         *({"label": name, "cls": "text"} for name in params),
         {"label": "error", "cls": "text"},
     ]
     rows = []
     for trial in trials:
-        cells: list[dict[str, Any]] = [
-            {"text": str(trial.number), "value": trial.number, "cls": ""},
-            {"text": status[trial.number], "value": None, "cls": "text"},
+        place = escape(status[trial.number])
+        deployed = trial.deploy_device or ("not recorded" if trial.state == "COMPLETE" else "")
+        cells = [
+            f'<tr class="status-{place}" data-status="{place}"><td data-v="{trial.number}">{trial.number}</td>',
+            f'<td class="text">{place}</td><td class="text">{escape(deployed)}</td>',
+            _notes_cell(trial.notes),
         ]
-        for name in metric_columns:
-            value = trial.metrics.get(name)
-            cells.append({"text": _fmt(value), "value": value, "cls": ""})
-        cells.append({"text": _fmt(trial.energy_j), "value": trial.energy_j, "cls": ""})
-        cells.append({"text": _fmt(trial.seconds), "value": trial.seconds, "cls": ""})
+        cells += [_number_cell(trial.metrics.get(name)) for name in metric_columns]
+        cells += [_number_cell(trial.energy_j), _number_cell(trial.seconds)]
         for name in params:
             value = trial.params.get(name)
             number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-            cells.append({"text": _fmt(value), "value": number, "cls": "text"})
-        cells.append({"error": True, "text": trial.error or "", "traceback": trial.traceback or ""})
-        rows.append({"status": status[trial.number], "cells": cells})
+            cells.append(_number_cell(number, _fmt(value), ' class="text"'))
+        cells.append(_error_cell(trial.error or "", trial.traceback or ""))
+        cells.append("</tr>")
+        rows.append(Markup("".join(cells)))
     return {"columns": columns, "rows": rows}
 
 
@@ -221,11 +277,14 @@ def report_html(
     elsewhere); ``reference`` (loss form) overrides the default point."""
     objectives = record.objectives
     status = _data.classify(record.trials, objectives)
+    basis = _data.energy_basis(record.trials)
     figures = _Figures()
     pareto = [
-        figures.add(title, fig) for title, fig in _figures.pareto_figures(record.trials, objectives, status)
+        figures.add(title, fig)
+        for title, fig in _figures.pareto_figures(record.trials, objectives, status, basis)
     ]
     front = [t for t in record.trials if status[t.number] == "front"]
+    share = _data.estimate_share(record.trials, (t.number for t in front))
     default = _data.default_reference([record], objectives)
     chosen = {**(default or {}), **(reference or {})} if (default or reference) else None
     hv_figure = None
@@ -233,16 +292,17 @@ def report_html(
     if chosen is not None and len(chosen) == len(objectives) and front:
         history = _data.hypervolume_history(record, objectives, chosen)
         hv_figure = figures.add(
-            "Hypervolume against trials and against the search's energy", _figures.hypervolume_figure(history)
+            "Hypervolume against trials and against the search's energy",
+            _figures.hypervolume_figure(history, basis),
         )
         final_hv = f"{history[-1].hypervolume:.4g}" if history else "0"
         reference_text, reference_arg = _reference_text(chosen)
     fp = _data.footprint(record)
-    phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp))
-    trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp))
+    phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp, basis))
+    trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp, basis))
     values, reason = importances()
     importance_figure = (
-        figures.add("Importance per objective", _figures.importance_figure(values)) if values else None
+        figures.add("Importance per objective", _figures.importance_figure(values, basis)) if values else None
     )
     hardware, software = _hardware(record.attrs)
     carbon = provenance_groups(record.trials)
@@ -254,8 +314,10 @@ def report_html(
         "software": software,
         "provenance": carbon,
         "command": _command(record.attrs),
+        "devices": _devices(record),
+        "energy": energy_texts(record.trials, basis, share),
         "pareto_figures": pareto,
-        "front_table": trial_table(front, objectives, status),
+        "front_table": trial_table(front, objectives, status, basis),
         "hv_figure": hv_figure,
         "loss_text": _loss_text(objectives),
         "reference_text": reference_text,
@@ -270,12 +332,115 @@ def report_html(
         "importance_evaluator": _EVALUATOR_NAMES[importance_evaluator],
         "importance_trials": record.counts().get("COMPLETE", 0),
         "importance_reason": reason or "",
-        "trial_table": trial_table(record.trials, objectives, status),
+        "trial_table": trial_table(record.trials, objectives, status, basis),
         "hover_json": escape_json(json.dumps(_figures.hover_texts(record.trials, status))),
         "statuses": sorted(set(status.values())),
         "figures": figures.items,
     }
     return _render("report.html.j2", context)
+
+
+def _devices(record: StudyRecord) -> dict[str, str]:
+    """The study's training and deploy devices, and where its trials' artifacts really ran when
+    that is not (only) the study's deploy device (ONNX Runtime artifacts run on the CPU)."""
+    device = str(record.attrs.get("device") or "not recorded")
+    recorded = record.attrs.get("deploy_device")
+    deploy = str(recorded) if recorded else "not recorded"
+    counts = Counter(t.deploy_device for t in record.trials if t.deploy_device)
+    if counts and (len(counts) > 1 or recorded not in counts):
+        deploy += " (by trial: " + ", ".join(f"{n} on {name}" for name, n in counts.most_common()) + ")"
+    return {"device": device, "deploy": deploy}
+
+
+def _percent(share: float) -> str:
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
+
+
+def share_text(share: EstimateShare) -> str:
+    """``CPU estimate: 37% of inference energy (median over the 9 front trials; 35% over all 52
+    complete trials), 22% of search energy.``"""
+    parts = []
+    if share.front is not None:
+        over = f"median over the {share.front_trials} front trials"
+        if share.complete is not None:
+            over += f"; {_percent(share.complete)} over all {share.complete_trials} complete trials"
+        parts.append(f"{_percent(share.front)} of inference energy ({over})")
+    elif share.complete is not None:
+        parts.append(
+            f"{_percent(share.complete)} of inference energy (median over all {share.complete_trials} complete trials)"
+        )
+    if share.search is not None:
+        parts.append(f"{_percent(share.search)} of search energy")
+    estimate = f"{_data.components_text(share.components)} estimate"
+    if not parts:
+        return f"{estimate}: its share is unknown (the trials record no per-component energy)."
+    return f"{estimate}: {', '.join(parts)}."
+
+
+def energy_texts(
+    trials: Sequence[TrialRecord], basis: EnergyBasis, share: EstimateShare | None
+) -> dict[str, str]:
+    """What the page says about its energy figures: ``basis`` (a paragraph under the header, ""
+    when measured), ``share`` (the estimated part's share, where only part is estimated),
+    ``pareto`` (the front's note) and ``footprint`` (the footprint's note)."""
+    measured_parts = "Accuracy, latency and size are measured on the deployed artifact"
+    proportional = (
+        "On this basis energy per inference is proportional to CPU time (CPU time × a fixed power "
+        "per core), so it adds no information beyond latency × threads: an energy objective ranks "
+        "trials as CPU time does."
+    )
+    shown_share = (
+        share_text(share) if share is not None and basis.basis in ("partly estimated", "mixed") else ""
+    )
+    if basis.basis == "measured":
+        return {
+            "basis": "",
+            "share": "",
+            "pareto": "Accuracy, latency, energy and size are measured on the deployed artifact.",
+            "footprint": "measured",
+        }
+    if basis.basis == "estimated":
+        how = basis.estimate
+        return {
+            "basis": f"Energy is {how}, not measured: no power meter was read. "
+            + (proportional if basis.cpu_time else ""),
+            "share": "",
+            "pareto": f"{measured_parts}; energy is not: it is {how} (see the energy basis above).",
+            "footprint": f"{how} (not read from a power meter; see the provenance above)",
+        }
+    if basis.basis == "partly estimated":
+        estimated = _data.components_text(basis.estimated)
+        measured = _data.components_text([c for c in basis.measured if c not in basis.estimated])
+        what = f"{estimated} part {basis.estimate}" + (f", {measured} measured" if measured else "")
+        tail = (
+            f" The {estimated} part is proportional to CPU time: it adds no information beyond latency × threads."
+            if basis.cpu_time
+            else ""
+        )
+        return {
+            "basis": f"Energy is partly estimated: {what}.{tail}",
+            "share": shown_share,
+            "pareto": f"{measured_parts}; so is its energy, except the {estimated} part, {basis.estimate} "
+            "(its share is stated above).",
+            "footprint": f"partly estimated ({what}; see the share above)",
+        }
+    if basis.basis == "mixed":
+        counts = Counter(str((t.provenance or {}).get("energy_basis") or "not recorded") for t in trials)
+        listed = ", ".join(f"{name} in {n} trials" for name, n in counts.most_common())
+        return {
+            "basis": f"Energy rests on different bases in different trials ({listed}): "
+            "their energy figures do not compare with each other.",
+            "share": shown_share,
+            "pareto": f"{measured_parts}; energy is measured in some trials and estimated in others "
+            "(see the energy basis above).",
+            "footprint": "measured in some trials and estimated in others (see the provenance above)",
+        }
+    return {
+        "basis": "No trial recorded whether its energy was measured or estimated.",
+        "share": "",
+        "pareto": f"{measured_parts}; whether energy was measured or estimated was not recorded.",
+        "footprint": "of unknown basis (no trial recorded whether it was measured or estimated)",
+    }
 
 
 _EVALUATOR_NAMES = {
@@ -349,8 +514,10 @@ def comparison_html(
                 "provenance": provenance_groups(record.trials),
             }
         )
+    basis = _data.energy_basis(t for record in records for t in record.trials)
     hv_figure = figures.add(
-        "Hypervolume against trials and against each search's energy", _figures.compare_hypervolume(histories)
+        "Hypervolume against trials and against each search's energy",
+        _figures.compare_hypervolume(histories, basis),
     )
     front_figure = figures.add(
         "Fronts on shared axes",
@@ -360,6 +527,7 @@ def comparison_html(
                 for record, label, status in zip(records, labels, statuses, strict=True)
             ],
             objectives,
+            basis,
         ),
     )
     hover: dict[str, str] = {}

@@ -1,9 +1,14 @@
 """Synthetic studies with the records ``greenml search`` writes, for report tests and benchmarks.
 
 A real 1,000-trial search takes hours on a CPU; the report only reads stored records, so a study
-whose trials have the same attributes (parameters, metrics, per-phase energy, provenance,
-constraints, errors) exercises every part of it. The numbers are made up and say so: the
-provenance's method reads "synthetic".
+whose trials have the same attributes (parameters, metrics with their per-component split,
+per-phase and per-component energy, provenance, devices, notes, constraints, errors) exercises
+every part of it. The numbers are made up and say so: the provenance's method reads "synthetic".
+
+``basis`` picks the measurement set-up: ``estimated`` (the CPU-time estimate alone, as on a
+machine with no GPU and no RAPL), ``measured`` (RAPL: CPU and DRAM) or ``partly estimated``
+(a GPU measured through NVML beside the CPU estimated from CPU time; torch artifacts deployed on
+the GPU, ONNX Runtime ones on the CPU).
 """
 
 from __future__ import annotations
@@ -14,30 +19,76 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from greenml.trial import MAXIMIZED, PHASES
+from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES
 
-__all__ = ["make_study"]
+__all__ = ["BASES", "PROVENANCE", "make_study", "provenance"]
 
-PROVENANCE: dict[str, Any] = {
-    "meter": "estimate",
-    "energy_basis": "estimated",
-    "total_components": ["cpu"],
-    "components": {
-        "gpu": None,
-        "cpu": {
-            "component": "cpu",
-            "kind": "estimated",
-            "backend": "estimate",
-            "method": "synthetic (greenml.testing.studies)",
-            "devices": [],
-        },
-        "dram": None,
-    },
-    "drivers": {},
-    "warnings": [],
-    "idle": {"seconds": 1.0, "power_w": {"gpu": None, "cpu": 0.5, "dram": None}},
-    "carbon": {"country": None, "intensity_g_per_kwh": 475.0, "pue": 1.0, "source": "synthetic"},
+BASES = ("estimated", "measured", "partly estimated")
+BATCH = 32  # the synthetic "larger batch"
+GPU = "GPU-00000000-0000-0000-0000-000000000000 (synthetic GPU)"
+NO_PRUNABLE_LAYER = (
+    "pruning changed nothing: torch-pruning found no prunable layer in a one-layer MLP (synthetic)"
+)
+
+
+def _source(component: str, kind: str, backend: str, devices: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "component": component,
+        "kind": kind,
+        "backend": backend,
+        "method": "synthetic (greenml.testing.studies)",
+        "devices": list(devices),
+    }
+
+
+def provenance(basis: str = "estimated") -> dict[str, Any]:
+    """The ``provenance`` a trial of a study on ``basis`` records (see the module docstring)."""
+    if basis not in BASES:
+        raise ValueError(f"unknown basis {basis!r}; valid: {', '.join(BASES)}")
+    components: dict[str, Any] = dict.fromkeys(COMPONENTS)
+    idle: dict[str, float | None] = dict.fromkeys(COMPONENTS)
+    drivers: dict[str, str] = {}
+    notes: list[str] = []
+    if basis == "estimated":
+        components["cpu"] = _source("cpu", "estimated", "estimate")
+        idle["cpu"] = 0.5
+    elif basis == "measured":
+        components["cpu"] = _source("cpu", "measured", "rapl", ["package-0"])
+        components["dram"] = _source("dram", "measured", "rapl", ["package-0"])
+        idle.update(cpu=5.0, dram=1.0)
+    else:
+        components["gpu"] = _source("gpu", "measured", "nvml", [GPU])
+        components["cpu"] = _source("cpu", "estimated", "estimate")
+        idle.update(gpu=30.0, cpu=0.5)
+        drivers["nvidia"] = "synthetic"
+        notes.append("DRAM not metered: no readable RAPL on this synthetic machine")
+    metered = [c for c in COMPONENTS if components[c] is not None]
+    return {
+        "meter": "+".join(dict.fromkeys(components[c]["backend"] for c in metered)),
+        "energy_basis": basis,
+        "total_components": metered,
+        "components": components,
+        "drivers": drivers,
+        "warnings": [],
+        "notes": notes,
+        "idle": {"seconds": 1.0, "power_w": idle},
+        "carbon": {"country": None, "intensity_g_per_kwh": 475.0, "pue": 1.0, "source": "synthetic"},
+    }
+
+
+PROVENANCE: dict[str, Any] = provenance("estimated")
+
+# How a trial's energy, and a deployed artifact's energy per inference, splits over the metered
+# components: (whole trial, inference on the GPU, inference on the CPU).
+_SPLITS: dict[str, tuple[dict[str, float], dict[str, float], dict[str, float]]] = {
+    "estimated": ({"cpu": 1.0}, {"cpu": 1.0}, {"cpu": 1.0}),
+    "measured": ({"cpu": 0.8, "dram": 0.2}, {"cpu": 0.8, "dram": 0.2}, {"cpu": 0.8, "dram": 0.2}),
+    "partly estimated": ({"gpu": 0.75, "cpu": 0.25}, {"gpu": 0.8, "cpu": 0.2}, {"gpu": 0.35, "cpu": 0.65}),
 }
+
+
+def _split(total: float, fractions: dict[str, float]) -> dict[str, float | None]:
+    return {c: total * fractions[c] if c in fractions else None for c in COMPONENTS}
 
 
 def _distributions() -> dict[str, Any]:
@@ -71,8 +122,14 @@ def _params(rng: random.Random) -> dict[str, Any]:
     return params
 
 
+def _notes(params: dict[str, Any]) -> list[str]:
+    """Structured pruning of a one-layer MLP finds nothing to prune (as torch-pruning would not)."""
+    return [NO_PRUNABLE_LAYER] if params["pruning"] == "structured" and params["n_layers"] == 1 else []
+
+
 def _metrics(params: dict[str, Any], rng: random.Random) -> dict[str, float]:
-    size = params["n_layers"] * params["width"] * (1 - params.get("prune_amount", 0.0))
+    pruned = 0.0 if _notes(params) else params.get("prune_amount", 0.0)
+    size = params["n_layers"] * params["width"] * (1 - pruned)
     capacity = 1 - math.exp(-size / 60)
     accuracy = min(0.995, 0.55 + 0.42 * capacity * min(1.0, params["epochs"] / 15) + rng.gauss(0, 0.01))
     quantized = params.get("quantization", "none") != "none"
@@ -92,6 +149,14 @@ def _metrics(params: dict[str, Any], rng: random.Random) -> dict[str, float]:
         "inference_energy_j": energy_per_inference,
         "latency_ms": latency,
         "model_bytes": model_bytes,
+        "latency_p90_ms": latency * 1.15,
+        "latency_p99_ms": latency * 1.6,
+        "latency_stderr_ms": latency * 0.01,
+        "batch_latency_ms": latency * 6.0,
+        "batch_throughput_per_s": BATCH / (latency * 6.0e-3),
+        "inference_dynamic_energy_j": energy_per_inference * 0.8,
+        "batch_inference_energy_j": energy_per_inference * 0.25,
+        "batch_inference_dynamic_energy_j": energy_per_inference * 0.2,
     }
     for phase, seconds in phases.items():
         metrics[f"{phase}_seconds"] = seconds
@@ -112,13 +177,19 @@ def make_study(
     error: str = "RuntimeError: CUDA out of memory (synthetic)",
     seed: int = 0,
     attrs: dict[str, Any] | None = None,
+    basis: str = "estimated",
 ) -> Any:
     """Create a study of ``n_trials`` synthetic trials in ``storage`` (every ``fail_every``-th
     fails with ``error``); ``constraints`` are (metric, lower bound) pairs on maximised metrics
-    or upper bounds on the others, stored the way ``Trial.set_constraint`` stores them."""
+    or upper bounds on the others, stored the way ``Trial.set_constraint`` stores them;
+    ``basis`` is the measurement set-up (see the module docstring)."""
     import optuna
     from optuna.trial import TrialState
 
+    prov = provenance(basis)
+    gpu = basis == "partly estimated"
+    device = "cuda:0" if gpu else "cpu"
+    trial_split, on_gpu, on_cpu = _SPLITS[basis]
     rng = random.Random(seed)
     study = optuna.create_study(
         storage=storage,
@@ -135,9 +206,15 @@ def make_study(
         "seed": seed,
         "objectives": list(objectives),
         "constraints": labels,
-        "device": "cpu",
+        "device": device,
+        "deploy_device": device,
         "command": ["greenml", "search", "--study", name],
-        "hardware": {"cpu": "synthetic CPU", "cpu_count": 2, "gpus": [], "platform": "synthetic"},
+        "hardware": {
+            "cpu": "synthetic CPU",
+            "cpu_count": 2,
+            "gpus": ["synthetic GPU"] if gpu else [],
+            "platform": "synthetic",
+        },
     }
     for key, value in {**defaults, **(attrs or {})}.items():
         study.set_user_attr(key, value)
@@ -151,11 +228,12 @@ def make_study(
         metrics = _metrics(params, rng)
         start = clock
         clock += timedelta(seconds=metrics["trial_seconds"])
-        user_attrs: dict[str, Any] = {"provenance": PROVENANCE}
+        user_attrs: dict[str, Any] = {"provenance": prov, "device": device}
         if failed:
             energy = metrics["train_energy_j"] * 0.5
             user_attrs.update(
                 trial_energy_j=energy,
+                trial_energy_components_j=_split(energy, trial_split),
                 phases={"train": {"seconds": metrics["train_seconds"] * 0.5, "energy_j": energy}},
                 error=error,
                 traceback=f'Traceback (most recent call last):\n  File "space.py", line 1\n{error}\n',
@@ -164,14 +242,21 @@ def make_study(
                 state=TrialState.FAIL, params=params, distributions=used, user_attrs=user_attrs
             )
         else:
+            deploy = device if params["runtime"] == "torch" else "cpu"
+            inference = _split(metrics["inference_energy_j"], on_gpu if deploy != "cpu" else on_cpu)
+            metrics.update({f"inference_{c}_energy_j": v for c, v in inference.items() if v is not None})
             user_attrs.update(
                 metrics=metrics,
+                deploy_device=deploy,
                 trial_energy_j=metrics["trial_energy_j"],
+                trial_energy_components_j=_split(metrics["trial_energy_j"], trial_split),
                 phases={
                     p: {"seconds": metrics[f"{p}_seconds"], "energy_j": metrics[f"{p}_energy_j"]}
                     for p in PHASES
                 },
             )
+            if _notes(params):
+                user_attrs["notes"] = _notes(params)
             values = [metrics[m] for m in objectives]
             violations = {
                 label: (bound - metrics[m]) if m in MAXIMIZED else (metrics[m] - bound)
