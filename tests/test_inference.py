@@ -572,3 +572,47 @@ def test_onnx_device_must_be_known(mlp_onnx: Path) -> None:
 def test_cuda_device_without_cuda_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no CUDA device"):
         benchmark_inference(make_mlp(), torch.randn(1, 8), device="cuda", **FAST)
+
+
+class _CountingSession:
+    """Wraps an InferenceSession and counts its calls by batch size."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.calls: dict[int, int] = {}
+
+    def get_inputs(self) -> Any:
+        return self.session.get_inputs()
+
+    def run(self, outputs: Any, feed: dict[str, Any]) -> Any:
+        batch = next(iter(feed.values())).shape[0]
+        self.calls[batch] = self.calls.get(batch, 0) + 1
+        return self.session.run(outputs, feed)
+
+
+def test_onnx_timing_rotates_over_copies_of_the_session(
+    mlp_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each session of a model runs at its own level; latency spreads over several, round by round."""
+    made: list[_CountingSession] = []
+    real = inference._ort_session
+
+    def counting(*args: Any) -> tuple[Any, str]:
+        session, device = real(*args)
+        made.append(_CountingSession(session))
+        return made[-1], device
+
+    monkeypatch.setattr(inference, "_ort_session", counting)
+    benchmark_inference(
+        str(mlp_onnx),
+        np.zeros((1, 8), dtype=np.float32),
+        batch_size=4,
+        warmup_iters=0,
+        latency_iters=60,
+        min_latency_s=0,
+        blocks=6,
+    )
+    assert len(made) == inference.ORT_COPIES == 3
+    # 6 rounds over 3 sessions: each times 2 blocks of 10 calls at batch 1, plus its warm-up call.
+    assert [s.calls.get(1, 0) for s in made] == [pytest.approx(21, abs=1)] * 3
+    assert all(s.calls.get(4, 0) >= 20 for s in made)
