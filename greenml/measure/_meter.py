@@ -195,15 +195,19 @@ class Meter:
             carbon=self.carbon,
         )
 
-    def counter_step_s(self) -> float | None:
-        """The coarsest update step of the sources' energy counters (measured once), or None."""
-        steps = []
+    def _stepped_sources(self) -> list[tuple[Any, float]]:
+        """The sources whose energy counters move in measured steps, with each step in seconds."""
+        stepped = []
         for source in self.sources:
             period = getattr(source, "update_period_s", None)
             step = period() if period is not None else None
             if step is not None:
-                steps.append(step)
-        return max(steps, default=None)
+                stepped.append((source, step))
+        return stepped
+
+    def counter_step_s(self) -> float | None:
+        """The coarsest update step of the sources' energy counters (measured once), or None."""
+        return max((step for _, step in self._stepped_sources()), default=None)
 
     def wait_for_step(self, work: Callable[[], object] | None = None, timeout_s: float | None = None) -> int:
         """Keep doing ``work`` (or sleep briefly) until every stepped counter has just moved.
@@ -212,11 +216,11 @@ class Meter:
         so a counter that moves every 100 ms no longer sets a 1 s window's error. Returns how many
         times ``work`` ran; returns at once where no source has a stepped counter.
         """
-        step = self.counter_step_s()
-        if step is None:
+        stepped = self._stepped_sources()
+        if not stepped:
             return 0
-        stepped = [s for s in self.sources if getattr(s, "update_period_s", lambda: None)() is not None]
-        pending = {id(s): (s, s.counter_reading()) for s in stepped}  # type: ignore[attr-defined]
+        step = max(seconds for _, seconds in stepped)
+        pending = {id(s): (s, s.counter_reading()) for s, _ in stepped}
         deadline = self._clock() + (timeout_s if timeout_s is not None else 3 * step + 0.5)
         calls = 0
         while pending and self._clock() < deadline:
@@ -226,7 +230,7 @@ class Meter:
                 work()
                 calls += 1
             for key, (source, reference) in list(pending.items()):
-                if source.counter_reading() != reference:  # type: ignore[attr-defined]
+                if source.counter_reading() != reference:
                     del pending[key]
         return calls
 

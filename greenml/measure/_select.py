@@ -58,14 +58,11 @@ def _unused_gpus(nvml: Any) -> tuple[str, ...]:
     from greenml.measure.nvml import NvmlSource
 
     try:
-        source = NvmlSource(nvml, start_sampler=False)
+        source = NvmlSource(nvml, start_sampler=False, cuda_indices=())
     except MeterUnavailableError:
         return ()
     try:
-        return tuple(
-            f"GPU {device.label} is visible but not metered: the work does not use it"
-            for device in source.devices
-        )
+        return source.notes()
     finally:
         source.close()
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from greenml.config import MeasureConfig
-from greenml.devices import parse_device
+from greenml.devices import cuda_index, parse_device
 from greenml.errors import ConfigError
 from greenml.metrics import CONSTRAINABLE, MAXIMIZED, OBJECTIVE_METRICS, metric
 
@@ -152,8 +152,8 @@ class SearchConfig:
     @property
     def gpus(self) -> tuple[int, ...]:
         """CUDA indices of the GPUs the search's work runs on: training and deployment."""
-        devices = dict.fromkeys((self.device, self.deploy_device))
-        return tuple(int(d.split(":")[1]) for d in devices if d and d != "cpu")
+        indices = (cuda_index(d) for d in dict.fromkeys((self.device, self.deploy_device)) if d)
+        return tuple(i for i in indices if i is not None)
 
     @property
     def directions(self) -> list[str]:
