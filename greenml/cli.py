@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from greenml import __version__
 from greenml.config import METER_CHOICES, MeasureConfig
 from greenml.errors import ConfigError, GreenMLError
+from greenml.storage import Heartbeat
 
 __all__ = ["main"]
 
@@ -246,6 +247,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of timed calls per batch size for each trial's latency, >= 50 calls either way "
         "(default: 1; shorter windows let slow spells of a shared machine decide a trial's latency)",
     )
+    parallel = search.add_argument_group(
+        "workers",
+        "Many workers share one study through its storage: start --workers N here, or the same command "
+        "on other machines with one --storage postgresql://... (or grpc://HOST:PORT, see storage-proxy).",
+    )
+    parallel.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes to start on this machine, each running trials of the study (default: 1)",
+    )
+    parallel.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=10,
+        metavar="S",
+        help="seconds between a running trial's heartbeats (default: 10)",
+    )
+    parallel.add_argument(
+        "--grace-period",
+        type=int,
+        default=60,
+        metavar="S",
+        help="a running trial without a heartbeat for S seconds is failed and run again (default: 60)",
+    )
+    parallel.add_argument(
+        "--stale-retries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="times a trial whose worker died is run again with the same parameters (default: 1)",
+    )
+    parallel.add_argument(
+        "--artifacts",
+        default=None,
+        metavar="DIR",
+        help="where the study's files (the distillation teacher) are kept; workers on several machines "
+        "need one they share (default: beside a SQLite file, else ./greenml-artifacts)",
+    )
     report_group = search.add_mutually_exclusive_group()
     report_group.add_argument(
         "--report",
@@ -316,6 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("spaces", help="list the available search spaces")
+
+    proxy = commands.add_parser(
+        "storage-proxy",
+        help="serve a database storage to many workers over gRPC (Optuna's gRPC storage proxy)",
+        description="Run Optuna's run_grpc_proxy_server in front of a database, so hundreds of workers "
+        "share one study without a database connection each; workers use --storage grpc://HOST:PORT.",
+    )
+    proxy.add_argument(
+        "--storage", required=True, metavar="URL", help="the database, e.g. postgresql://user@host/db"
+    )
+    proxy.add_argument(
+        "--host",
+        default="localhost",
+        help="address to listen on; 0.0.0.0 for every interface (default: localhost)",
+    )
+    proxy.add_argument("--port", type=int, default=13000, help="port to listen on (default: 13000)")
     return parser
 
 
@@ -331,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report": _cmd_report,
             "compare": _cmd_compare,
             "spaces": _cmd_spaces,
+            "storage-proxy": _cmd_storage_proxy,
         }[args.command]
         return handler(args)
     except GreenMLError as error:
@@ -487,27 +545,35 @@ def _cmd_search(args: argparse.Namespace) -> int:
         epochs=_epochs(args.epochs),
         energy_window_s=args.min_energy_window,
         latency_s=args.min_latency_window,
+        workers=args.workers,
+        heartbeat=Heartbeat(args.heartbeat_interval, args.grace_period, args.stale_retries),
+        artifacts=args.artifacts,
     )
-    from greenml.search import pareto_rows, prepare, run
+    from greenml.search import pareto_rows, prepare, run, run_workers
     from greenml.search._study import interrupted_message
 
     command = ["greenml", "search", *sys.argv[2:]] if sys.argv[1:2] == ["search"] else ["greenml", "search"]
-    search = prepare(config, command)
+    search = prepare(config, command, register=config.workers == 1)
+    workers = f"; {config.workers} worker processes" if config.workers > 1 else ""
     print(
         f"greenml: study {search.study.study_name!r} in {config.storage_url} "
         f"({len(search.study.trials)} trials so far); meter {search.meter.name}; "
-        f"training on {config.device}, deployed on {config.deploy_device}",
+        f"training on {config.device}, deployed on {config.deploy_device}{workers}",
         file=sys.stderr,
     )
     for line in search.notes:
         print(f"greenml: {line}", file=sys.stderr)
+    say = lambda line: print(line if line.startswith("[") else f"greenml: {line}", file=sys.stderr)  # noqa: E731
     try:
-        outcome = run(search, progress=lambda line: print(line, file=sys.stderr))
+        outcome = run_workers(search, say) if config.workers > 1 else run(search, say)
     except KeyboardInterrupt:
-        print(f"greenml: {interrupted_message(search)}", file=sys.stderr)
+        print(
+            f"greenml: {interrupted_message(search.study.study_name, config.storage_url, search.command)}",
+            file=sys.stderr,
+        )
         return 130
     finally:
-        search.meter.close()
+        search.close()
     print(
         f"greenml: stopped after {outcome.stop_reason}: {outcome.completed} complete, {outcome.failed} failed; "
         f"search energy {outcome.energy_j:.1f} J",
@@ -562,7 +628,7 @@ def _cell(value: Any) -> str:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from greenml.report import write_report
-    from greenml.search._config import default_storage
+    from greenml.storage import default_storage
 
     path = write_report(
         args.study, args.storage or default_storage(), args.output, args.reference, args.importance
@@ -573,7 +639,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from greenml.report import write_comparison
-    from greenml.search._config import default_storage, parse_objectives
+    from greenml.search._config import parse_objectives
+    from greenml.storage import default_storage
 
     objectives = parse_objectives(args.objectives) if args.objectives else None
     path = write_comparison(
@@ -583,9 +650,27 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_storage_proxy(args: argparse.Namespace) -> int:
+    from greenml.storage import run_proxy
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be from 1 to 65535, got {args.port}")
+    print(
+        f"greenml: storage proxy for {args.storage} on {args.host}:{args.port}; workers use "
+        f"--storage grpc://{args.host}:{args.port} (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        run_proxy(args.storage, args.host, args.port)
+    except KeyboardInterrupt:
+        print("greenml: storage proxy stopped", file=sys.stderr)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from greenml.results import export_study
-    from greenml.search._config import default_storage
+    from greenml.storage import default_storage
 
     storage = args.storage or default_storage()
     if args.output is None and args.format == "parquet":

@@ -62,7 +62,7 @@ def export_study(name: str, storage_url: str, fmt: str, output: Path | None) -> 
     """Write the study's trials in ``fmt``; return the text when there is no ``output`` file."""
     import pandas as pd
 
-    from greenml.search._study import open_study
+    from greenml.storage import open_study
 
     frame = pd.DataFrame(trial_rows(open_study(name, storage_url)))
     if fmt == "parquet":

@@ -8,8 +8,9 @@ trained.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,11 @@ class TrialContext:
     # What makes the running trial's record less than it looks (a pruning step that did nothing).
     notes: list[str] = field(default_factory=list, repr=False)
     last_inference: dict[str, Any] | None = field(default=None, repr=False)
+    # Called with the trial's energy so far after each phase (the search stores it, so the
+    # study's budget counts running trials).
+    on_phase: Callable[[float], None] | None = field(default=None, repr=False)
+    # Set by the search when other workers shared this host's machine-wide meters.
+    shared_host_note: str | None = field(default=None, repr=False)
 
 
 def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
@@ -192,11 +198,18 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     from greenml import compress
     from greenml.measure.inference import benchmark_inference
 
-    meter = ctx.meter
     ctx.last_window = None
     ctx.last_inference = None
     ctx.notes = []
-    window = meter.begin(f"trial {trial.number}")
+    window = ctx.meter.begin(f"trial {trial.number}")
+
+    @contextlib.contextmanager
+    def phase(name: str) -> Iterator[None]:
+        with ctx.meter.window(name):
+            yield
+        if ctx.on_phase is not None:
+            ctx.on_phase(window.spent_j())
+
     try:
         torch.manual_seed(ctx.seed * 100_003 + trial.number)
         generator = torch.Generator().manual_seed(ctx.seed * 100_003 + trial.number)
@@ -209,16 +222,16 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
         settings = _suggest_settings(trial, ctx)
         example = torch.from_numpy(ctx.dataset.x_val[:1]).to(ctx.device)
 
-        with meter.window("train"):
-            # The first trial that distils trains the study's teacher, inside its train phase.
+        with phase("train"):
+            # The study's teacher was trained (or downloaded) before the first trial.
             teacher = ctx.teacher() if settings["distill"] and ctx.teacher else None
             _train(model, ctx, settings["epochs"], settings, generator, teacher)
-        with meter.window("compress"):
+        with phase("compress"):
             _prune(model, settings, example, ctx.notes)
-        with meter.window("finetune"):
+        with phase("finetune"):
             if settings["finetune_epochs"]:
                 _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher)
-        with meter.window("compress"):
+        with phase("compress"):
             model.eval()
             if settings["runtime"] == "onnxruntime":
                 artifact: Any = compress.export_onnx(model.cpu(), example.cpu())
@@ -230,15 +243,15 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
             else:
                 artifact = model.to(ctx.deploy_device)
                 model_bytes = compress.serialized_size_bytes(artifact)
-        with meter.window("evaluate"):
+        with phase("evaluate"):
             predict = _predictor(artifact, settings["runtime"], ctx.deploy_device)
             accuracy = _accuracy(predict, ctx, "val")
             test_accuracy = _accuracy(predict, ctx, "test")
-        with meter.window("benchmark"):
+        with phase("benchmark"):
             bench = benchmark_inference(
                 artifact,
                 example.to(ctx.deploy_device) if settings["runtime"] == "torch" else example.cpu().numpy(),
-                meter=meter,
+                meter=ctx.meter,
                 device=ctx.deploy_device,
                 min_latency_s=ctx.latency_s,
                 min_energy_window_s=ctx.energy_window_s,

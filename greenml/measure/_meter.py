@@ -61,6 +61,12 @@ class Window:
             raise MeasurementError(f"window {self.name!r} is still open; end it first")
         return self._result
 
+    def spent_j(self) -> float:
+        """The energy of the inner windows ended so far: an open window's running total."""
+        if self._result is not None:
+            return self._result.total_energy_j
+        return sum(child.total_energy_j for child in self._children)
+
     def end(self) -> WindowResult:
         if self._result is not None:
             raise MeasurementError(f"window {self.name!r} was already ended")

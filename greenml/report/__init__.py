@@ -85,7 +85,7 @@ def write_report(
     """Read the study, build its page and write it atomically; returns the path written."""
     import optuna
 
-    from greenml.search._study import open_study
+    from greenml.storage import open_study
 
     if importance not in IMPORTANCE_EVALUATORS:
         raise ConfigError(f"unknown --importance {importance!r}; valid: {', '.join(IMPORTANCE_EVALUATORS)}")
@@ -168,7 +168,7 @@ def write_comparison(
     reference: str | None = None,
 ) -> Path:
     """Compare studies (one storage for all, or one per study) on shared axes and reference."""
-    from greenml.search._study import open_study
+    from greenml.storage import open_study
 
     if len(studies) < 2:
         raise ConfigError("compare needs at least two studies")

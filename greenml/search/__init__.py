@@ -1,8 +1,9 @@
 """The search: an Optuna study over a space's architectures × greenml's training and compression.
 
 :func:`prepare` validates everything and opens the storage before a single trial is written;
-:func:`run` runs trials until the budget (complete trials, time, or the search's own measured
-energy) is spent, keeping failed trials with their errors.
+:func:`run` runs one worker's trials until the study's budget (complete trials, time, or the
+study's own measured energy, read from the storage) is spent, keeping failed trials with their
+errors; :func:`run_workers` runs N such workers as processes on this machine.
 """
 
 from greenml.search._config import (
@@ -13,6 +14,7 @@ from greenml.search._config import (
     default_storage,
     parse_constraint,
 )
+from greenml.search._pool import run_workers
 from greenml.search._study import SearchOutcome, SearchRun, pareto_rows, prepare, run
 
 __all__ = [
@@ -27,4 +29,5 @@ __all__ = [
     "parse_constraint",
     "prepare",
     "run",
+    "run_workers",
 ]

@@ -10,6 +10,7 @@ from greenml.config import MeasureConfig
 from greenml.devices import cuda_index, parse_device
 from greenml.errors import ConfigError
 from greenml.metrics import CONSTRAINABLE, MAXIMIZED, OBJECTIVE_METRICS, metric
+from greenml.storage import Heartbeat, default_storage
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -22,14 +23,8 @@ __all__ = [
 
 SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "nsga3", "gp", "random")
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms")
-DEFAULT_STORAGE_FILE = "greenml.db"
 
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
-
-
-def default_storage() -> str:
-    """A SQLite file in the current directory, as Optuna's own examples use."""
-    return f"sqlite:///{DEFAULT_STORAGE_FILE}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +102,10 @@ class SearchConfig:
     distillation: bool = True
     energy_window_s: float = 1.0
     latency_s: float = 1.0
+    # Worker processes this command starts on this machine (each is one worker of the study).
+    workers: int = 1
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    artifacts: str | None = None  # None: beside a SQLite file, else ./greenml-artifacts
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device, "--device"))
@@ -146,6 +145,8 @@ class SearchConfig:
                 f"{needs_idle[0]} subtracts idle power, which --idle-seconds 0 leaves unmeasured; "
                 "give --idle-seconds > 0 or use the total energy metrics"
             )
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
         if self.study is not None and not self.study.strip():
             raise ConfigError("--study must not be empty")
 

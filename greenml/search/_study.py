@@ -1,32 +1,45 @@
-"""Opening, resuming and running the Optuna study."""
+"""Opening, resuming and running the Optuna study: one worker's loop over trials.
+
+Every worker reads the study's state from the storage before each trial: how many trials are
+complete or running (``--trials`` counts the study's, not the worker's), and the energy the
+whole study has spent (:mod:`greenml.ledger`). Trials run under Optuna's heartbeat
+(:mod:`greenml.storage`), so a worker that dies leaves a trial that the next worker fails and
+runs again.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import time
 import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from greenml import __version__
 from greenml.data import Dataset, load_dataset
 from greenml.errors import ConfigError
+from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
 from greenml.search._config import SearchConfig
+from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
 from greenml.spaces import SearchSpace, load_space
+from greenml.storage import artifact_dir, artifact_store, open_storage, shared_by_processes, study_names
 from greenml.trial import TrialContext, run_trial
 
-__all__ = ["SearchOutcome", "SearchRun", "open_study", "pareto_rows", "prepare", "run"]
+__all__ = [
+    "SearchOutcome",
+    "SearchRun",
+    "host_info",
+    "pareto_rows",
+    "prepare",
+    "progress_line",
+    "run",
+]
 
-# The distillation teacher per kind of data: strong on it and quick to train on a CPU.
-# (Measured: digits, 2x256 MLP, 30 epochs: 0.98 validation accuracy in ~1 s; MNIST-1D needs a
-# CNN, 2 separable blocks of 32 channels, 15 epochs: 0.95 in ~35-70 s.)
-TEACHERS: dict[str, tuple[str, dict[str, Any], int]] = {
-    "image": ("mlp", {"n_layers": 2, "width": 256, "dropout": 0.1}, 30),
-    "sequence": ("cnn", {"width_multiplier": 1.0, "n_blocks": 2, "base_channels": 32}, 15),
-}
+Evaluate = Callable[[Any, TrialContext], dict[str, float]]
 
 
 @dataclass
@@ -40,6 +53,19 @@ class SearchRun:
     command: list[str] = field(default_factory=list)
     # What the user should know as the search starts (a sampler's random first generation, say).
     notes: list[str] = field(default_factory=list)
+    # This process as a registered worker of the study; None for the parent of --workers N.
+    worker: Worker | None = None
+    artifacts: Any = None
+    artifacts_dir: Path = Path("greenml-artifacts")
+    hardware: dict[str, Any] = field(default_factory=dict)
+    # The trial itself: greenml.trial.run_trial, or a stand-in (greenml.testing.synthetic).
+    evaluate: Evaluate = run_trial
+
+    def close(self) -> None:
+        """Stop this worker's pulse and close the meter."""
+        if self.worker is not None:
+            self.worker.close()
+        self.meter.close()
 
 
 @dataclass(frozen=True)
@@ -82,13 +108,20 @@ def population_size(config: SearchConfig) -> int | None:
     return max(4, min(50, config.trials // 3))
 
 
-def _make_sampler(config: SearchConfig) -> Any:
+def _make_sampler(config: SearchConfig, seed: int) -> Any:
+    """The sampler of one worker, seeded with that worker's seed.
+
+    TPE runs with Optuna's ``constant_liar`` (its default): a running trial counts as a bad one,
+    so parallel workers do not all sample near the same good trial. NSGA-II/III keep their
+    generations in the storage, so workers share one population.
+    """
     import optuna
 
-    seed = config.seed
     if config.sampler == "tpe":
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=min(10, max(2, (config.trials or 10) // 2))
+            seed=seed,
+            n_startup_trials=min(10, max(2, (config.trials or 10) // 2)),
+            constant_liar=True,
         )
     if config.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(config) or 50)
@@ -99,78 +132,106 @@ def _make_sampler(config: SearchConfig) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna RDB storage, or a one-line ConfigError saying why it cannot be opened."""
-    import optuna
-
-    if "://" not in url:
-        raise ConfigError(
-            f"malformed storage URL {url!r}; expected e.g. sqlite:///greenml.db or "
-            "postgresql://user@host:5432/dbname"
-        )
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as error:  # SQLAlchemy and driver errors: report the first line only
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot open storage {url!r}: {reason}") from error
-
-
-def open_study(name: str, storage_url: str) -> Any:
-    import optuna
-
-    storage = open_storage(storage_url)
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        raise ConfigError(f"no study {name!r} in {storage_url}; studies there: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=name, storage=storage)
+# What makes two trials of a study comparable: a resumed or joining worker must agree on each.
+# (study attribute, how the user sets it)
+COMPARABLE: tuple[tuple[str, str], ...] = (
+    ("space", "--space"),
+    ("dataset", "--dataset"),
+    ("objectives", "--objectives"),
+    ("constraints", "--constraint"),
+    ("device", "--device"),
+    ("deploy_device", "--deploy-device"),
+    ("meter", "--meter"),
+    ("pue", "--pue"),
+    ("cpu_watts_per_core", "--cpu-watts-per-core"),
+    ("epochs", "--epochs"),
+    ("distillation", "--no-distillation"),
+    ("energy_window_s", "--min-energy-window"),
+    ("latency_s", "--min-latency-window"),
+)
 
 
-def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun:
-    """Validate everything, then open (or resume) the study. Nothing is written before the end."""
+def comparable_settings(config: SearchConfig, space: SearchSpace) -> dict[str, Any]:
+    """The settings :data:`COMPARABLE` names, as the study stores them (JSON values)."""
+    return {
+        "space": space.name,
+        "dataset": config.dataset,
+        "objectives": list(config.objectives),
+        "constraints": [str(c) for c in config.constraints],
+        "device": config.device,
+        "deploy_device": config.deploy_device,
+        "meter": config.measure.meter,
+        "pue": config.measure.pue,
+        "cpu_watts_per_core": config.measure.watts_per_core,
+        "epochs": list(config.epochs),
+        "distillation": config.distillation,
+        "energy_window_s": config.energy_window_s,
+        "latency_s": config.latency_s,
+    }
+
+
+def prepare(
+    config: SearchConfig,
+    command: list[str] | None = None,
+    *,
+    register: bool = True,
+    evaluate: Evaluate | None = None,
+) -> SearchRun:
+    """Validate everything, then open (or resume) the study and register this process as a worker.
+
+    Nothing is written before every check has passed. ``register=False`` opens the study without
+    becoming a worker (the parent of ``--workers N``).
+    """
     import optuna
 
     # Failed trials are reported on the progress line and stored with their traceback; Optuna's
     # own warning would print that traceback on the terminal too.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if config.workers > 1 and (why := shared_by_processes(config.storage_url)) is not None:
+        raise ConfigError(
+            f"--workers {config.workers} needs a storage that several processes share and that holds "
+            f"heartbeats, but {config.storage_url!r} cannot: {why}; use sqlite:///FILE or postgresql://..."
+        )
     if "://" not in config.storage_url:
         open_storage(config.storage_url)  # the one-line error for a malformed URL, before slow imports
     space = load_space(config.space)
     dataset = load_dataset(config.dataset, config.seed)
     _check_devices(config)
-    sampler = _make_sampler(config)
-    storage = open_storage(config.storage_url)
+    store_dir = artifact_dir(config.storage_url, config.artifacts)
+    store = artifact_store(store_dir)
+    storage = open_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.study_name
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-    if name in existing:
-        _check_resumable(existing[name], storage, config, space)
+    settings = comparable_settings(config, space)
+    existing = name in study_names(storage)
+    if existing:
+        _check_resumable(optuna.load_study(study_name=name, storage=storage), settings)
     meter = build_meter(dataclasses.replace(config.measure, gpus=config.gpus))
+    hardware = {**host_info(config.gpus), "meter": meter.name}
     study = optuna.create_study(
         storage=storage,
         study_name=name,
         directions=config.directions,  # type: ignore[arg-type]
-        sampler=sampler,
         load_if_exists=True,
     )
-    if name not in existing:
+    if not existing and "greenml_version" not in study.user_attrs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(config.objectives))
         attributes = {
             "greenml_version": __version__,
-            "space": space.name,
             "space_spec": config.space,
-            "dataset": config.dataset,
             "sampler": config.sampler,
             "seed": config.seed,
-            "objectives": list(config.objectives),
-            "constraints": [str(c) for c in config.constraints],
-            "device": config.device,
-            "deploy_device": config.deploy_device,
+            **settings,
             "command": command or [],
-            "hardware": host_info(config.gpus),
+            "hardware": hardware,
         }
         for key, value in attributes.items():
             study.set_user_attr(key, value)
+    elif not existing:  # another worker created it a moment ago: its settings must be ours
+        _check_resumable(study, settings)
+    worker = register_worker(study, hardware, config.heartbeat) if register else None
+    study.sampler = _make_sampler(config, worker_seed(config.seed, worker.number if worker else 0))
     context = TrialContext(
         space=space,
         dataset=dataset,
@@ -182,12 +243,27 @@ def prepare(config: SearchConfig, command: list[str] | None = None) -> SearchRun
         energy_window_s=config.energy_window_s,
         latency_s=config.latency_s,
     )
-    search = SearchRun(
-        config, study, space, dataset, meter, context, command or [], _start_notes(config, meter)
+    notes = _start_notes(config, meter)
+    if config.artifacts is None and not config.storage_url.startswith("sqlite"):
+        notes.append(
+            f"artifacts (the distillation teacher) go to {store_dir.resolve()}; workers on other machines "
+            "need --artifacts on a filesystem they share"
+        )
+    return SearchRun(
+        config,
+        study,
+        space,
+        dataset,
+        meter,
+        context,
+        command or [],
+        notes,
+        worker=worker,
+        artifacts=store,
+        artifacts_dir=store_dir,
+        hardware=hardware,
+        evaluate=evaluate or run_trial,
     )
-    if config.distillation:
-        context.teacher = _teacher(search)
-    return search
 
 
 def _start_notes(config: SearchConfig, meter: Meter) -> list[str]:
@@ -214,9 +290,10 @@ def _start_notes(config: SearchConfig, meter: Meter) -> list[str]:
 
 
 def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
-    """The machine a study ran on, for the report's header."""
+    """The machine a worker runs on: every trial stores it, and the report lists each one."""
     import os
     import platform
+    import socket
 
     import onnxruntime
     import optuna
@@ -233,6 +310,7 @@ def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
     if gpus and torch.cuda.is_available():
         names = [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in gpus]
     return {
+        "host": socket.gethostname(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpus": names,
@@ -244,69 +322,16 @@ def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
     }
 
 
-def _check_resumable(summary: Any, storage: Any, config: SearchConfig, space: SearchSpace) -> None:
-    import optuna
-
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+def _check_resumable(study: Any, settings: dict[str, Any]) -> None:
+    """Refuse to add trials that could not be compared with the study's (exit 2, naming the difference)."""
     stored = study.user_attrs
-    wanted = {
-        "objectives": list(config.objectives),
-        "dataset": config.dataset,
-        "space": space.name,
-        "constraints": [str(c) for c in config.constraints],
-    }
-    for key, value in wanted.items():
-        if key in stored and stored[key] != value:
+    for key, flag in COMPARABLE:
+        if key in stored and stored[key] != settings[key]:
             raise ConfigError(
-                f"study {summary.study_name!r} was created with {key} {stored[key]!r}, not {value!r}; "
-                "rerun with the same settings to resume it, or give a new --study name"
+                f"study {study.study_name!r} was created with {key} {stored[key]!r} ({flag}), not "
+                f"{settings[key]!r}; its trials would not be comparable. Rerun with the same settings "
+                "to resume it, or give a new --study name"
             )
-
-
-def _teacher(search: SearchRun) -> Callable[[], Any]:
-    """The distillation teacher: trained once per study (on first use) and cached on disk."""
-    cached: dict[str, Any] = {}
-
-    def get() -> Any:
-        if "model" in cached:
-            return cached["model"]
-        import optuna
-        import torch
-
-        from greenml.data import _cache_dir
-
-        ctx = search.context
-        space_name, params, epochs = TEACHERS[ctx.dataset.spec.kind]
-        space = load_space(space_name)
-        identity = f"{search.config.storage_url}|{search.study.study_name}|{ctx.dataset.spec}|{ctx.seed}|{space_name}{params}{epochs}"
-        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        path = _cache_dir() / "teachers" / f"{key}.pt"
-        fixed: Any = optuna.trial.FixedTrial(params)
-        model = space.build(fixed, ctx.dataset.spec).to(ctx.device)
-        if path.exists():
-            model.load_state_dict(torch.load(path, map_location=ctx.device))
-        else:
-            from greenml.trial import _train
-
-            settings = {"lr": 3e-3, "batch_size": 64}
-            generator = torch.Generator().manual_seed(ctx.seed)
-            with ctx.meter.window("teacher") as window:
-                _train(model, ctx, epochs, settings, generator, None)
-            search.study.set_user_attr("teacher_energy_j", window.result.total_energy_j)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(model.state_dict(), tmp)
-            tmp.replace(path)
-        model.eval()
-        cached["model"] = model
-        return model
-
-    return get
-
-
-def study_energy_j(study: Any) -> float:
-    """The energy the search has spent: every trial's window, failed ones too."""
-    return float(sum(t.user_attrs.get("trial_energy_j", 0.0) for t in study.get_trials(deepcopy=False)))
 
 
 def pareto_rows(study: Any) -> list[dict[str, Any]]:
@@ -319,28 +344,53 @@ def pareto_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def progress_line(study: Any, trial: Any, config: SearchConfig, energy_j: float) -> str:
+    """One finished trial on the progress stream (one worker's, or the parent of --workers N)."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    finished = trial.datetime_complete
+    done = sum(1 for t in complete if finished is None or t.datetime_complete <= finished)
+    target = f"/{config.trials}" if config.trials else ""
+    if trial.state == TrialState.FAIL:
+        outcome = "failed: " + trial.user_attrs.get("error", "its worker stopped sending heartbeats")
+    else:
+        outcome = trial.state.name.lower() if trial.state != TrialState.COMPLETE else "ok"
+    worker = trial.user_attrs.get("worker", {}).get("number")
+    by = f" (worker {worker})" if config.workers > 1 and worker is not None else ""
+    return (
+        f"[{done}{target} complete] trial {trial.number}{by} {outcome[:80]} | front {len(study.best_trials)} | "
+        f"search energy {energy_j:.1f} J"
+    )
+
+
 def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> SearchOutcome:
-    """Run trials until the budget is spent; failed trials are kept with their errors."""
+    """Run trials until the study's budget is spent; failed trials are kept with their errors."""
     import optuna
     from optuna.trial import TrialState
 
     config, study, ctx = search.config, search.study, search.context
     if ctx.meter.idle is None and config.measure.idle_seconds > 0:
         ctx.meter.measure_idle(config.measure.idle_seconds)
-    state = _RunState(energy_j=study_energy_j(study))
+    if config.distillation and ctx.teacher is None and ctx.dataset.spec.kind in _teachers():
+        from greenml.search._teacher import acquire_teacher
 
-    def completed() -> int:
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        teacher = acquire_teacher(search, progress)
+        ctx.teacher = lambda: teacher
+    state = _RunState(started=time.monotonic())
 
     def objective(trial: optuna.Trial) -> list[float]:
+        _start_trial(trial, search)
         try:
-            metrics = run_trial(trial, ctx)
+            metrics = search.evaluate(trial, ctx)
         except BaseException as error:
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
             trial.set_user_attr("error", message[:2000])
             trial.set_user_attr("traceback", traceback.format_exc()[-10_000:])
             raise
+        finally:
+            ctx.on_phase = None
         _record_window(trial, ctx)
         trial.set_user_attr("metrics", metrics)
         for constraint in config.constraints:
@@ -348,70 +398,142 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
         return [metrics[name] for name in config.objectives]
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state.energy_j += float(trial.user_attrs.get("trial_energy_j", 0.0))
+        state.ran += 1
         if trial.state == TrialState.FAIL:
             state.consecutive_failures += 1
         else:
             state.consecutive_failures = 0
-        done = completed()
         if progress is not None:
-            front = len(study.best_trials)
-            target = f"/{config.trials}" if config.trials else ""
-            outcome = (
-                "failed: " + trial.user_attrs.get("error", "") if trial.state == TrialState.FAIL else "ok"
+            progress(progress_line(study, trial, config, spent_energy_j(study)))
+        if state.consecutive_failures >= config.max_consecutive_failures:
+            state.reason = (
+                f"{config.max_consecutive_failures} consecutive failed trials "
+                f"(last error: {trial.user_attrs.get('error', 'unknown')})"
             )
-            progress(
-                f"[{done}{target} complete] trial {trial.number} {outcome[:80]} | front {front} | "
-                f"search energy {state.energy_j:.1f} J"
-            )
-        if config.trials is not None and done >= config.trials:
-            state.reason = f"{config.trials} complete trials"
-            study.stop()
-        elif config.energy_budget_j is not None and state.energy_j >= config.energy_budget_j:
-            state.reason = f"energy budget of {config.energy_budget_j:g} J spent"
-            study.stop()
-        elif state.consecutive_failures >= config.max_consecutive_failures:
-            state.reason = f"{config.max_consecutive_failures} consecutive failed trials (last error: {trial.user_attrs.get('error', 'unknown')})"
-            study.stop()
 
-    already_done = config.trials is not None and completed() >= config.trials
-    over_budget = config.energy_budget_j is not None and state.energy_j >= config.energy_budget_j
-    if already_done:
-        state.reason = f"the study already has {completed()} complete trials"
-    elif over_budget:
-        state.reason = "the study already spent its energy budget"
-    else:
-        study.optimize(
-            objective,
-            timeout=config.timeout_s,
-            callbacks=[callback],
-            catch=(Exception,),
-            gc_after_trial=False,
-        )
-        if not state.reason:
-            state.reason = f"timeout of {config.timeout_s:g} s" if config.timeout_s else "done"
+    while not state.reason:
+        state.reason = _budget_spent(search, state)
+        if state.reason:
+            break
+        if config.trials is not None and _pending(study) >= config.trials:
+            # The other workers' running trials may finish the budget, or fail and leave room.
+            _fail_stale(study)
+            time.sleep(_WAIT_S)
+            continue
+        study.optimize(objective, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False)
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    return SearchOutcome(completed(), failed, state.reason, state.energy_j)
+    return SearchOutcome(completed, failed, state.reason, spent_energy_j(study))
+
+
+_WAIT_S = 1.0
+
+
+def _teachers() -> dict[str, Any]:
+    from greenml.search._teacher import TEACHERS
+
+    return TEACHERS
 
 
 @dataclass
 class _RunState:
-    energy_j: float
+    started: float
+    ran: int = 0
     consecutive_failures: int = 0
     reason: str = ""
+
+
+def _pending(study: Any) -> int:
+    """Complete trials plus those running now under a heartbeat (trials that may still complete)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    # A trial left RUNNING by a greenml without heartbeats (no worker record) never finishes.
+    return sum(1 for t in trials if t.state == TrialState.COMPLETE or "worker" in t.user_attrs)
+
+
+def _fail_stale(study: Any) -> None:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _budget_spent(search: SearchRun, state: _RunState) -> str:
+    """Why this worker starts no more trials, read from the storage; '' to go on."""
+    from optuna.trial import TrialState
+
+    config, study = search.config, search.study
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if config.trials is not None and completed >= config.trials:
+        return (
+            f"{config.trials} complete trials"
+            if state.ran
+            else f"the study already has {completed} complete trials"
+        )
+    if config.energy_budget_j is not None:
+        spent = spent_energy_j(study)
+        if spent >= config.energy_budget_j:
+            return (
+                f"energy budget of {config.energy_budget_j:g} J spent ({spent:.1f} J by the whole study)"
+                if state.ran
+                else f"the study already spent its energy budget ({spent:.1f} of {config.energy_budget_j:g} J)"
+            )
+    if config.timeout_s is not None and time.monotonic() - state.started >= config.timeout_s:
+        return f"timeout of {config.timeout_s:g} s"
+    return ""
+
+
+def _start_trial(trial: Any, search: SearchRun) -> None:
+    """What a trial records before it runs: its worker and hardware, and 0 J spent so far."""
+    ctx = search.context
+    trial.set_user_attr(SO_FAR_ATTR, 0.0)
+    if search.worker is not None:
+        trial.set_user_attr("worker", search.worker.record)
+    trial.set_user_attr("hardware", search.hardware)
+    for key in ("error", "traceback", "trial_energy_j"):  # a retried trial copies its dead original's
+        if key in trial.user_attrs:
+            trial.set_user_attr(key, None)
+    ctx.on_phase = lambda joules: trial.set_user_attr(SO_FAR_ATTR, joules)
+    ctx.shared_host_note = _shared_host_note(search)
+
+
+def _shared_host_note(search: SearchRun) -> str | None:
+    """A note when other workers run on this host while its meter reads machine-wide counters."""
+    machine_wide = [s for s in search.meter.component_sources if s.kind == "measured"]
+    if not machine_wide or search.worker is None:
+        return None
+    host = search.worker.host
+    others = [
+        w
+        for w in live_workers(search.study, search.config.heartbeat.grace_s)
+        if w.get("host") == host and w["number"] != search.worker.number
+    ]
+    if not others:
+        return None
+    components = ", ".join(sorted({s.component for s in machine_wide}))
+    return (
+        f"{len(others)} other worker(s) ran on this host during the trial; the measured {components} "
+        "energy is the whole machine's, so it includes their work"
+    )
 
 
 def _record_window(trial: Any, ctx: TrialContext) -> None:
     trial.set_user_attr("device", ctx.device)
     trial.set_user_attr("deploy_device", ctx.deploy_device)
-    if ctx.notes:
-        trial.set_user_attr("notes", list(ctx.notes))
+    notes = list(ctx.notes)
+    if ctx.shared_host_note:
+        notes.append(ctx.shared_host_note)
+    if notes:
+        trial.set_user_attr("notes", notes)
     if ctx.last_inference is not None:
         trial.set_user_attr("inference", ctx.last_inference)
     window = ctx.last_window
     if window is None:
         return
     trial.set_user_attr("trial_energy_j", window.total_energy_j)
+    trial.set_user_attr(SO_FAR_ATTR, window.total_energy_j)
     trial.set_user_attr("trial_energy_components_j", window.energy_j.to_dict())
     trial.set_user_attr("provenance", window.provenance.to_dict())
     # Per phase for every trial, failed ones too (their metrics are never written).
@@ -423,9 +545,9 @@ def _record_window(trial: Any, ctx: TrialContext) -> None:
     trial.set_user_attr("phases", phases)
 
 
-def interrupted_message(search: SearchRun) -> str:
-    argv = " ".join(search.command) if search.command else "the same greenml search command"
+def interrupted_message(study_name: str, storage_url: str, command: list[str]) -> str:
+    argv = " ".join(command) if command else "the same greenml search command"
     return (
-        f"interrupted: the running trial was marked failed; study {search.study.study_name!r} in "
-        f"{search.config.storage_url} is intact. Resume with: {argv}"
+        f"interrupted: running trials were marked failed; study {study_name!r} in "
+        f"{storage_url} is intact. Resume with: {argv}"
     )

@@ -1,0 +1,169 @@
+"""Workers of one study: numbers registered in the storage, their seeds, and claims on shared work.
+
+Every process that runs trials of a study registers as a worker in the study's helper study
+(``NAME::greenml``, see :mod:`greenml.storage`): it asks a trial there, and that trial's number
+is the worker's number. Optuna numbers a study's trials under a lock on the study's row, so two
+workers never get the same number, on one machine or many. The registration holds the worker's
+host, process and hardware, and an ``alive_at`` time its pulse renews every heartbeat interval.
+
+Worker 0 samples with the study's seed, so a search run by one worker gives the same sequence as
+before workers existed; worker k > 0 samples with a seed derived from (seed, k).
+
+A claim ("who trains the teacher") is a trial of the helper study too: of the live claims, the
+lowest-numbered wins. A claim is live while it is complete, or running with a fresh ``alive_at``;
+a claimer that died stops renewing it, and after the grace period another worker claims again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenml.storage import Heartbeat, Pulse, helper_study
+
+__all__ = ["Claim", "Worker", "live_workers", "register_worker", "worker_seed"]
+
+
+def worker_seed(seed: int, number: int) -> int:
+    """Worker 0 keeps the study's seed; the others get independent streams derived from it."""
+    if number == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence(seed, spawn_key=(number,)).generate_state(1)[0])
+
+
+def _helper(study: Any) -> Any:
+    import optuna
+
+    helper = helper_study(study)
+    helper.sampler = optuna.samplers.RandomSampler()  # asks here sample nothing
+    return helper
+
+
+def _alive(trial: Any, grace_s: float, now: float) -> bool:
+    """Complete, or running and renewed within the grace period (or just asked, not yet renewed)."""
+    if trial.state.name == "COMPLETE":
+        return True
+    if trial.state.name != "RUNNING":
+        return False
+    if "alive_at" in trial.user_attrs:
+        return now - float(trial.user_attrs["alive_at"]) < grace_s
+    started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    return now - started < grace_s
+
+
+@dataclass
+class Worker:
+    """This process as a registered worker of a study."""
+
+    number: int
+    host: str
+    pid: int
+    hardware: dict[str, Any] = field(default_factory=dict)
+    _helper: Any = field(default=None, repr=False)
+    _trial: Any = field(default=None, repr=False)
+    _pulse: Pulse | None = field(default=None, repr=False)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What each of this worker's trials stores as its ``worker`` attribute."""
+        return {"number": self.number, "host": self.host, "pid": self.pid}
+
+    def close(self) -> None:
+        if self._pulse is not None:
+            self._pulse.stop()
+            self._pulse = None
+        if self._trial is not None:
+            # If the storage went away, the registration just stops pulsing.
+            with contextlib.suppress(Exception):
+                self._helper.tell(self._trial, 0.0)
+            self._trial = None
+
+
+def register_worker(study: Any, hardware: dict[str, Any], heartbeat: Heartbeat) -> Worker:
+    """Register this process as the study's next worker; its pulse runs until ``close()``."""
+    helper = _helper(study)
+    trial = helper.ask()
+    host, pid = socket.gethostname(), os.getpid()
+    for key, value in (("kind", "worker"), ("host", host), ("pid", pid), ("hardware", hardware)):
+        trial.set_user_attr(key, value)
+    pulse = Pulse(lambda: trial.set_user_attr("alive_at", time.time()), heartbeat.interval_s)
+    pulse.__enter__()
+    return Worker(trial.number, host, pid, hardware, helper, trial, pulse)
+
+
+def live_workers(study: Any, grace_s: float) -> list[dict[str, Any]]:
+    """The registered workers that are running now (fresh pulse), as their registration records."""
+    import optuna
+
+    name = study.study_name + "::greenml"
+    if name not in optuna.get_all_study_names(study._storage):
+        return []
+    helper = _helper(study)
+    now = time.time()
+    return [
+        {"number": t.number, **t.user_attrs}
+        for t in helper.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if t.user_attrs.get("kind") == "worker" and _alive(t, grace_s, now)
+    ]
+
+
+class Claim:
+    """A claim on work that one worker of the study must do once (``kind``: 'teacher')."""
+
+    def __init__(self, study: Any, kind: str, worker: Worker, heartbeat: Heartbeat) -> None:
+        self._helper = _helper(study)
+        self._kind = kind
+        self._grace_s = heartbeat.grace_s
+        self._trial = self._helper.ask()
+        self._trial.set_user_attr("kind", f"claim:{kind}")
+        self._trial.set_user_attr("worker", worker.record)
+        self._pulse = Pulse(lambda: self._trial.set_user_attr("alive_at", time.time()), heartbeat.interval_s)
+        self._pulse.__enter__()
+        self.holder = self._winner()
+
+    def _winner(self) -> dict[str, Any]:
+        now = time.time()
+        live = [
+            t
+            for t in self._helper.get_trials(deepcopy=False)
+            if t.user_attrs.get("kind") == f"claim:{self._kind}" and _alive(t, self._grace_s, now)
+        ]
+        first = min(live, key=lambda t: t.number, default=None)
+        if first is None or first.number == self._trial.number:
+            return {"number": self._trial.number, "won": True}
+        return {"number": first.number, "won": False, "worker": first.user_attrs.get("worker", {})}
+
+    @property
+    def won(self) -> bool:
+        return bool(self.holder["won"])
+
+    def release(self, done: bool) -> None:
+        """End the claim: complete when the work is done, failed when lost or abandoned."""
+        import optuna
+
+        self._pulse.stop()
+        state = optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.FAIL
+        with contextlib.suppress(Exception):  # already gone: a stale claim is as good as a failed one
+            self._helper.tell(self._trial, 0.0 if done else None, state=state)
+
+
+def claim_alive(study: Any, kind: str, grace_s: float) -> dict[str, Any] | None:
+    """The live claim on ``kind`` (its worker record), or None when nobody holds one."""
+    import optuna
+
+    if study.study_name + "::greenml" not in optuna.get_all_study_names(study._storage):
+        return None
+    now = time.time()
+    live = [
+        t
+        for t in _helper(study).get_trials(deepcopy=False)
+        if t.user_attrs.get("kind") == f"claim:{kind}" and _alive(t, grace_s, now)
+    ]
+    first = min(live, key=lambda t: t.number, default=None)
+    return None if first is None else dict(first.user_attrs.get("worker", {}))

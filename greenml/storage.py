@@ -1,0 +1,311 @@
+"""Where studies live: storage URLs, heartbeats, the artifact store and the gRPC storage proxy.
+
+Every greenml command opens its storage here, so a URL means the same thing everywhere:
+
+- ``sqlite:///FILE``, ``postgresql://USER@HOST/DB`` (and any other SQLAlchemy URL): Optuna's
+  :class:`~optuna.storages.RDBStorage`, with Optuna's heartbeat when a search runs on it;
+- ``grpc://HOST:PORT``: Optuna's :class:`~optuna.storages.GrpcStorageProxy`, talking to a
+  ``greenml storage-proxy`` (Optuna's ``run_grpc_proxy_server``) in front of an RDB.
+
+Heartbeats. A worker's running trial sends a heartbeat every ``heartbeat_interval`` seconds; a
+running trial whose last heartbeat is older than ``grace_period`` is marked FAIL by the next
+worker that starts a trial, and Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`
+queues its parameters again (once by default). On an RDB the heartbeat is Optuna's own (a row
+per trial, stamped by the database's clock). Optuna's gRPC proxy has no heartbeat call, so
+through it the heartbeat is the trial system attribute ``greenml:heartbeat``, stamped by the
+worker's clock: workers on several machines need their clocks agreeing to well within the grace
+period (NTP does that).
+
+Artifacts (the distillation teacher; later, models) go through :mod:`optuna.artifacts`'
+file-system store: ``--artifacts DIR``, or by default a folder beside a SQLite file, or
+``./greenml-artifacts`` for a database server. Workers on several machines need ``DIR`` on a
+filesystem they share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from greenml.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_GRPC_PORT",
+    "DEFAULT_STORAGE_FILE",
+    "HELPER_SUFFIX",
+    "Heartbeat",
+    "Pulse",
+    "artifact_dir",
+    "artifact_store",
+    "default_storage",
+    "helper_study",
+    "open_storage",
+    "open_study",
+    "parse_grpc",
+    "run_proxy",
+    "shared_by_processes",
+    "study_names",
+]
+
+DEFAULT_GRPC_PORT = 13000
+# greenml keeps its coordination records (worker numbers, who trains the teacher) in a second
+# study beside each search study, named NAME + this suffix; listings leave those out.
+HELPER_SUFFIX = "::greenml"
+GRPC_HEARTBEAT_ATTR = "greenml:heartbeat"
+DEFAULT_STORAGE_FILE = "greenml.db"
+
+
+def default_storage() -> str:
+    """A SQLite file in the current directory, as Optuna's own examples use."""
+    return f"sqlite:///{DEFAULT_STORAGE_FILE}"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How workers prove they are alive: Optuna's ``heartbeat_interval`` and ``grace_period``.
+
+    ``retries``: how many times a trial whose worker died is run again with the same parameters
+    (Optuna's ``RetryHeartbeatStaleTrialCallback(max_retry=...)``).
+    """
+
+    interval_s: int = 10
+    grace_s: int = 60
+    retries: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value, low in (
+            ("--heartbeat-interval", self.interval_s, 1),
+            ("--grace-period", self.grace_s, 1),
+            ("--stale-retries", self.retries, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+        if self.grace_s <= self.interval_s:
+            raise ConfigError(
+                f"--grace-period ({self.grace_s} s) must be longer than --heartbeat-interval "
+                f"({self.interval_s} s), or live workers' trials would be failed"
+            )
+
+
+def parse_grpc(url: str) -> tuple[str, int] | None:
+    """``grpc://HOST:PORT`` as (host, port); None for any other URL."""
+    if not url.startswith("grpc://"):
+        return None
+    rest = url[len("grpc://") :].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        host, port = rest, str(DEFAULT_GRPC_PORT)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"malformed gRPC storage URL {url!r}; expected grpc://HOST:PORT, e.g. grpc://localhost:13000"
+        )
+    return host, int(port)
+
+
+def _check_url(url: str) -> None:
+    if "://" not in url:
+        raise ConfigError(
+            f"malformed storage URL {url!r}; expected e.g. sqlite:///greenml.db, "
+            "postgresql://user@host:5432/dbname or grpc://host:13000"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def open_storage(url: str, heartbeat: Heartbeat | None = None) -> Any:
+    """The storage behind ``url``, with heartbeats if ``heartbeat`` is given; or a one-line ConfigError."""
+    import optuna
+
+    _check_url(url)
+    grpc = parse_grpc(url)
+    if grpc is not None:
+        return _open_grpc(url, *grpc, heartbeat)
+    kwargs: dict[str, Any] = {"engine_kwargs": {"pool_pre_ping": True}}
+    if url.startswith("sqlite"):
+        # Workers on one SQLite file wait for each other's writes instead of failing at once.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if heartbeat is not None:
+        kwargs.update(
+            heartbeat_interval=heartbeat.interval_s,
+            grace_period=heartbeat.grace_s,
+            heartbeat_stale_trial_callback=_retry_callback(heartbeat),
+        )
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as error:  # SQLAlchemy and driver errors: report the first line only
+        raise ConfigError(f"cannot open storage {url!r}: {_first_line(error)}") from error
+
+
+def _retry_callback(heartbeat: Heartbeat) -> Any:
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.retries)
+
+
+def _open_grpc(url: str, host: str, port: int, heartbeat: Heartbeat | None) -> Any:
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"storage {url!r} needs the grpcio package; install greenml[grpc] (or pip install grpcio)"
+        ) from None
+    from optuna.storages import GrpcStorageProxy
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    class GrpcWithHeartbeat(GrpcStorageProxy, BaseHeartbeat):  # type: ignore[misc]
+        """Optuna's gRPC client, with the heartbeat kept as a trial system attribute."""
+
+        def record_heartbeat(self, trial_id: int) -> None:
+            self.set_trial_system_attr(trial_id, GRPC_HEARTBEAT_ATTR, time.time())
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            from optuna.trial import TrialState
+
+            assert heartbeat is not None
+            limit = time.time() - heartbeat.grace_s
+            running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            return [
+                t._trial_id for t in running if t.system_attrs.get(GRPC_HEARTBEAT_ATTR, float("inf")) < limit
+            ]
+
+        def get_heartbeat_interval(self) -> int | None:
+            return None if heartbeat is None else heartbeat.interval_s
+
+        def get_heartbeat_stale_trial_callback(self) -> Callable[[Any, Any], None] | None:
+            return None if heartbeat is None else _retry_callback(heartbeat)
+
+    storage = GrpcWithHeartbeat(host=host, port=port)
+    try:
+        storage.wait_server_ready(timeout=10)
+    except Exception as error:
+        storage.close()
+        raise ConfigError(
+            f"cannot reach the storage proxy at {host}:{port} ({_first_line(error)}); "
+            f"start one with: greenml storage-proxy --storage URL --port {port}"
+        ) from error
+    return storage
+
+
+def shared_by_processes(url: str) -> str | None:
+    """Why several worker processes cannot share ``url``; None when they can."""
+    if url.startswith("sqlite") and (url.endswith(":memory:") or url.rstrip("/") in ("sqlite:", "sqlite:/")):
+        return "an in-memory SQLite database lives inside one process"
+    return None
+
+
+def study_names(storage: Any) -> list[str]:
+    """The studies in ``storage``, without greenml's helper studies."""
+    import optuna
+
+    return [name for name in optuna.get_all_study_names(storage) if not name.endswith(HELPER_SUFFIX)]
+
+
+def open_study(name: str, storage_url: str) -> Any:
+    """An existing study, or a one-line ConfigError listing the studies that are there."""
+    import optuna
+
+    storage = open_storage(storage_url)
+    names = study_names(storage)
+    if name not in names:
+        raise ConfigError(f"no study {name!r} in {storage_url}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def helper_study(study: Any) -> Any:
+    """greenml's coordination study beside ``study`` (created on first use by whoever gets there)."""
+    import optuna
+
+    return optuna.create_study(
+        storage=study._storage, study_name=study.study_name + HELPER_SUFFIX, load_if_exists=True
+    )
+
+
+def artifact_dir(storage_url: str, given: str | os.PathLike[str] | None = None) -> Path:
+    """Where the study's artifacts go: ``given``, else beside a SQLite file, else ./greenml-artifacts."""
+    if given is not None:
+        return Path(given)
+    if storage_url.startswith("sqlite:///") and shared_by_processes(storage_url) is None:
+        database = Path(storage_url[len("sqlite:///") :])
+        return database.with_name(database.stem + "-artifacts")
+    return Path("greenml-artifacts")
+
+
+def artifact_store(directory: Path) -> Any:
+    """Optuna's file-system artifact store at ``directory`` (created), or a one-line ConfigError."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--artifacts: cannot create {str(directory)!r}: {error.strerror}") from None
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(f"--artifacts: {str(directory)!r} is not writable")
+    return FileSystemArtifactStore(directory)
+
+
+class Pulse:
+    """A thread that calls ``beat()`` every ``interval_s`` until stopped (a record's 'alive at')."""
+
+    def __init__(self, beat: Callable[[], None], interval_s: float) -> None:
+        self._beat = beat
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="greenml-pulse", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries again
+                self._beat()
+
+    def __enter__(self) -> Pulse:
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def run_proxy(storage_url: str, host: str, port: int) -> None:
+    """Serve ``storage_url`` (an RDB) to gRPC workers until interrupted: Optuna's ``run_grpc_proxy_server``."""
+    import logging
+
+    import optuna
+
+    if parse_grpc(storage_url) is not None:
+        raise ConfigError(
+            "storage-proxy --storage must be a database URL (postgresql://..., sqlite:///...), not grpc://"
+        )
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise ConfigError("greenml storage-proxy needs the grpcio package; pip install grpcio") from None
+    storage = optuna.storages.get_storage(open_storage(storage_url))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("grpc").setLevel(logging.ERROR)
+    try:
+        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+    except RuntimeError as error:  # grpc's "Failed to bind to address"
+        raise ConfigError(f"storage-proxy cannot listen on {host}:{port}: {_first_line(error)}") from None

@@ -1,0 +1,48 @@
+"""A stand-in trial for tests and benchmarks of the search's machinery (workers, storage, budget).
+
+:func:`evaluate` takes the place of :func:`greenml.trial.run_trial`: it samples three parameters
+the way a space does, then spends ``cpu_s`` seconds of CPU time and ``sleep_s`` seconds asleep
+inside the trial's measurement window, so the meter measures (or estimates) real energy for it.
+Its accuracy, latency and energy per inference are made-up functions of the parameters, in the
+units :mod:`greenml.metrics` names. Pass it with :func:`functools.partial` to set the costs; it
+pickles, so spawned worker processes can run it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+__all__ = ["evaluate"]
+
+
+def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> dict[str, float]:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    depth = trial.suggest_int("depth", 1, 8)
+    kind = trial.suggest_categorical("kind", ["narrow", "wide", "deep"])
+    ctx.last_window = None
+    ctx.notes = []
+    window = ctx.meter.begin(f"trial {trial.number}")
+    try:
+        with ctx.meter.window("train"):
+            end = time.process_time() + cpu_s
+            while time.process_time() < end:
+                math.sqrt(12345.0)
+        if ctx.on_phase is not None:
+            ctx.on_phase(window.spent_j())
+        with ctx.meter.window("benchmark"):
+            time.sleep(sleep_s)
+    finally:
+        ctx.last_window = window.end()
+    width = {"narrow": 1.0, "wide": 2.0, "deep": 1.5}[kind]
+    result = ctx.last_window
+    return {
+        "accuracy": 1.0 - (x - 0.3) ** 2 - 0.01 * abs(depth - 4),
+        "test_accuracy": 1.0 - (x - 0.3) ** 2,
+        "inference_energy_j": 1e-4 * depth * width * (1.0 + x),
+        "latency_ms": 0.1 * depth * width,
+        "model_bytes": 1000.0 * depth * width,
+        "trial_energy_j": result.total_energy_j,
+        "trial_seconds": result.seconds,
+    }
