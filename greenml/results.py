@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from greenml.metrics import METRIC_NAMES
 
-__all__ = ["export_study", "trial_constraints", "trial_rows", "write_atomic"]
+__all__ = [
+    "STALE_ERROR",
+    "export_study",
+    "is_stale",
+    "retried_as",
+    "trial_constraints",
+    "trial_error",
+    "trial_hardware",
+    "trial_host",
+    "trial_rows",
+    "trial_worker",
+    "write_atomic",
+]
+
+# What a failed trial with no recorded error is: Optuna's heartbeat failed it, its worker having
+# stopped pulsing (a kill -9, a lost machine), and the worker never reached its own error handler.
+STALE_ERROR = "its worker stopped sending heartbeats (killed or lost)"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -31,15 +48,73 @@ def trial_constraints(trial: Any) -> dict[str, float]:
     }
 
 
+def trial_worker(trial: Any) -> dict[str, Any] | None:
+    """The worker that ran the trial (``number``, ``host``, ``pid``): None in a study from before
+    workers were recorded, and for a waiting trial, whose attributes are a copy of the dead
+    trial it retries (Optuna's retry copies them; the worker that runs it writes its own)."""
+    if trial.state.name == "WAITING":
+        return None
+    worker = trial.user_attrs.get("worker")
+    return worker if isinstance(worker, dict) else None
+
+
+def trial_hardware(trial: Any) -> dict[str, Any] | None:
+    """The machine the trial ran on (cpu, cpu_count, gpus, meter, ...); None as for the worker."""
+    if trial.state.name == "WAITING":
+        return None
+    hardware = trial.user_attrs.get("hardware")
+    return hardware if isinstance(hardware, dict) else None
+
+
+def trial_host(trial: Any) -> str | None:
+    """The host the trial ran on, from its worker record or else its hardware record."""
+    host = (trial_worker(trial) or {}).get("host") or (trial_hardware(trial) or {}).get("host")
+    return str(host) if host else None
+
+
+def retried_as(trials: Iterable[Any]) -> dict[int, int]:
+    """Trial number -> the number of the trial that retried it after its worker died.
+
+    Optuna's retry callback gives the new trial the ``retry_history`` of the series (the first
+    trial first); its last item is the trial the new one directly retries.
+    """
+    retries: dict[int, int] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        history = trial.system_attrs.get("retry_history") or []
+        if history:
+            retries.setdefault(int(history[-1]), trial.number)
+    return retries
+
+
+def is_stale(trial: Any) -> bool:
+    """Failed with no recorded error: Optuna's heartbeat failed it after its worker died."""
+    return trial.state.name == "FAIL" and trial.user_attrs.get("error") is None
+
+
+def trial_error(trial: Any, retry: int | None = None) -> str | None:
+    """The trial's recorded error; for a stale trial, that its worker stopped sending
+    heartbeats, and the trial that retried it (``retry``) if any."""
+    if is_stale(trial):
+        return STALE_ERROR if retry is None else f"{STALE_ERROR}; retried as trial {retry}"
+    error = trial.user_attrs.get("error")
+    return None if error is None else str(error)
+
+
 def trial_rows(study: Any) -> list[dict[str, Any]]:
-    """Every trial: number, state, seconds, feasibility, parameters (``param_*``), metrics, error."""
+    """Every trial: number, state, the worker and host that ran it, the trial it retries
+    (``retry_of``), seconds, feasibility, parameters (``param_*``), metrics, error."""
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retries = retried_as(trials)
+    for trial in trials:
         metrics = trial.user_attrs.get("metrics", {})
         constraints = trial_constraints(trial).values()
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
+            "worker": (trial_worker(trial) or {}).get("number"),
+            "host": trial_host(trial),
+            "retry_of": trial.system_attrs.get("failed_trial"),
             "started": trial.datetime_start.isoformat() if trial.datetime_start else None,
             "seconds": trial.duration.total_seconds() if trial.duration else None,
             "feasible": all(value <= 0 for value in constraints) if trial.state.name == "COMPLETE" else None,
@@ -53,7 +128,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         row["device"] = trial.user_attrs.get("device")
         row["deploy_device"] = trial.user_attrs.get("deploy_device")
         row["notes"] = "; ".join(trial.user_attrs.get("notes", [])) or None
-        row["error"] = trial.user_attrs.get("error")
+        row["error"] = trial_error(trial, retries.get(trial.number))
         rows.append(row)
     return rows
 

@@ -191,7 +191,13 @@ def _open_grpc(url: str, host: str, port: int, heartbeat: Heartbeat | None) -> A
         def get_heartbeat_stale_trial_callback(self) -> Callable[[Any, Any], None] | None:
             return None if heartbeat is None else _retry_callback(heartbeat)
 
-    storage = GrpcWithHeartbeat(host=host, port=port)
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = GrpcWithHeartbeat(host=host, port=port)
     try:
         storage.wait_server_ready(timeout=10)
     except Exception as error:

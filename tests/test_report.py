@@ -13,8 +13,9 @@ import optuna
 import pytest
 
 from greenml.cli import main
+from greenml.ledger import spent_energy_j
 from greenml.report import default_reference, front_numbers, hypervolume, load_record, report_html
-from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study
+from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, worker
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -34,6 +35,10 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     make_study(url, HOSTILE, n_trials=12, error=f"RuntimeError: {HOSTILE}", fail_every=3)
     make_study(url, "measured", n_trials=30, seed=5, basis="measured")
     make_study(url, "partly", n_trials=40, seed=6, basis="partly estimated")
+    same = (worker("node-a"), worker("node-b"), worker("node-c"))
+    make_study(url, "workers", n_trials=16, seed=7, workers=same, ledger={"teacher": 300.0}, stale=[5])
+    differ = (worker("node-a"), worker("gpu-box", cpu="AMD EPYC (synthetic)", basis="partly estimated"))
+    make_study(url, "mixed-hardware", n_trials=16, seed=8, workers=differ, stale=[3])
     return url
 
 
@@ -398,3 +403,131 @@ def test_trials_with_notes_are_marked(storage: str, tmp_path: Path) -> None:
         assert f"<br>⚠ {note}<br>" in hover[str(number)]
     # Plotly shows no hover label taller than its figure (the projections are 400 px high)
     assert max(text.count("<br>") for text in hover.values()) < 25
+
+
+def _cells(row: str) -> list[str]:
+    return re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+
+
+def _workers_table(html: str) -> list[list[str]]:
+    body = html.split('id="workers-table"')[1].split("</table>")[0].split("<tbody>")[1]
+    return [_cells(row) for row in re.findall(r"<tr>.*?</tr>", body, flags=re.S)]
+
+
+def test_the_report_lists_every_worker(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "workers", tmp_path)
+    study = optuna.load_study(study_name="workers", storage=storage)
+    ran: dict[int, int] = {}
+    for trial in study.get_trials():
+        if trial.state != optuna.trial.TrialState.WAITING:
+            ran[trial.user_attrs["worker"]["number"]] = ran.get(trial.user_attrs["worker"]["number"], 0) + 1
+    rows = _workers_table(html)
+    assert [row[:8] for row in rows] == [
+        [str(n), host, str(1000 + n), "synthetic CPU", "2", "no GPU used", "estimate", str(ran[n])]
+        for n, host in enumerate(("node-a", "node-b", "node-c"))
+    ]
+    assert sum(ran.values()) == 16
+    # identical machines: one hardware line, no warning
+    assert 'id="hardware-warning"' not in html and "not comparable" not in html
+    assert "<dt>hardware</dt><dd>synthetic CPU (2 logical CPUs); no GPU used; synthetic</dd>" in html
+
+
+def test_workers_on_different_hardware_get_a_warning(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "mixed-hardware", tmp_path)
+    rows = _workers_table(html)
+    assert [(row[0], row[1], row[3], row[5], row[6]) for row in rows] == [
+        ("0", "node-a", "synthetic CPU", "no GPU used", "estimate"),
+        ("1", "gpu-box", "AMD EPYC (synthetic)", "cuda:0 synthetic GPU", "nvml+estimate"),
+    ]
+    warning = re.search(r'<p [^>]*id="hardware-warning">(.*?)</p>', html, flags=re.S)
+    assert warning is not None
+    assert "(CPU model, GPUs, meter differ)" in warning.group(1)
+    assert "energy and latency are not comparable" in warning.group(1)
+    assert "<dt>hardware</dt><dd>differs between the workers (see the workers below)</dd>" in html
+    # the workers measure on different bases; the trial whose worker died never wrote its own
+    study = optuna.load_study(study_name="mixed-hardware", storage=storage)
+    bases = [t.user_attrs["provenance"]["energy_basis"] for t in study.trials if "provenance" in t.user_attrs]
+    assert len(bases) == 15
+    paragraph = re.search(r'id="energy-basis">(.*?)</p>', html, flags=re.S)
+    assert paragraph is not None and "Energy rests on different bases" in paragraph.group(1)
+    for basis in ("partly estimated", "estimated"):
+        assert re.search(rf"[(,] ?{basis} in {bases.count(basis)} trials", paragraph.group(1)), basis
+    assert "not recorded" not in paragraph.group(1)
+
+
+def test_an_older_study_lists_its_one_machine(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "tpe-like", tmp_path)
+    (row,) = _workers_table(html)
+    assert row[:8] == [
+        "not recorded",
+        "not recorded",
+        "",
+        "synthetic CPU",
+        "2",
+        "no GPU used",
+        "not recorded",
+        "40",
+    ]
+    assert 'id="hardware-warning"' not in html
+
+
+def test_the_teacher_is_its_own_item_in_the_footprint(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "workers", tmp_path)
+    study = optuna.load_study(study_name="workers", storage=storage)
+    trials_j = sum(
+        t.user_attrs.get("trial_energy_j", t.user_attrs.get("trial_energy_so_far_j", 0.0))
+        for t in study.get_trials()
+        if t.state != optuna.trial.TrialState.WAITING
+    )
+    total = trials_j + 300.0
+    assert total == pytest.approx(spent_energy_j(study))
+    assert f"{total:.4g} J, estimated</div>" in html  # the total's KPI counts the teacher
+    body = html.split('id="ledger"')[1].split("</table>")[0].split("<tbody>")[1]
+    rows = {cells[0]: cells for cells in map(_cells, re.findall(r"<tr>.*?</tr>", body, flags=re.S))}
+    assert list(rows) == ["trials (16)", "teacher", "total"]
+    assert rows["teacher"] == [
+        "teacher",
+        "300",
+        "37.5",
+        f"{300.0 / 3.6e6 * 475:.4g}",
+        "estimated",
+        "worker 0 on node-a",
+    ]
+    assert rows["trials (16)"][1] == f"{trials_j:.4g}" and rows["total"][1] == f"{total:.4g}"
+    assert "item of its own (&#34;teacher&#34;), counted in the total" in html
+    assert "inside the first distilling trial" not in html
+    # a bar of its own beside the phases, in energy and in time
+    bars = [
+        trace
+        for figure in _figures(html)
+        for trace in figure["data"]  # type: ignore[union-attr]
+        if trace["type"] == "bar" and "teacher" in trace["x"]  # type: ignore[index, operator]
+    ]
+    assert len(bars) == 2
+    energy, seconds = (dict(zip(bar["x"], bar["y"], strict=True)) for bar in bars)  # type: ignore[index]
+    assert (energy["teacher"], seconds["teacher"]) == (300.0, 37.5)
+    assert sum(energy.values()) == pytest.approx(total)
+    # no ledger, no ledger table
+    assert 'id="ledger"' not in _report(storage, "tpe-like", tmp_path)
+
+
+def test_a_trial_whose_worker_died_says_so_in_the_table(storage: str, tmp_path: Path) -> None:
+    html = _report(storage, "workers", tmp_path)
+    table = _table(html, "all-trials")
+    columns = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table.split("</thead>")[0])
+    assert columns[:5] == ["trial", "status", "worker", "host", "retry of"]
+    rows = {number: _cells(row) for number, row in _rows(table).items()}
+    assert len(rows) == 16
+    dead, retry = rows[5], rows[6]
+    assert dead[1:5] == ["failed", "2", "node-c", ""]
+    assert dead[-1] == "its worker stopped sending heartbeats (killed or lost); retried as trial 6"
+    assert retry[1] != "failed" and retry[2:5] == ["0", "node-a", "5"]
+    assert rows[0][2:5] == ["0", "node-a", ""]
+
+
+def test_compare_warns_of_a_study_on_mixed_hardware(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "c.html"
+    assert main(["compare", "workers", "mixed-hardware", "--storage", storage, "-o", str(out)]) == 0
+    html = out.read_text()
+    assert html.count("⚠ workers differ in") == 1
+    assert "workers differ in CPU model, GPUs, meter: energy and latency do not compare" in html

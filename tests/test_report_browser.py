@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from greenml.cli import main
-from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study
+from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, worker
 
 pytestmark = pytest.mark.browser
 
@@ -209,3 +209,26 @@ def test_compare_and_many_objective_reports_render(chromium: Any, tmp_path: Path
         assert problems == [] and len(requests) == 1
         page.screenshot(path=str(ARTIFACTS / f"synthetic-{name}.png"), full_page=True)
         page.close()
+
+
+def test_workers_their_warning_and_the_teacher_render(chromium: Any, tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    machines = (worker("node-a"), worker("gpu-box", cpu="AMD EPYC (synthetic)", basis="partly estimated"))
+    make_study(storage, "w", n_trials=20, workers=machines, ledger={"teacher": 120.0}, stale=[4])
+    assert main(["report", "--study", "w", "--storage", storage, "-o", str(tmp_path / "w.html")]) == 0
+    page, problems, requests = _open(chromium, tmp_path / "w.html")
+    assert _assert_every_figure_drawn(page) == 6
+    warning = page.locator("#hardware-warning")
+    assert warning.is_visible() and "not comparable" in warning.inner_text()
+    workers = page.locator("#workers-table tbody tr")
+    assert workers.count() == 2 and "gpu-box" in workers.nth(1).inner_text()
+    teacher = page.locator("#ledger tbody tr", has_text="teacher")
+    teacher.scroll_into_view_if_needed()
+    assert teacher.is_visible() and "worker 0 on node-a" in teacher.inner_text()
+    page.select_option("#all-trials-status", "failed")
+    stale = page.locator("#all-trials tbody tr:not([hidden])", has_text="stopped sending heartbeats")
+    assert stale.count() == 1 and "retried as trial 5" in stale.inner_text()
+    assert problems == [] and len(requests) == 1
+    page.screenshot(path=str(ARTIFACTS / "synthetic-workers.png"), full_page=True)
+    page.close()

@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from greenml.cli import main
+from greenml.storage import open_storage, study_names
 
 FAST = [
     "--epochs",
@@ -86,7 +87,9 @@ def test_resume_counts_complete_trials_in_total(tmp_path: Path) -> None:
     second = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    assert names == ["mlp-digits-tpe-seed0"]
+    # One search study, and greenml's coordination study beside it (worker numbers, claims).
+    assert sorted(names) == ["mlp-digits-tpe-seed0", "mlp-digits-tpe-seed0::greenml"]
+    assert study_names(open_storage(storage)) == ["mlp-digits-tpe-seed0"]
     assert len(_complete(storage, names[0])) == 3
     again = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)
     assert again.returncode == 0 and "already has 3 complete trials" in again.stderr
@@ -347,7 +350,7 @@ def test_nsga_population_is_sized_to_the_budget(trials: int | None, population: 
     from greenml.search._study import _make_sampler, _start_notes
 
     config = SearchConfig(sampler="nsga2", trials=trials, timeout_s=None if trials else 60.0)
-    assert _make_sampler(config)._population_size == population
+    assert _make_sampler(config, seed=0)._population_size == population
     notes = " ".join(_start_notes(config, _estimate_meter()))
     assert f"population {population}" in notes
     if trials is None:

@@ -15,6 +15,7 @@ different reports compare.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,31 +26,44 @@ from typing import Any
 import numpy as np
 
 from greenml.errors import ConfigError
+from greenml.ledger import SO_FAR_ATTR, ledger_entries, trial_spent_j
 from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES, metric
-from greenml.results import trial_constraints
+from greenml.results import (
+    is_stale,
+    retried_as,
+    trial_constraints,
+    trial_error,
+    trial_hardware,
+    trial_worker,
+)
 
 __all__ = [
     "EnergyBasis",
     "EstimateShare",
     "Footprint",
     "HypervolumePoint",
+    "LedgerItem",
     "StudyRecord",
     "TrialRecord",
+    "WorkerSummary",
     "classify",
     "default_reference",
     "energy_basis",
     "estimate_share",
     "footprint",
     "front_numbers",
+    "hardware_differences",
     "hypervolume",
     "hypervolume_history",
     "importances",
     "inference_estimate_shares",
+    "ledger_items",
     "load_record",
     "metric_label",
     "parse_reference",
     "search_estimate_share",
     "to_loss",
+    "workers",
 ]
 
 IMPORTANCE_EVALUATORS = ("mdi", "fanova", "ped-anova")
@@ -79,6 +93,28 @@ class TrialRecord:
     notes: tuple[str, ...] = ()  # what makes this record less than it looks
     # The whole trial's energy per component (gpu, cpu, dram); None where not metered.
     energy_components_j: dict[str, float | None] = field(default_factory=dict)
+    # The worker that ran it ({"number", "host", "pid"}) and its machine (cpu, cpu_count, gpus,
+    # meter, ...); None in studies from before workers were recorded, and for waiting trials.
+    worker: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None
+    retry_of: int | None = None  # Optuna's ``failed_trial``: the trial whose parameters this one reruns
+    stale: bool = False  # failed by the heartbeat: its worker died; ``error`` says so
+
+    @property
+    def worker_number(self) -> int | None:
+        number = (self.worker or {}).get("number")
+        return int(number) if isinstance(number, int) else None
+
+    @property
+    def host(self) -> str | None:
+        host = (self.worker or {}).get("host") or (self.hardware or {}).get("host")
+        return str(host) if host else None
+
+    @property
+    def unfinished(self) -> bool:
+        """Running, waiting, or stopped by its worker's death: it never wrote its final records
+        (provenance, per-phase energy), only what it had spent so far."""
+        return self.state in ("RUNNING", "WAITING") or self.stale
 
     def kinds(self) -> dict[str, str]:
         """``measured`` or ``estimated`` per metered component, from the provenance."""
@@ -142,7 +178,9 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
     """Read an Optuna study (any storage) into a :class:`StudyRecord`; ``trials`` if already read."""
     objectives = tuple(study.user_attrs.get("objectives") or study.metric_names or ())
     records = []
-    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    retries = retried_as(trials)
+    for trial in trials:
         attrs = trial.user_attrs
         metrics = {k: float(v) for k, v in attrs.get("metrics", {}).items() if isinstance(v, (int, float))}
         if not metrics and trial.values is not None and len(trial.values) == len(objectives):
@@ -154,7 +192,12 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
             if f"{phase}_energy_j" in metrics
         }
         energy = attrs.get("trial_energy_j", metrics.get("trial_energy_j"))
+        if energy is None and SO_FAR_ATTR in attrs and trial.state.name != "WAITING":
+            # A running trial, or one whose worker died: what it recorded so far, as the ledger counts it.
+            energy = trial_spent_j(trial)
         split = attrs.get("trial_energy_components_j") or {}
+        error = trial_error(trial, retries.get(trial.number))
+        failed_trial = trial.system_attrs.get("failed_trial")
         records.append(
             TrialRecord(
                 number=trial.number,
@@ -166,7 +209,7 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
                 phases=phases,
                 started=trial.datetime_start,
                 completed=trial.datetime_complete,
-                error=attrs.get("error"),
+                error=error,
                 traceback=attrs.get("traceback"),
                 provenance=attrs.get("provenance"),
                 device=_text(attrs.get("device")),
@@ -175,6 +218,10 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
                 energy_components_j={
                     str(c): float(v) if isinstance(v, (int, float)) else None for c, v in split.items()
                 },
+                worker=trial_worker(trial),
+                hardware=trial_hardware(trial),
+                retry_of=int(failed_trial) if isinstance(failed_trial, int) else None,
+                stale=is_stale(trial),
             )
         )
     return StudyRecord(
@@ -306,7 +353,8 @@ class HypervolumePoint:
 def hypervolume_history(
     record: StudyRecord, objectives: Sequence[str], reference: Mapping[str, float]
 ) -> list[HypervolumePoint]:
-    """Hypervolume after each finished trial, in finishing order, against trials and energy.
+    """Hypervolume after each finished trial, in finishing order, against trials and energy
+    (the search's: trials and the study's ledger entries).
 
     Incremental: a new point dominated by the current front leaves the value as it was, so the
     hypervolume is recomputed (on the front only) just when the front changes.
@@ -317,7 +365,10 @@ def hypervolume_history(
     box = float(np.prod(ref))
     front = np.empty((0, len(objectives)))
     history: list[HypervolumePoint] = []
-    energy = 0.0
+    # The study's own spending (the distillation teacher) has no time stamp: it is counted from
+    # the start. A search trains its teacher before its workers start their trials, so for the
+    # teacher that is where it was spent.
+    energy = sum(item.energy_j for item in ledger_items(record))
     value = 0.0
     for count, trial in enumerate(record.finished(), start=1):
         energy += trial.energy_j or 0.0
@@ -344,32 +395,108 @@ class TrialFootprint:
 
 
 @dataclass(frozen=True)
-class Footprint:
-    """What the search itself cost."""
+class LedgerItem:
+    """One entry of the study's ledger: spending that belongs to the study, not to a trial
+    (``teacher``: the distillation teacher, trained once per study)."""
 
+    name: str
     energy_j: float
+    seconds: float
+    co2_g: float | None  # at the carbon intensity and PUE of the trials (those of its worker first)
+    energy_basis: str  # as its entry records it; "unknown" where it does not
+    worker: int | None  # the worker that spent it
+    host: str | None
+
+
+def ledger_items(record: StudyRecord) -> list[LedgerItem]:
+    """The study's ledger entries (study attributes ``ledger:NAME``), in name order."""
+    items = []
+    for name, entry in ledger_entries(record.attrs).items():
+        worker = _mapping(entry.get("worker"))
+        hardware = _mapping(entry.get("hardware"))
+        number = worker.get("number")
+        host = worker.get("host") or hardware.get("host")
+        energy = float(entry.get("energy_j") or 0.0)
+        items.append(
+            LedgerItem(
+                name=name,
+                energy_j=energy,
+                seconds=float(entry.get("seconds") or 0.0),
+                co2_g=_co2_near(energy, record, number if isinstance(number, int) else None),
+                energy_basis=str(entry.get("energy_basis") or "unknown"),
+                worker=int(number) if isinstance(number, int) else None,
+                host=str(host) if host else None,
+            )
+        )
+    return items
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _co2_near(energy_j: float, record: StudyRecord, worker: int | None) -> float | None:
+    """gCO2e of energy that recorded no carbon intensity (a ledger entry, a trial whose worker
+    died): at that of the worker's other trials, else of all the trials, where they agree."""
+    own = [t for t in record.trials if worker is not None and t.worker_number == worker and t.provenance]
+    return _co2_g(energy_j, own or record.trials)
+
+
+def _co2_g(energy_j: float, trials: Iterable[TrialRecord]) -> float | None:
+    """gCO2e of ``energy_j`` at the carbon intensity and PUE the trials recorded, where they agree."""
+    carbons = {
+        (float(c["intensity_g_per_kwh"]), float(c["pue"]))
+        for t in trials
+        if (c := (t.provenance or {}).get("carbon"))
+    }
+    if len(carbons) != 1:
+        return None
+    ((intensity, pue),) = carbons
+    return energy_j / 3.6e6 * intensity * pue
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What the search itself cost: its trials and the study's ledger entries."""
+
+    energy_j: float  # trials and ledger entries
     co2_g: float | None
     wall_seconds: float  # first trial start to last trial end
     trial_seconds: float  # the trials' durations summed (more than wall time with parallel workers)
-    phase_energy_j: dict[str, float]
+    phase_energy_j: dict[str, float]  # the trials' energy per phase ("other": outside the phases)
     phase_seconds: dict[str, float]
     phase_co2_g: dict[str, float | None]
     energy_basis: str  # measured, partly estimated, estimated, mixed or unknown (see energy_basis)
     trials: list[TrialFootprint]
+    ledger: list[LedgerItem] = field(default_factory=list)
 
     @property
     def energy_kwh(self) -> float:
         return self.energy_j / 3.6e6
 
+    @property
+    def trial_energy_j(self) -> float:
+        """The trials' share of the energy: the total less the ledger entries."""
+        return float(sum(row.energy_j for row in self.trials))
+
 
 def footprint(record: StudyRecord) -> Footprint:
-    """Energy, CO2e and time of the whole search, by phase and by trial (failed trials included)."""
+    """Energy, CO2e and time of the whole search, by phase and by trial (failed trials included;
+    running ones and those whose worker died with what they recorded so far), and each of the
+    study's ledger entries (the teacher) as an item of its own."""
     parts = (*PHASES, "other")
     energy_by = dict.fromkeys(parts, 0.0)
     seconds_by = dict.fromkeys(parts, 0.0)
     co2_by: dict[str, float | None] = dict.fromkeys(parts, 0.0)
     rows = []
     counted = []
+
+    def co2_of(trial: TrialRecord, energy: float) -> float | None:
+        value = trial.co2_g(energy)
+        if value is None and trial.unfinished and trial.provenance is None:
+            value = _co2_near(energy, record, trial.worker_number)
+        return value
+
     for trial in record.trials:
         if trial.energy_j is None and not trial.phases:
             continue
@@ -381,31 +508,116 @@ def footprint(record: StudyRecord) -> Footprint:
         for part in parts:
             energy_by[part] += phases[part]
             seconds_by[part] += phase_seconds[part]
-            co2 = trial.co2_g(phases[part])
+            co2 = co2_of(trial, phases[part])
             current = co2_by[part]
             co2_by[part] = None if co2 is None or current is None else current + co2
         counted.append(trial)
         rows.append(
-            TrialFootprint(trial.number, trial.state, energy, trial.seconds or 0.0, trial.co2_g(), phases)
+            TrialFootprint(
+                trial.number, trial.state, energy, trial.seconds or 0.0, co2_of(trial, energy), phases
+            )
         )
     starts = [t.started for t in record.trials if t.started is not None]
     ends = [t.completed for t in record.trials if t.completed is not None]
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    co2_values = [row.co2_g for row in rows]
+    ledger = ledger_items(record)
+    co2_values = [row.co2_g for row in rows] + [item.co2_g for item in ledger]
     total_co2 = (
         None if any(v is None for v in co2_values) else float(sum(v for v in co2_values if v is not None))
     )
+    bases = {item.energy_basis for item in ledger if item.energy_basis != "unknown"}
+    if counted or not bases:
+        bases.add(energy_basis(counted).basis)
     return Footprint(
-        energy_j=float(sum(row.energy_j for row in rows)),
+        energy_j=float(sum(row.energy_j for row in rows) + sum(item.energy_j for item in ledger)),
         co2_g=total_co2,
         wall_seconds=wall,
         trial_seconds=float(sum(row.seconds for row in rows)),
         phase_energy_j=energy_by,
         phase_seconds=seconds_by,
         phase_co2_g=co2_by,
-        energy_basis=energy_basis(counted).basis,
+        energy_basis=bases.pop() if len(bases) == 1 else ("mixed" if bases else "unknown"),
         trials=rows,
+        ledger=ledger,
     )
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """A worker of the study, as its trials (and ledger entries) recorded it."""
+
+    number: int | None  # None: trials that recorded no worker (a study from before workers were)
+    host: str | None
+    pid: int | None
+    hardware: dict[str, Any]  # cpu, cpu_count, gpus, meter, ...; {} where not recorded
+    trials: int  # trials it ran (running and failed ones included, waiting ones not)
+    energy_j: float  # what those trials spent
+
+    def comparable(self) -> dict[str, Any]:
+        """What makes energy and latency comparable, by label: CPU model, logical CPUs, GPU models
+        (a device index such as ``cuda:1`` is no difference), meter. None where not recorded."""
+        gpus = self.hardware.get("gpus")
+        return {
+            "CPU model": self.hardware.get("cpu"),
+            "logical CPUs": self.hardware.get("cpu_count"),
+            "GPUs": None
+            if gpus is None
+            else tuple(sorted(re.sub(r"^cuda:\d+\s+", "", str(g)) for g in gpus)),
+            "meter": self.hardware.get("meter"),
+        }
+
+
+def workers(record: StudyRecord) -> list[WorkerSummary]:
+    """Every worker seen in the trials and the ledger, in number order; trials that recorded no
+    worker (an older study) are one entry, first, with the study's ``hardware`` (written by its
+    first worker). A study with no trials yet lists that attribute alone, where it is recorded."""
+    study_hardware = record.attrs.get("hardware")
+    found: dict[tuple[int, int, str], dict[str, Any]] = {}
+
+    def tally(number: int | None, host: str | None, hardware: dict[str, Any] | None) -> dict[str, Any]:
+        # Unrecorded first, then by worker number, then trials that name a host but no worker.
+        key = (1, number, "") if number is not None else (2, 0, host) if host else (0, 0, "")
+        if key[0] == 0 and not hardware and isinstance(study_hardware, dict):
+            hardware = study_hardware
+        entry = found.setdefault(
+            key, {"number": number, "host": host, "pid": None, "hardware": {}, "trials": 0, "energy_j": 0.0}
+        )
+        if not entry["hardware"] and hardware:
+            entry["hardware"] = dict(hardware)
+        entry["host"] = entry["host"] or host
+        return entry
+
+    for trial in record.trials:
+        if trial.state == "WAITING":  # not run yet
+            continue
+        entry = tally(trial.worker_number, trial.host, trial.hardware)
+        entry["trials"] += 1
+        entry["energy_j"] += trial.energy_j or 0.0
+        pid = (trial.worker or {}).get("pid")
+        if entry["pid"] is None and isinstance(pid, int):
+            entry["pid"] = pid
+    for item in ledger_entries(record.attrs).values():
+        worker, hardware = item.get("worker"), item.get("hardware")
+        if isinstance(worker, dict) and isinstance(worker.get("number"), int):
+            entry = tally(
+                worker["number"], worker.get("host"), hardware if isinstance(hardware, dict) else None
+            )
+            if entry["pid"] is None and isinstance(worker.get("pid"), int):
+                entry["pid"] = worker["pid"]
+    if not found and isinstance(study_hardware, dict) and study_hardware:
+        tally(None, None, None)
+    return [WorkerSummary(**found[key]) for key in sorted(found)]
+
+
+def hardware_differences(summaries: Sequence[WorkerSummary]) -> list[str]:
+    """What differs between the workers' machines (CPU model, logical CPUs, GPUs, meter): the
+    labels of :meth:`WorkerSummary.comparable` with more than one recorded value."""
+    values: dict[str, set[Any]] = {}
+    for summary in summaries:
+        for label, value in summary.comparable().items():
+            if value is not None:
+                values.setdefault(label, set()).add(value)
+    return [label for label, seen in values.items() if len(seen) > 1]
 
 
 def importances(
@@ -500,11 +712,15 @@ def components_text(components: Sequence[str]) -> str:
 def energy_basis(trials: Iterable[TrialRecord]) -> EnergyBasis:
     """The basis of the trials' energy: one of the provenance's ``measured``, ``partly
     estimated``, ``estimated`` when every trial has the same, ``mixed`` when they differ (a
-    resumed study on other hardware), ``unknown`` when none recorded it."""
+    resumed study on other hardware), ``unknown`` when none recorded it. Unfinished trials
+    without a provenance (running, or stopped by their worker's death) have not written it yet
+    rather than lack one, and are left out."""
     bases: set[str] = set()
     kinds: dict[str, set[str]] = {}
     estimators: set[str] = set()
     for trial in trials:
+        if trial.provenance is None and trial.unfinished:
+            continue
         prov = trial.provenance or {}
         bases.add(str(prov.get("energy_basis") or "unknown"))
         for component, kind in trial.kinds().items():

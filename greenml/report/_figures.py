@@ -52,6 +52,7 @@ PHASE_COLOURS = {
     "benchmark": "#CC79A7",
     "other": "#999999",
 }
+LEDGER_COLOUR = "#000000"  # the study's own entries (the teacher), apart from the phases' colours
 STUDY_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 LOG_SPAN = 50.0  # an axis whose values span this factor or more is drawn on a log scale
 
@@ -367,26 +368,33 @@ def hypervolume_figure(history: Sequence[HypervolumePoint], basis: EnergyBasis |
 
 
 def footprint_by_phase(fp: Footprint, basis: EnergyBasis | None = None) -> Any:
-    """Energy and time per phase of the whole search."""
+    """Energy and time per phase of the whole search, and of each of the study's ledger entries
+    (the teacher), a bar of its own beside the phases."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     parts = [*PHASES, "other"]
+    # A ledger entry named like a phase would share its bar: such a one keeps its prefix.
+    items = [html.escape(i.name if i.name not in parts else f"ledger:{i.name}") for i in fp.ledger]
     fig = make_subplots(
         rows=1,
         cols=2,
         subplot_titles=(energy_label("energy", "J", basis), "time (s)"),
         horizontal_spacing=0.12,
     )
-    colours = [PHASE_COLOURS[p] for p in parts]
-    for col, (values, unit) in enumerate(((fp.phase_energy_j, "J"), (fp.phase_seconds, "s")), start=1):
+    colours = [PHASE_COLOURS[p] for p in parts] + [LEDGER_COLOUR] * len(items)
+    kinds = ["trial phase"] * len(parts) + ["study ledger, outside every trial"] * len(items)
+    energy = [fp.phase_energy_j[p] for p in parts] + [item.energy_j for item in fp.ledger]
+    seconds = [fp.phase_seconds[p] for p in parts] + [item.seconds for item in fp.ledger]
+    for col, (values, unit) in enumerate(((energy, "J"), (seconds, "s")), start=1):
         fig.add_trace(
             go.Bar(
-                x=parts,
-                y=[values[p] for p in parts],
+                x=[*parts, *items],
+                y=values,
                 marker_color=colours,
+                customdata=kinds,
                 showlegend=False,
-                hovertemplate="%{x}: %{y:.4g} " + unit + "<extra></extra>",
+                hovertemplate="%{x} (%{customdata}): %{y:.4g} " + unit + "<extra></extra>",
             ),
             row=1,
             col=col,

@@ -23,7 +23,14 @@ from markupsafe import Markup, escape
 from greenml import __version__
 from greenml.metrics import MAXIMIZED, METRIC_NAMES, PHASES
 from greenml.report import _data, _figures
-from greenml.report._data import EnergyBasis, EstimateShare, StudyRecord, TrialRecord, metric_label
+from greenml.report._data import (
+    EnergyBasis,
+    EstimateShare,
+    StudyRecord,
+    TrialRecord,
+    WorkerSummary,
+    metric_label,
+)
 
 __all__ = ["comparison_html", "report_html"]
 
@@ -167,12 +174,22 @@ def _command(attrs: Mapping[str, Any]) -> str:
     return shlex.join(command) if command else "not recorded (study not created by greenml search)"
 
 
-def _hardware(attrs: Mapping[str, Any]) -> tuple[str, str]:
-    info = attrs.get("hardware") or {}
+def hardware_text(info: Mapping[str, Any]) -> str:
+    """``CPU (8 logical CPUs); GPUs or "no GPU used"; platform``; "not recorded" where empty."""
     if not info:
-        return "not recorded", "greenml " + str(attrs.get("greenml_version", "?"))
+        return "not recorded"
     gpus = ", ".join(info.get("gpus") or []) or "no GPU used"
-    hardware = f"{info.get('cpu', '?')} ({info.get('cpu_count', '?')} logical CPUs); {gpus}; {info.get('platform', '?')}"
+    return f"{info.get('cpu', '?')} ({info.get('cpu_count', '?')} logical CPUs); {gpus}; {info.get('platform', '?')}"
+
+
+def _hardware(attrs: Mapping[str, Any], summaries: Sequence[WorkerSummary] = ()) -> tuple[list[str], str]:
+    """The distinct hardware lines (the workers', where they recorded it; else the study's,
+    written by its first worker) and the software line (the study's)."""
+    info = attrs.get("hardware") or {}
+    texts = list(dict.fromkeys(hardware_text(w.hardware) for w in summaries if w.hardware))
+    hardware = texts or [hardware_text(info)]
+    if not info:
+        return hardware, "greenml " + str(attrs.get("greenml_version", "?"))
     software = ", ".join(
         f"{name} {info[key]}"
         for name, key in (
@@ -184,6 +201,37 @@ def _hardware(attrs: Mapping[str, Any]) -> tuple[str, str]:
         if key in info
     )
     return hardware, f"greenml {attrs.get('greenml_version', '?')}, {software}"
+
+
+def workers_context(summaries: Sequence[WorkerSummary]) -> dict[str, Any]:
+    """The workers' table (one row each, plain text) and, where their machines differ in what
+    energy and latency depend on, the warning that says so (else "")."""
+    rows = []
+    for worker in summaries:
+        info = worker.hardware
+        gpus = info.get("gpus")
+        rows.append(
+            {
+                "number": "not recorded" if worker.number is None else str(worker.number),
+                "host": worker.host or info.get("host") or "not recorded",
+                "pid": "" if worker.pid is None else str(worker.pid),
+                "cpu": str(info.get("cpu") or "not recorded"),
+                "cpu_count": str(info.get("cpu_count") or "?"),
+                "gpus": "not recorded" if gpus is None else ", ".join(map(str, gpus)) or "no GPU used",
+                "meter": str(info.get("meter") or "not recorded"),
+                "trials": str(worker.trials),
+                "energy_j": f"{worker.energy_j:.4g}",
+            }
+        )
+    differ = _data.hardware_differences(summaries)
+    warning = (
+        f"The workers ran on different hardware ({', '.join(differ)} differ): their trials' energy "
+        "and latency are not comparable with each other. The trial table's worker and host columns "
+        "say where each trial ran."
+        if differ
+        else ""
+    )
+    return {"rows": rows, "warning": warning}
 
 
 def provenance_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
@@ -229,8 +277,9 @@ def trial_table(
     basis: EnergyBasis | None = None,
 ) -> dict[str, Any]:
     """Columns and rows (escaped markup) of a trial table (numbers carry a sort value): the
-    deploy device, the trial's notes (a ⚠ that opens them), the objectives and every other
-    metric of the deployed artifact that some trial has, with units and the energy ``basis``."""
+    worker and host that ran it, the trial it retries, the deploy device, the trial's notes (a ⚠
+    that opens them), the objectives and every other metric of the deployed artifact that some
+    trial has, with units and the energy ``basis``."""
     present = {name for t in trials for name in t.metrics}
     extra = [name for name in _TABLE_METRICS if name in present]
     metric_columns = list(dict.fromkeys([*objectives, *extra]))
@@ -238,6 +287,9 @@ def trial_table(
     columns = [
         {"label": "trial", "cls": ""},
         {"label": "status", "cls": "text"},
+        {"label": "worker", "cls": ""},
+        {"label": "host", "cls": "text"},
+        {"label": "retry of", "cls": ""},
         {"label": "deploy device", "cls": "text"},
         {"label": "notes", "cls": "text"},
         *({"label": metric_label(name, basis), "cls": ""} for name in metric_columns),
@@ -252,7 +304,11 @@ def trial_table(
         deployed = trial.deploy_device or ("not recorded" if trial.state == "COMPLETE" else "")
         cells = [
             f'<tr class="status-{place}" data-status="{place}"><td data-v="{trial.number}">{trial.number}</td>',
-            f'<td class="text">{place}</td><td class="text">{escape(deployed)}</td>',
+            f'<td class="text">{place}</td>',
+            _number_cell(trial.worker_number),
+            f'<td class="text">{escape(trial.host or "")}</td>',
+            _number_cell(trial.retry_of),
+            f'<td class="text">{escape(deployed)}</td>',
             _notes_cell(trial.notes),
         ]
         cells += [_number_cell(trial.metrics.get(name)) for name in metric_columns]
@@ -304,7 +360,9 @@ def report_html(
     importance_figure = (
         figures.add("Importance per objective", _figures.importance_figure(values, basis)) if values else None
     )
-    hardware, software = _hardware(record.attrs)
+    summaries = _data.workers(record)
+    machines, software = _hardware(record.attrs, summaries)
+    hardware = machines[0] if len(machines) == 1 else "differs between the workers (see the workers below)"
     carbon = provenance_groups(record.trials)
     context = {
         "study": record,
@@ -312,6 +370,8 @@ def report_html(
         "objectives_text": _objectives_text(objectives),
         "hardware": hardware,
         "software": software,
+        "workers": workers_context(summaries),
+        "workers_energy_label": _data.energy_label("trials' energy", "J", basis),
         "provenance": carbon,
         "command": _command(record.attrs),
         "devices": _devices(record),
@@ -326,6 +386,8 @@ def report_html(
         "final_hv": final_hv,
         "footprint": fp,
         "kpi": _kpis(fp),
+        "ledger": ledger_rows(fp),
+        "ledger_note": _ledger_note(record.attrs, fp),
         "phase_figure": phase_figure,
         "trial_figure": trial_figure,
         "importance_figure": importance_figure,
@@ -425,7 +487,11 @@ def energy_texts(
             "footprint": f"partly estimated ({what}; see the share above)",
         }
     if basis.basis == "mixed":
-        counts = Counter(str((t.provenance or {}).get("energy_basis") or "not recorded") for t in trials)
+        counts = Counter(
+            str((t.provenance or {}).get("energy_basis") or "not recorded")
+            for t in trials
+            if t.provenance is not None or not t.unfinished  # not written yet is not "not recorded"
+        )
         listed = ", ".join(f"{name} in {n} trials" for name, n in counts.most_common())
         return {
             "basis": f"Energy rests on different bases in different trials ({listed}): "
@@ -455,6 +521,72 @@ def _reference_origin(reference: Mapping[str, float] | None, objectives: Sequenc
         return "given with --reference"
     given = f"; given with --reference: {', '.join(reference)}" if reference else ""
     return f"default: 1.1 × the worst feasible value of each objective, an error capped at 1{given}"
+
+
+def ledger_rows(fp: _data.Footprint) -> list[dict[str, str]]:
+    """The footprint's items: the trials, each ledger entry (the teacher), the total; [] when the
+    study has no ledger entry (the trials are then the whole)."""
+    if not fp.ledger:
+        return []
+
+    def co2(value: float | None) -> str:
+        return "not recorded" if value is None else f"{value:.4g}"
+
+    trial_co2 = [row.co2_g for row in fp.trials]
+    rows = [
+        {
+            "item": f"trials ({len(fp.trials)})",
+            "energy_j": f"{fp.trial_energy_j:.4g}",
+            "seconds": f"{fp.trial_seconds:.4g}",
+            "co2_g": co2(None if None in trial_co2 else sum(v or 0.0 for v in trial_co2)),
+            "basis": "",
+            "by": "",
+        }
+    ]
+    for item in fp.ledger:
+        by = "" if item.worker is None else f"worker {item.worker}"
+        if item.host:
+            by = f"{by} on {item.host}" if by else item.host
+        rows.append(
+            {
+                "item": item.name,
+                "energy_j": f"{item.energy_j:.4g}",
+                "seconds": f"{item.seconds:.4g}",
+                "co2_g": co2(item.co2_g),
+                "basis": item.energy_basis,
+                "by": by,
+            }
+        )
+    rows.append(
+        {
+            "item": "total",
+            "energy_j": f"{fp.energy_j:.4g}",
+            "seconds": "",
+            "co2_g": co2(fp.co2_g),
+            "basis": fp.energy_basis,
+            "by": "",
+        }
+    )
+    return rows
+
+
+def _ledger_note(attrs: Mapping[str, Any], fp: _data.Footprint) -> str:
+    """Where the footprint shows the study's own spending (the distillation teacher's above all)."""
+    notes = []
+    if any(item.name == "teacher" for item in fp.ledger):
+        notes.append(
+            "The distillation teacher, trained once for the whole study outside every trial, is an "
+            'item of its own ("teacher"), counted in the total.'
+        )
+    elif "teacher_energy_j" in attrs:  # a study from before the ledger: the teacher ran inside a trial
+        notes.append("The distillation teacher was trained inside the first distilling trial's train phase.")
+    others = [item.name for item in fp.ledger if item.name != "teacher"]
+    if others:
+        notes.append(
+            f"The study's other ledger entries ({', '.join(others)}: spending that belongs to no trial) "
+            "are items of their own too."
+        )
+    return " ".join(notes)
 
 
 def _kpis(fp: _data.Footprint) -> dict[str, str]:
@@ -492,7 +624,9 @@ def comparison_html(
         history = _data.hypervolume_history(record, objectives, chosen) if complete else []
         histories.append((label, history))
         bases.add(fp.energy_basis)
-        hardware, _ = _hardware(record.attrs)
+        summaries = _data.workers(record)
+        machines, _ = _hardware(record.attrs, summaries)
+        differ = _data.hardware_differences(summaries)
         rows.append(
             {
                 "label": label,
@@ -507,7 +641,10 @@ def comparison_html(
                 "hypervolume": f"{history[-1].hypervolume:.4g}" if history else "n/a",
                 "energy_kwh": f"{fp.energy_kwh:.4g}",
                 "basis": fp.energy_basis,
-                "hardware": hardware,
+                "hardware": "; ".join(machines),
+                "hardware_warning": f"workers differ in {', '.join(differ)}: energy and latency do not compare"
+                if differ
+                else "",
                 "command": _command(record.attrs),
                 "objectives": _objectives_text(record.objectives),
                 "constraints": ", ".join(record.attrs.get("constraints") or []) or "none",

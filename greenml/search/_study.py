@@ -353,7 +353,7 @@ def progress_line(study: Any, trial: Any, config: SearchConfig, energy_j: float)
     done = sum(1 for t in complete if finished is None or t.datetime_complete <= finished)
     target = f"/{config.trials}" if config.trials else ""
     if trial.state == TrialState.FAIL:
-        outcome = "failed: " + trial.user_attrs.get("error", "its worker stopped sending heartbeats")
+        outcome = "failed: " + (trial.user_attrs.get("error") or "its worker stopped sending heartbeats")
     else:
         outcome = trial.state.name.lower() if trial.state != TrialState.COMPLETE else "ok"
     worker = trial.user_attrs.get("worker", {}).get("number")
@@ -412,12 +412,12 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
             )
 
     while not state.reason:
+        _fail_stale(study, config.heartbeat.grace_s)
         state.reason = _budget_spent(search, state)
         if state.reason:
             break
         if config.trials is not None and _pending(study) >= config.trials:
             # The other workers' running trials may finish the budget, or fail and leave room.
-            _fail_stale(study)
             time.sleep(_WAIT_S)
             continue
         study.optimize(objective, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False)
@@ -452,12 +452,38 @@ def _pending(study: Any) -> int:
     return sum(1 for t in trials if t.state == TrialState.COMPLETE or "worker" in t.user_attrs)
 
 
-def _fail_stale(study: Any) -> None:
+def _fail_stale(study: Any, grace_s: float) -> None:
+    """Fail (and queue again) trials whose worker died: Optuna's heartbeat check, and orphans.
+
+    An orphan is a running trial with no worker record older than the grace period: left by a
+    greenml without heartbeats, or by a worker killed between Optuna creating the trial and its
+    first heartbeat.
+    """
+    import datetime
+
     import optuna
+    from optuna.trial import TrialState
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    storage = study._storage
+    limit = datetime.datetime.now() - datetime.timedelta(seconds=grace_s)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" in trial.user_attrs or trial.datetime_start is None or trial.datetime_start > limit:
+            continue
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        retry = (
+            storage.get_heartbeat_stale_trial_callback()
+            if hasattr(storage, "get_heartbeat_stale_trial_callback")
+            else None
+        )
+        if retry is not None and trial.params:
+            retry(study, storage.get_trial(trial._trial_id))
 
 
 def _budget_spent(search: SearchRun, state: _RunState) -> str:
@@ -487,7 +513,15 @@ def _budget_spent(search: SearchRun, state: _RunState) -> str:
 
 def _start_trial(trial: Any, search: SearchRun) -> None:
     """What a trial records before it runs: its worker and hardware, and 0 J spent so far."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
     ctx = search.context
+    storage = search.study._storage
+    if is_heartbeat_enabled(storage):
+        # The first heartbeat before the worker record: a trial that has a worker record always
+        # has a heartbeat to go stale (Optuna's heartbeat thread starts beside the objective).
+        assert isinstance(storage, BaseHeartbeat)
+        storage.record_heartbeat(trial._trial_id)
     trial.set_user_attr(SO_FAR_ATTR, 0.0)
     if search.worker is not None:
         trial.set_user_attr("worker", search.worker.record)

@@ -45,6 +45,16 @@ def _helper(study: Any) -> Any:
     return helper
 
 
+def _ask(helper: Any) -> Any:
+    """A new record in the helper study (Optuna warns that heartbeats are for ``optimize``: they
+    are, and these records keep their own ``alive_at`` instead)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return helper.ask()
+
+
 def _alive(trial: Any, grace_s: float, now: float) -> bool:
     """Complete, or running and renewed within the grace period (or just asked, not yet renewed)."""
     if trial.state.name == "COMPLETE":
@@ -88,7 +98,7 @@ class Worker:
 def register_worker(study: Any, hardware: dict[str, Any], heartbeat: Heartbeat) -> Worker:
     """Register this process as the study's next worker; its pulse runs until ``close()``."""
     helper = _helper(study)
-    trial = helper.ask()
+    trial = _ask(helper)
     host, pid = socket.gethostname(), os.getpid()
     for key, value in (("kind", "worker"), ("host", host), ("pid", pid), ("hardware", hardware)):
         trial.set_user_attr(key, value)
@@ -120,7 +130,7 @@ class Claim:
         self._helper = _helper(study)
         self._kind = kind
         self._grace_s = heartbeat.grace_s
-        self._trial = self._helper.ask()
+        self._trial = _ask(self._helper)
         self._trial.set_user_attr("kind", f"claim:{kind}")
         self._trial.set_user_attr("worker", worker.record)
         self._pulse = Pulse(lambda: self._trial.set_user_attr("alive_at", time.time()), heartbeat.interval_s)

@@ -9,19 +9,29 @@ every part of it. The numbers are made up and say so: the provenance's method re
 machine with no GPU and no RAPL), ``measured`` (RAPL: CPU and DRAM) or ``partly estimated``
 (a GPU measured through NVML beside the CPU estimated from CPU time; torch artifacts deployed on
 the GPU, ONNX Runtime ones on the CPU).
+
+Without ``workers`` a study looks like one from before workers were recorded: its trials carry
+no ``worker`` or ``hardware`` and only the study's ``hardware`` attribute says where it ran.
+With ``workers`` (see :func:`worker`) the trials go round the workers, each recording its worker
+and machine, and each worker measuring on its own basis. ``ledger`` books study-level entries
+(``teacher``: the distillation teacher, with the study's ``teacher`` attribute) as worker 0.
+``stale`` trials die with their worker: failed by the heartbeat with no error, what they spent
+so far recorded, and retried by the next trial as Optuna's retry callback does it (the last
+trial's retry is left waiting, with a copy of the dead trial's attributes).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from greenml.ledger import SO_FAR_ATTR
 from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES
 
-__all__ = ["BASES", "PROVENANCE", "make_study", "provenance"]
+__all__ = ["BASES", "PROVENANCE", "make_study", "provenance", "worker"]
 
 BASES = ("estimated", "measured", "partly estimated")
 BATCH = 32  # the synthetic "larger batch"
@@ -85,6 +95,37 @@ _SPLITS: dict[str, tuple[dict[str, float], dict[str, float], dict[str, float]]] 
     "measured": ({"cpu": 0.8, "dram": 0.2}, {"cpu": 0.8, "dram": 0.2}, {"cpu": 0.8, "dram": 0.2}),
     "partly estimated": ({"gpu": 0.75, "cpu": 0.25}, {"gpu": 0.8, "cpu": 0.2}, {"gpu": 0.35, "cpu": 0.65}),
 }
+
+
+def worker(
+    host: str = "synthetic-host",
+    cpu: str = "synthetic CPU",
+    cpu_count: int = 2,
+    gpus: Sequence[str] | None = None,
+    basis: str | None = None,
+) -> dict[str, Any]:
+    """A worker for ``make_study(workers=...)``: its machine, and its measurement set-up
+    (``basis``, default the study's; a worker on ``partly estimated`` has a GPU by default)."""
+    return {"host": host, "cpu": cpu, "cpu_count": cpu_count, "gpus": gpus, "basis": basis}
+
+
+def _hardware(spec: Mapping[str, Any], basis: str) -> dict[str, Any]:
+    """The ``hardware`` record of a worker, as ``greenml search`` writes it (host info and meter)."""
+    gpus = spec.get("gpus")
+    if gpus is None:
+        gpus = ["cuda:0 synthetic GPU"] if basis == "partly estimated" else []
+    return {
+        "host": spec.get("host", "synthetic-host"),
+        "cpu": spec.get("cpu", "synthetic CPU"),
+        "cpu_count": spec.get("cpu_count", 2),
+        "gpus": list(gpus),
+        "platform": "synthetic",
+        "python": "synthetic",
+        "torch": "synthetic",
+        "onnxruntime": "synthetic",
+        "optuna": "synthetic",
+        "meter": provenance(basis)["meter"],
+    }
 
 
 def _split(total: float, fractions: dict[str, float]) -> dict[str, float | None]:
@@ -178,18 +219,25 @@ def make_study(
     seed: int = 0,
     attrs: dict[str, Any] | None = None,
     basis: str = "estimated",
+    workers: Sequence[Mapping[str, Any]] = (),
+    ledger: Mapping[str, float] | None = None,
+    stale: Sequence[int] = (),
 ) -> Any:
     """Create a study of ``n_trials`` synthetic trials in ``storage`` (every ``fail_every``-th
     fails with ``error``); ``constraints`` are (metric, lower bound) pairs on maximised metrics
     or upper bounds on the others, stored the way ``Trial.set_constraint`` stores them;
-    ``basis`` is the measurement set-up (see the module docstring)."""
+    ``basis`` is the measurement set-up; ``workers`` (made with :func:`worker`), ``ledger``
+    ({name: energy in J}) and ``stale`` (trial numbers) as the module docstring says."""
     import optuna
     from optuna.trial import TrialState
 
-    prov = provenance(basis)
+    for spec in workers:
+        if spec.get("basis") not in (None, *BASES):
+            provenance(spec["basis"])  # the error that names the valid bases
+    # (basis, hardware record) of each worker
+    machines = [(b, _hardware(spec, b)) for spec in workers for b in [spec.get("basis") or basis]]
     gpu = basis == "partly estimated"
     device = "cuda:0" if gpu else "cpu"
-    trial_split, on_gpu, on_cpu = _SPLITS[basis]
     rng = random.Random(seed)
     study = optuna.create_study(
         storage=storage,
@@ -209,7 +257,10 @@ def make_study(
         "device": device,
         "deploy_device": device,
         "command": ["greenml", "search", "--study", name],
-        "hardware": {
+        # written by the study's first worker
+        "hardware": machines[0][1]
+        if machines
+        else {
             "cpu": "synthetic CPU",
             "cpu_count": 2,
             "gpus": ["synthetic GPU"] if gpu else [],
@@ -218,18 +269,67 @@ def make_study(
     }
     for key, value in {**defaults, **(attrs or {})}.items():
         study.set_user_attr(key, value)
+    for entry, energy in (ledger or {}).items():
+        study.set_user_attr(f"ledger:{entry}", _ledger_entry(energy, machines, basis))
+        if entry == "teacher":
+            study.set_user_attr(
+                "teacher",
+                {
+                    "artifact_id": "synthetic",
+                    "space": "mlp",
+                    "params": {"n_layers": 2, "width": 256},
+                    "epochs": 20,
+                    "val_accuracy": 0.97,
+                },
+            )
     distributions = _distributions()
     clock = datetime(2026, 1, 1, tzinfo=timezone.utc).replace(tzinfo=None)
     trials = []
+    retry: tuple[dict[str, Any], dict[str, Any]] | None = None  # (params, system attrs) of the next trial
+    waiting: Any = None  # the last trial's retry, when its worker died
     for number in range(n_trials):
-        params = _params(rng)
+        params = _params(rng) if retry is None else retry[0]
+        system_attrs = {} if retry is None else retry[1]
+        retry = None
         used = {key: distributions[key] for key in params}
         failed = fail_every > 0 and number % fail_every == fail_every - 1
         metrics = _metrics(params, rng)
         start = clock
         clock += timedelta(seconds=metrics["trial_seconds"])
-        user_attrs: dict[str, Any] = {"provenance": prov, "device": device}
-        if failed:
+        trial_basis, ran_by = basis, {}
+        if machines:
+            index = number % len(machines)
+            trial_basis, hardware = machines[index]
+            ran_by = {"worker": _worker_record(index, hardware), "hardware": hardware}
+        prov = provenance(trial_basis)
+        trained_on = "cuda:0" if trial_basis == "partly estimated" else "cpu"
+        trial_split, on_gpu, on_cpu = _SPLITS[trial_basis]
+        user_attrs: dict[str, Any] = {**ran_by, "provenance": prov, "device": trained_on}
+        if number in stale:
+            # Its worker died after the train phase: what it spent so far, no error, no window.
+            dead = {**ran_by, SO_FAR_ATTR: metrics["train_energy_j"]}
+            history = [*system_attrs.get("retry_history", []), number]
+            retry = (
+                params,
+                {"failed_trial": system_attrs.get("failed_trial", number), "retry_history": history},
+            )
+            trial = optuna.trial.create_trial(
+                state=TrialState.FAIL,
+                params=params,
+                distributions=used,
+                user_attrs=dead,
+                system_attrs=system_attrs,
+            )
+            clock = start + timedelta(seconds=metrics["train_seconds"])
+            if number == n_trials - 1:  # queued again, not run yet: a copy of the dead trial's attributes
+                waiting = optuna.trial.create_trial(
+                    state=TrialState.WAITING,
+                    params=params,
+                    distributions=used,
+                    user_attrs=dict(dead),
+                    system_attrs=retry[1],
+                )
+        elif failed:
             energy = metrics["train_energy_j"] * 0.5
             user_attrs.update(
                 trial_energy_j=energy,
@@ -239,10 +339,14 @@ def make_study(
                 traceback=f'Traceback (most recent call last):\n  File "space.py", line 1\n{error}\n',
             )
             trial = optuna.trial.create_trial(
-                state=TrialState.FAIL, params=params, distributions=used, user_attrs=user_attrs
+                state=TrialState.FAIL,
+                params=params,
+                distributions=used,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
             )
         else:
-            deploy = device if params["runtime"] == "torch" else "cpu"
+            deploy = trained_on if params["runtime"] == "torch" else "cpu"
             inference = _split(metrics["inference_energy_j"], on_gpu if deploy != "cpu" else on_cpu)
             metrics.update({f"inference_{c}_energy_j": v for c, v in inference.items() if v is not None})
             user_attrs.update(
@@ -267,10 +371,33 @@ def make_study(
                 params=params,
                 distributions=used,
                 user_attrs=user_attrs,
+                system_attrs=system_attrs,
                 constraints=violations,
             )
         trial.datetime_start = start
         trial.datetime_complete = clock
         trials.append(trial)
+    if waiting is not None:
+        trials.append(waiting)
     study.add_trials(trials)
     return study
+
+
+def _worker_record(number: int, hardware: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's ``worker`` attribute: the worker's number, host and (made-up) process id."""
+    return {"number": number, "host": hardware["host"], "pid": 1000 + number}
+
+
+def _ledger_entry(
+    energy_j: float, machines: Sequence[tuple[str, dict[str, Any]]], basis: str
+) -> dict[str, Any]:
+    """A ledger entry as the search books it, spent by worker 0 (by no recorded worker without workers)."""
+    entry_basis, hardware = machines[0] if machines else (basis, None)
+    return {
+        "energy_j": energy_j,
+        "seconds": energy_j / 8.0,  # the synthetic trials' 8 W
+        "energy_basis": entry_basis,
+        "energy_components_j": _split(energy_j, _SPLITS[entry_basis][0]),
+        "worker": _worker_record(0, hardware) if hardware else None,
+        "hardware": hardware,
+    }
