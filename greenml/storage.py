@@ -311,6 +311,9 @@ def run_proxy(storage_url: str, host: str, port: int) -> None:
     storage = optuna.storages.get_storage(open_storage(storage_url))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("grpc").setLevel(logging.ERROR)
+    import warnings
+
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     try:
         optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
     except RuntimeError as error:  # grpc's "Failed to bind to address"
