@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 Evaluate = Callable[[Any, TrialContext], dict[str, float]]
+# A trial started when the study's --trials were already complete or running (pruned at once).
+SURPLUS_ATTR = "surplus"
 
 
 @dataclass
@@ -352,7 +354,9 @@ def progress_line(study: Any, trial: Any, config: SearchConfig, energy_j: float)
     finished = trial.datetime_complete
     done = sum(1 for t in complete if finished is None or t.datetime_complete <= finished)
     target = f"/{config.trials}" if config.trials else ""
-    if trial.state == TrialState.FAIL:
+    if SURPLUS_ATTR in trial.user_attrs:
+        outcome = "not run: " + trial.user_attrs[SURPLUS_ATTR]
+    elif trial.state == TrialState.FAIL:
         outcome = "failed: " + (trial.user_attrs.get("error") or "its worker stopped sending heartbeats")
     else:
         outcome = trial.state.name.lower() if trial.state != TrialState.COMPLETE else "ok"
@@ -381,6 +385,13 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
 
     def objective(trial: optuna.Trial) -> list[float]:
         _start_trial(trial, search)
+        if config.trials is not None and _ahead(study, trial.number, config) >= config.trials:
+            # Another worker started the last trial in the same instant: this one would be one
+            # too many. It ends before sampling anything, as pruned, with nothing spent.
+            trial.set_user_attr(
+                SURPLUS_ATTR, f"the study already had {config.trials} trials complete or running"
+            )
+            raise optuna.TrialPruned(trial.user_attrs[SURPLUS_ATTR])
         try:
             metrics = search.evaluate(trial, ctx)
         except BaseException as error:
@@ -450,6 +461,27 @@ def _pending(study: Any) -> int:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
     # A trial left RUNNING by a greenml without heartbeats (no worker record) never finishes.
     return sum(1 for t in trials if t.state == TrialState.COMPLETE or "worker" in t.user_attrs)
+
+
+def _ahead(study: Any, number: int, config: SearchConfig) -> int:
+    """Trials that count toward ``--trials`` before trial ``number``: complete, or running and
+    created earlier (Optuna numbers trials in the order they are created)."""
+    import datetime
+
+    from optuna.trial import TrialState
+
+    limit = datetime.datetime.now() - datetime.timedelta(seconds=config.heartbeat.grace_s)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+    # Running ones, orphans left out: trials with no worker record older than the grace period.
+    running = sum(
+        1
+        for t in trials
+        if t.state == TrialState.RUNNING
+        and t.number < number
+        and ("worker" in t.user_attrs or (t.datetime_start or limit) > limit)
+    )
+    return complete + running
 
 
 def _fail_stale(study: Any, grace_s: float) -> None:
