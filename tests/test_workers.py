@@ -7,6 +7,7 @@ asleep and on the CPU, so the tests can kill a worker in the middle of a trial.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import multiprocessing
 import os
@@ -462,3 +463,43 @@ def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
     long = optuna.load_study(study_name="long", storage=storage)
     assert [t.state for t in long.trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all("KeyboardInterrupt" in t.user_attrs["error"] for t in long.trials)
+
+
+def test_a_trial_started_alongside_the_last_one_is_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers see 2 of 3 trials complete at the same instant and both start: one is surplus."""
+    import threading
+
+    from greenml.report import write_report
+    from greenml.search import _study
+
+    config = _config(f"sqlite:///{tmp_path}/race.db", tmp_path, trials=3)
+    search = prepare(config, evaluate=evaluate)
+    try:
+        run(search)  # 3 complete
+        # Rewind to the race: "another worker" holds trial 3 running, 2 complete before it.
+        study = search.study
+        racing = study.ask()
+        racing.set_user_attr("worker", {"number": 9, "host": "elsewhere", "pid": 1})
+        search.config = dataclasses.replace(config, trials=4)
+        calls = {"n": 0}
+        real = _study._pending
+
+        def pending_as_seen_a_moment_ago(study: Any) -> int:
+            calls["n"] += 1
+            return 3 if calls["n"] == 1 else real(study)
+
+        monkeypatch.setattr(_study, "_pending", pending_as_seen_a_moment_ago)
+        threading.Timer(2.0, lambda: study.tell(racing, [0.5, 1e-4, 0.1])).start()
+        run(search)
+    finally:
+        search.close()
+    study = _reload(config)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    surplus = [t for t in study.trials if "surplus" in t.user_attrs]
+    assert len(surplus) == 1
+    assert surplus[0].state == TrialState.PRUNED and surplus[0].params == {}
+    assert "already had 4 trials complete or running" in surplus[0].user_attrs["surplus"]
+    # The report takes it in its stride.
+    assert write_report(config.study_name, config.storage_url, tmp_path / "race.html").exists()
