@@ -38,12 +38,13 @@ from greenml.errors import ConfigError
 __all__ = [
     "DEFAULT_GRPC_PORT",
     "DEFAULT_STORAGE_FILE",
-    "HELPER_SUFFIX",
+    "HELPER_MARK",
     "Heartbeat",
     "Pulse",
     "artifact_dir",
     "artifact_store",
     "default_storage",
+    "helper_name",
     "helper_study",
     "open_storage",
     "open_study",
@@ -54,9 +55,10 @@ __all__ = [
 ]
 
 DEFAULT_GRPC_PORT = 13000
-# greenml keeps its coordination records (worker numbers, who trains the teacher) in a second
-# study beside each search study, named NAME + this suffix; listings leave those out.
-HELPER_SUFFIX = "::greenml"
+# greenml keeps its coordination records beside each search study, in studies named
+# NAME::greenml-workers (worker numbers) and NAME::greenml-claims (who trains the teacher);
+# listings leave those out.
+HELPER_MARK = "::greenml-"
 GRPC_HEARTBEAT_ATTR = "greenml:heartbeat"
 DEFAULT_STORAGE_FILE = "greenml.db"
 
@@ -220,7 +222,7 @@ def study_names(storage: Any) -> list[str]:
     """The studies in ``storage``, without greenml's helper studies."""
     import optuna
 
-    return [name for name in optuna.get_all_study_names(storage) if not name.endswith(HELPER_SUFFIX)]
+    return [name for name in optuna.get_all_study_names(storage) if HELPER_MARK not in name]
 
 
 def open_study(name: str, storage_url: str) -> Any:
@@ -234,12 +236,17 @@ def open_study(name: str, storage_url: str) -> Any:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def helper_study(study: Any) -> Any:
+def helper_name(study_name: str, purpose: str) -> str:
+    """The name of greenml's coordination study for ``purpose`` ('workers', 'claims')."""
+    return f"{study_name}{HELPER_MARK}{purpose}"
+
+
+def helper_study(study: Any, purpose: str) -> Any:
     """greenml's coordination study beside ``study`` (created on first use by whoever gets there)."""
     import optuna
 
     return optuna.create_study(
-        storage=study._storage, study_name=study.study_name + HELPER_SUFFIX, load_if_exists=True
+        storage=study._storage, study_name=helper_name(study.study_name, purpose), load_if_exists=True
     )
 
 

@@ -88,7 +88,7 @@ def test_resume_counts_complete_trials_in_total(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     # One search study, and greenml's coordination study beside it (worker numbers, claims).
-    assert sorted(names) == ["mlp-digits-tpe-seed0", "mlp-digits-tpe-seed0::greenml"]
+    assert sorted(names) == ["mlp-digits-tpe-seed0", "mlp-digits-tpe-seed0::greenml-workers"]
     assert study_names(open_storage(storage)) == ["mlp-digits-tpe-seed0"]
     assert len(_complete(storage, names[0])) == 3
     again = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)

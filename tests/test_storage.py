@@ -12,10 +12,10 @@ import pytest
 from greenml.cli import main
 from greenml.errors import ConfigError
 from greenml.storage import (
-    HELPER_SUFFIX,
     Heartbeat,
     artifact_dir,
     artifact_store,
+    helper_name,
     open_storage,
     open_study,
     parse_grpc,
@@ -80,12 +80,13 @@ def test_listings_leave_out_greenmls_helper_studies(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/list.db"
     storage = open_storage(url)
     optuna.create_study(study_name="search", storage=storage)
-    optuna.create_study(study_name="search" + HELPER_SUFFIX, storage=storage)
+    optuna.create_study(study_name=helper_name("search", "workers"), storage=storage)
+    optuna.create_study(study_name=helper_name("search", "claims"), storage=storage)
     assert study_names(storage) == ["search"]
     with pytest.raises(ConfigError, match=r"no study 'x' in .*; studies there: search$"):
         open_study("x", url)
     with pytest.raises(ConfigError, match="no study"):
-        open_study("search" + HELPER_SUFFIX, url)
+        open_study(helper_name("search", "workers"), url)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from greenml.ledger import spent_energy_j
 from greenml.search import SearchConfig, prepare, run, run_workers
 from greenml.search._pool import _worker_main
 from greenml.search._workers import Claim, register_worker, worker_seed
-from greenml.storage import HELPER_SUFFIX, Heartbeat, open_storage
+from greenml.storage import Heartbeat, helper_name, open_storage
 from greenml.testing.synthetic import evaluate
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -252,7 +252,7 @@ def test_the_teacher_is_trained_once_for_two_workers(tmp_path: Path) -> None:
     finally:
         parent.close()
     study = _reload(config)
-    helper = optuna.load_study(study_name=config.study_name + HELPER_SUFFIX, storage=open_storage(url))
+    helper = optuna.load_study(study_name=helper_name(config.study_name, "claims"), storage=open_storage(url))
     claims = [t for t in helper.trials if t.user_attrs.get("kind") == "claim:teacher"]
     assert [t.state for t in claims].count(TrialState.COMPLETE) == 1
     stored = list((tmp_path / "artifacts").rglob("*"))
@@ -379,7 +379,7 @@ def test_resume_refuses_settings_that_make_trials_incomparable(
         prepare(changed)
     # Nothing was written: still one worker registered.
     helper = optuna.load_study(
-        study_name=config.study_name + HELPER_SUFFIX, storage=open_storage(config.storage_url)
+        study_name=helper_name(config.study_name, "workers"), storage=open_storage(config.storage_url)
     )
     assert len(helper.trials) == 1
 
@@ -465,6 +465,7 @@ def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
     assert all("KeyboardInterrupt" in t.user_attrs["error"] for t in long.trials)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_trial_started_alongside_the_last_one_is_not_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ A SIGTERM sent to the parent alone is passed on to the workers as SIGINT.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import multiprocessing
 import os
 import signal
@@ -105,8 +106,9 @@ def run_workers(
             alive = any(p.is_alive() for p in workers)
             if progress is not None:
                 teacher_seen = _report_teacher(study, teacher_seen, progress)
-                for trial in study.get_trials(deepcopy=False):
-                    if trial.state.is_finished() and trial.number not in seen:
+                finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                for trial in sorted(finished, key=lambda t: t.datetime_complete or datetime.datetime.max):
+                    if trial.number not in seen:
                         seen.add(trial.number)
                         progress(progress_line(study, trial, config, spent_energy_j(study)))
             if not alive:

@@ -1,7 +1,7 @@
 """Workers of one study: numbers registered in the storage, their seeds, and claims on shared work.
 
 Every process that runs trials of a study registers as a worker in the study's helper study
-(``NAME::greenml``, see :mod:`greenml.storage`): it asks a trial there, and that trial's number
+(``NAME::greenml-workers``, see :mod:`greenml.storage`): it asks a trial there, and that trial's number
 is the worker's number. Optuna numbers a study's trials under a lock on the study's row, so two
 workers never get the same number, on one machine or many. The registration holds the worker's
 host, process and hardware, and an ``alive_at`` time its pulse renews every heartbeat interval.
@@ -9,7 +9,7 @@ host, process and hardware, and an ``alive_at`` time its pulse renews every hear
 Worker 0 samples with the study's seed, so a search run by one worker gives the same sequence as
 before workers existed; worker k > 0 samples with a seed derived from (seed, k).
 
-A claim ("who trains the teacher") is a trial of the helper study too: of the live claims, the
+A claim ("who trains the teacher") is a trial of another helper study, ``NAME::greenml-claims``: of the live claims, the
 lowest-numbered wins. A claim is live while it is complete, or running with a fresh ``alive_at``;
 a claimer that died stops renewing it, and after the grace period another worker claims again.
 """
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenml.storage import Heartbeat, Pulse, helper_study
+from greenml.storage import Heartbeat, Pulse, helper_name, helper_study
 
 __all__ = ["Claim", "Worker", "live_workers", "register_worker", "worker_seed"]
 
@@ -37,10 +37,10 @@ def worker_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(number,)).generate_state(1)[0])
 
 
-def _helper(study: Any) -> Any:
+def _helper(study: Any, purpose: str) -> Any:
     import optuna
 
-    helper = helper_study(study)
+    helper = helper_study(study, purpose)
     helper.sampler = optuna.samplers.RandomSampler()  # asks here sample nothing
     return helper
 
@@ -97,7 +97,7 @@ class Worker:
 
 def register_worker(study: Any, hardware: dict[str, Any], heartbeat: Heartbeat) -> Worker:
     """Register this process as the study's next worker; its pulse runs until ``close()``."""
-    helper = _helper(study)
+    helper = _helper(study, "workers")
     trial = _ask(helper)
     host, pid = socket.gethostname(), os.getpid()
     for key, value in (("kind", "worker"), ("host", host), ("pid", pid), ("hardware", hardware)):
@@ -111,10 +111,9 @@ def live_workers(study: Any, grace_s: float) -> list[dict[str, Any]]:
     """The registered workers that are running now (fresh pulse), as their registration records."""
     import optuna
 
-    name = study.study_name + "::greenml"
-    if name not in optuna.get_all_study_names(study._storage):
+    if helper_name(study.study_name, "workers") not in optuna.get_all_study_names(study._storage):
         return []
-    helper = _helper(study)
+    helper = _helper(study, "workers")
     now = time.time()
     return [
         {"number": t.number, **t.user_attrs}
@@ -127,7 +126,7 @@ class Claim:
     """A claim on work that one worker of the study must do once (``kind``: 'teacher')."""
 
     def __init__(self, study: Any, kind: str, worker: Worker, heartbeat: Heartbeat) -> None:
-        self._helper = _helper(study)
+        self._helper = _helper(study, "claims")
         self._kind = kind
         self._grace_s = heartbeat.grace_s
         self._trial = _ask(self._helper)
@@ -167,12 +166,12 @@ def claim_alive(study: Any, kind: str, grace_s: float) -> dict[str, Any] | None:
     """The live claim on ``kind`` (its worker record), or None when nobody holds one."""
     import optuna
 
-    if study.study_name + "::greenml" not in optuna.get_all_study_names(study._storage):
+    if helper_name(study.study_name, "claims") not in optuna.get_all_study_names(study._storage):
         return None
     now = time.time()
     live = [
         t
-        for t in _helper(study).get_trials(deepcopy=False)
+        for t in _helper(study, "claims").get_trials(deepcopy=False)
         if t.user_attrs.get("kind") == f"claim:{kind}" and _alive(t, grace_s, now)
     ]
     first = min(live, key=lambda t: t.number, default=None)
