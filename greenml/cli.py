@@ -564,6 +564,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     for line in search.notes:
         print(f"greenml: {line}", file=sys.stderr)
     say = lambda line: print(line if line.startswith("[") else f"greenml: {line}", file=sys.stderr)  # noqa: E731
+    if config.workers == 1:
+        # A scheduler's SIGTERM (preemption, a time limit) stops the search as Ctrl-C does: the
+        # running trial is marked failed and the study stays resumable. (The parent of
+        # --workers N passes SIGTERM on to its workers itself.)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         outcome = run_workers(search, say) if config.workers > 1 else run(search, say)
     except KeyboardInterrupt:
@@ -583,6 +588,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(f"study: {search.study.study_name!r} in {config.storage_url}")
     _search_report(args, search)
     return 0
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _search_report(args: argparse.Namespace, search: Any) -> None:

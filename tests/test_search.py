@@ -422,7 +422,9 @@ SPACE = Slow()
 """
 
 
-def test_ctrl_c_fails_the_running_trial_and_keeps_the_study(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_fails_the_running_trial_and_keeps_the_study(tmp_path: Path, signal_name: str) -> None:
+    """Ctrl-C, or a scheduler's SIGTERM (preemption, a time limit): the same clean stop."""
     import signal
     import time
 
@@ -455,7 +457,7 @@ def test_ctrl_c_fails_the_running_trial_and_keeps_the_study(tmp_path: Path) -> N
     deadline = time.monotonic() + 120
     while not (tmp_path / "started").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, signal_name))
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err
