@@ -149,7 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="built-in space (mlp, cnn, tinybert), an installed plug-in's name, or a .py file (default: mlp)",
     )
     search.add_argument(
-        "--dataset", default="digits", choices=["digits", "mnist1d"], help="built-in data (default: digits)"
+        "--dataset",
+        default="digits",
+        metavar="DATA",
+        help="built-in (digits, mnist1d), an installed plug-in's name, or a file: .npz (x, y[, x_test, "
+        "y_test]), .csv or .parquet (with --target), .py with a module-level DATA (default: digits); "
+        "see greenml datasets",
+    )
+    search.add_argument(
+        "--target", default=None, metavar="COL", help="the label column of a .csv or .parquet --dataset"
     )
     budget = search.add_mutually_exclusive_group()
     budget.add_argument(
@@ -357,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("spaces", help="list the available search spaces")
+    commands.add_parser("datasets", help="list the available datasets and the data files --dataset takes")
 
     proxy = commands.add_parser(
         "storage-proxy",
@@ -388,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report": _cmd_report,
             "compare": _cmd_compare,
             "spaces": _cmd_spaces,
+            "datasets": _cmd_datasets,
             "storage-proxy": _cmd_storage_proxy,
         }[args.command]
         return handler(args)
@@ -520,6 +530,20 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from greenml.data import available_datasets
+
+    datasets = available_datasets()
+    width = max(map(len, datasets))
+    for name, description in datasets.items():
+        print(f"{name.ljust(width)}  {description}")
+    print(
+        "\nor a file: --dataset data.npz (arrays x, y and optionally x_test, y_test), "
+        "data.csv or data.parquet with --target LABEL_COLUMN, or data.py defining DATA"
+    )
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from greenml.search import SearchConfig, parse_constraint
     from greenml.search._config import parse_objectives
@@ -528,6 +552,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     config = SearchConfig(
         space=args.space,
         dataset=args.dataset,
+        target=args.target,
         trials=args.trials if budget_given else 12,
         timeout_s=args.timeout,
         energy_budget_j=args.energy_budget,

@@ -28,6 +28,8 @@ def _separable(
 class MobileNetSpace:
     name = "cnn"
     description = "MobileNet-style CNN: depthwise-separable blocks (1-4), width multiplier 0.25-1.0"
+    # Convolutions need neighbouring positions; a table's columns have no order.
+    data_kinds = ("image", "sequence")
 
     def build(self, trial: optuna.Trial, data: DataSpec) -> nn.Module:
         width = trial.suggest_categorical("width_multiplier", [0.25, 0.5, 0.75, 1.0])

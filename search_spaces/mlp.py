@@ -13,6 +13,7 @@ from greenml.data import DataSpec
 class MLPSpace:
     name = "mlp"
     description = "multi-layer perceptron: 1-3 hidden layers of 32-256 units, dropout"
+    data_kinds = ("image", "sequence", "tabular")
 
     def build(self, trial: optuna.Trial, data: DataSpec) -> nn.Module:
         n_layers = trial.suggest_int("n_layers", 1, 3)

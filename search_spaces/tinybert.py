@@ -46,6 +46,7 @@ class TinyEncoder(nn.Module):
 class TinyBertSpace:
     name = "tinybert"
     description = "TinyBERT-style transformer encoder: 1-4 layers, 1-4 heads, hidden 32-128"
+    data_kinds = ("image", "sequence")
 
     def build(self, trial: optuna.Trial, data: DataSpec) -> nn.Module:
         layers = trial.suggest_int("layers", 1, 4)

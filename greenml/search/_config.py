@@ -85,6 +85,7 @@ def parse_objectives(text: str) -> tuple[str, ...]:
 class SearchConfig:
     space: str = "mlp"
     dataset: str = "digits"
+    target: str | None = None  # a table's label column
     trials: int | None = 12
     timeout_s: float | None = None
     energy_budget_j: float | None = None
@@ -166,7 +167,10 @@ class SearchConfig:
         if self.study:
             return self.study
         space = self.space.rsplit("/", 1)[-1].removesuffix(".py")
-        return f"{space}-{self.dataset}-{self.sampler}-seed{self.seed}"
+        dataset = self.dataset.replace("\\", "/").rsplit("/", 1)[-1]
+        for suffix in (".npz", ".csv", ".parquet", ".py"):
+            dataset = dataset.removesuffix(suffix)
+        return f"{space}-{dataset}-{self.sampler}-seed{self.seed}"
 
     @property
     def storage_url(self) -> str:

@@ -25,7 +25,7 @@ from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
 from greenml.search._config import SearchConfig
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
-from greenml.spaces import SearchSpace, load_space
+from greenml.spaces import SearchSpace, check_data_kind, load_space
 from greenml.storage import artifact_dir, artifact_store, open_storage, shared_by_processes, study_names
 from greenml.trial import TrialContext, run_trial
 
@@ -139,6 +139,8 @@ def _make_sampler(config: SearchConfig, seed: int) -> Any:
 COMPARABLE: tuple[tuple[str, str], ...] = (
     ("space", "--space"),
     ("dataset", "--dataset"),
+    ("target", "--target"),
+    ("dataset_fingerprint", "--dataset (its contents)"),
     ("objectives", "--objectives"),
     ("constraints", "--constraint"),
     ("device", "--device"),
@@ -153,11 +155,13 @@ COMPARABLE: tuple[tuple[str, str], ...] = (
 )
 
 
-def comparable_settings(config: SearchConfig, space: SearchSpace) -> dict[str, Any]:
+def comparable_settings(config: SearchConfig, space: SearchSpace, dataset: Dataset) -> dict[str, Any]:
     """The settings :data:`COMPARABLE` names, as the study stores them (JSON values)."""
     return {
         "space": space.name,
         "dataset": config.dataset,
+        "target": config.target,
+        "dataset_fingerprint": dataset.fingerprint,
         "objectives": list(config.objectives),
         "constraints": [str(c) for c in config.constraints],
         "device": config.device,
@@ -197,13 +201,14 @@ def prepare(
     if "://" not in config.storage_url:
         open_storage(config.storage_url)  # the one-line error for a malformed URL, before slow imports
     space = load_space(config.space)
-    dataset = load_dataset(config.dataset, config.seed)
+    dataset = load_dataset(config.dataset, config.seed, config.target)
+    check_data_kind(space, dataset.spec.kind)
     _check_devices(config)
     store_dir = artifact_dir(config.storage_url, config.artifacts)
     store = artifact_store(store_dir)
     storage = open_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.study_name
-    settings = comparable_settings(config, space)
+    settings = comparable_settings(config, space, dataset)
     existing = name in study_names(storage)
     if existing:
         _check_resumable(optuna.load_study(study_name=name, storage=storage), settings)
@@ -227,6 +232,15 @@ def prepare(
             **settings,
             "command": command or [],
             "hardware": hardware,
+            "data_spec": {
+                "name": dataset.spec.name,
+                "kind": dataset.spec.kind,
+                "input_shape": list(dataset.spec.input_shape),
+                "num_classes": dataset.spec.num_classes,
+                "classes": list(dataset.spec.classes),
+                "features": list(dataset.spec.features),
+            },
+            "preprocessing": dataset.preprocessing,
         }
         for key, value in attributes.items():
             study.set_user_attr(key, value)

@@ -33,6 +33,7 @@ __all__ = ["TEACHERS", "TEACHER_ATTR", "acquire_teacher"]
 TEACHERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "image": ("mlp", {"n_layers": 2, "width": 256, "dropout": 0.1}, 30),
     "sequence": ("cnn", {"width_multiplier": 1.0, "n_blocks": 2, "base_channels": 32}, 15),
+    "tabular": ("mlp", {"n_layers": 2, "width": 256, "dropout": 0.1}, 30),
 }
 TEACHER_ATTR = "teacher"
 POLL_S = 1.0

@@ -1,6 +1,7 @@
 """Search spaces are plug-ins: a small protocol, found by name, by file path or by entry point.
 
-A search space is any object with ``name``, ``description`` and ``build(trial, data)``, which
+A search space is any object with ``name``, ``description`` and ``build(trial, data)``, and
+optionally ``data_kinds`` (the :attr:`DataSpec.kind` values it takes; all if absent), which
 samples an architecture with the Optuna ``trial`` and returns a ``torch.nn.Module`` mapping a
 batch shaped ``(B, *data.input_shape)`` to ``(B, data.num_classes)`` logits. greenml samples the
 training and compression settings itself, for every space alike.
@@ -30,7 +31,14 @@ if TYPE_CHECKING:
 
     from greenml.data import DataSpec
 
-__all__ = ["BUILTIN_SPACES", "ENTRY_POINT_GROUP", "SearchSpace", "available_spaces", "load_space"]
+__all__ = [
+    "BUILTIN_SPACES",
+    "ENTRY_POINT_GROUP",
+    "SearchSpace",
+    "available_spaces",
+    "check_data_kind",
+    "load_space",
+]
 
 ENTRY_POINT_GROUP = "greenml.search_spaces"
 BUILTIN_SPACES: dict[str, str] = {
@@ -130,3 +138,20 @@ def _check(candidate: Any, origin: str) -> SearchSpace:
     if missing:
         raise ConfigError(f"{origin} is not a search space: it lacks {', '.join(missing)}")
     return candidate  # type: ignore[no-any-return]
+
+
+def check_data_kind(space: SearchSpace, kind: str) -> None:
+    """A one-line ConfigError when ``space`` says it cannot take ``kind`` data."""
+    kinds = getattr(space, "data_kinds", None)
+    if kinds is None or kind in kinds:
+        return
+    why = (
+        ": convolutions and attention need neighbouring positions, and a table's columns have no order"
+        if kind == "tabular"
+        else ""
+    )
+    able = [name for name in BUILTIN_SPACES if kind in getattr(load_space(name), "data_kinds", (kind,))]
+    raise ConfigError(
+        f"space {space.name!r} takes {' or '.join(kinds)} data, not {kind}{why}; spaces for {kind} data: "
+        f"{', '.join(able) or 'none built in'}"
+    )
