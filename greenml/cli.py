@@ -288,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="times a trial whose worker died is run again with the same parameters (default: 1)",
     )
+    search.add_argument(
+        "--keep-models",
+        choices=["front", "all", "none"],
+        default="front",
+        help="which trials' deployable models to keep when the search stops: the Pareto front's, "
+        "all, or none (default: front); greenml model exports one",
+    )
     parallel.add_argument(
         "--artifacts",
         default=None,
@@ -364,6 +371,33 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, default=None, help="file to write (default: stdout for csv and json)"
     )
 
+    model = commands.add_parser(
+        "model",
+        help="write a trial's deployable model and its model card",
+        description="Write the model of one trial (ONNX for ONNX Runtime trials, a torch.export .pt2 "
+        "program for torch ones) and a model card (JSON) beside it: parameters, metrics, provenance, the "
+        "data's shape, classes and preprocessing, and how to run it.",
+    )
+    model.add_argument("--study", default=None, metavar="NAME", help="the study (omit to list them)")
+    model.add_argument(
+        "--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)"
+    )
+    which = model.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, default=None, metavar="N", help="the trial's number")
+    which.add_argument(
+        "--pick",
+        default=None,
+        metavar="RULE",
+        help="'knee' (nearest the ideal point, objectives scaled over the front) or "
+        "'max|min METRIC [where METRIC OP NUMBER [and ...]]', e.g. 'max accuracy where latency_ms<1'",
+    )
+    model.add_argument("-o", "--output", type=Path, required=True, help="model file to write (suffix added)")
+    model.add_argument(
+        "--artifacts",
+        default=None,
+        metavar="DIR",
+        help="the study's artifact folder (default: beside a SQLite file, else ./greenml-artifacts)",
+    )
     commands.add_parser("spaces", help="list the available search spaces")
     commands.add_parser("datasets", help="list the available datasets and the data files --dataset takes")
 
@@ -399,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "spaces": _cmd_spaces,
             "datasets": _cmd_datasets,
             "storage-proxy": _cmd_storage_proxy,
+            "model": _cmd_model,
         }[args.command]
         return handler(args)
     except GreenMLError as error:
@@ -573,6 +608,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         workers=args.workers,
         heartbeat=Heartbeat(args.heartbeat_interval, args.grace_period, args.stale_retries),
         artifacts=args.artifacts,
+        keep_models=args.keep_models,
     )
     from greenml.search import pareto_rows, prepare, run, run_workers
     from greenml.search._study import interrupted_message
@@ -682,6 +718,48 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         args.studies, args.storage or [default_storage()], args.output, objectives, args.reference
     )
     print(f"report: {path}")
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from greenml.models import export_model, pick_trial
+    from greenml.storage import (
+        artifact_dir,
+        artifact_store,
+        default_storage,
+        open_storage,
+        open_study,
+        redact_url,
+        study_names,
+    )
+
+    storage = args.storage or default_storage()
+    if args.study is None:
+        names = study_names(open_storage(storage))
+        raise ConfigError(f"give --study NAME; studies in {storage}: {', '.join(names) or 'none'}")
+    if args.trial is None and args.pick is None:
+        raise ConfigError(
+            "give --trial N or --pick RULE (e.g. --pick knee, --pick 'max accuracy where latency_ms<1')"
+        )
+    study = open_study(args.study, storage)
+    if args.trial is not None:
+        numbers = [t.number for t in study.get_trials(deepcopy=False)]
+        if args.trial not in numbers:
+            raise ConfigError(
+                f"no trial {args.trial} in study {args.study!r}; trials: 0..{max(numbers, default=-1)}"
+            )
+        trial = study.trials[numbers.index(args.trial)]
+    else:
+        trial = pick_trial(study, args.pick)
+    store = artifact_store(artifact_dir(storage, args.artifacts))
+    path, card = export_model(study, trial, args.output, store, redact_url(storage))
+    metrics = trial.user_attrs.get("metrics", {})
+    shown = ", ".join(
+        f"{name} {metrics[name]:.4g}" for name in study.user_attrs.get("objectives", []) if name in metrics
+    )
+    print(f"trial {trial.number}: {shown}")
+    print(f"model: {path}")
+    print(f"card: {card}")
     return 0
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "open_storage",
     "open_study",
     "parse_grpc",
+    "redact_url",
     "run_proxy",
     "shared_by_processes",
     "study_names",
@@ -118,6 +119,15 @@ def _check_url(url: str) -> None:
         )
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for reports, cards and messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -152,13 +162,30 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None) -> Any:
 
 
 def _retry_callback(heartbeat: Heartbeat) -> Any:
+    """Optuna's ``RetryHeartbeatStaleTrialCallback``, queueing a dead trial's parameters once.
+
+    Two workers can fail the same stale trial at the same moment where the database does not
+    lock rows (SQLite ignores ``SELECT ... FOR UPDATE``); the second then finds the retry the
+    first queued and adds none.
+    """
     import warnings
 
     import optuna
 
+    class RetryOnce(optuna.storages.RetryHeartbeatStaleTrialCallback):  # type: ignore[misc]
+        def __call__(self, study: Any, trial: Any) -> None:
+            queued = study.get_trials(deepcopy=False)
+            if any(
+                t.system_attrs.get("failed_trial") is not None
+                and trial.number in t.system_attrs.get("retry_history", [])
+                for t in queued
+            ):
+                return
+            super().__call__(study, trial)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.retries)
+        return RetryOnce(max_retry=heartbeat.retries)
 
 
 def _open_grpc(url: str, host: str, port: int, heartbeat: Heartbeat | None) -> Any:
@@ -315,6 +342,15 @@ def run_proxy(storage_url: str, host: str, port: int) -> None:
         import grpc  # noqa: F401
     except ImportError:
         raise ConfigError("greenml storage-proxy needs the grpcio package; pip install grpcio") from None
+    # gRPC listens with SO_REUSEPORT, so a second proxy on a taken port would start and split
+    # the workers between two databases: a plain bind finds out first.
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise ConfigError(f"storage-proxy cannot listen on {host}:{port}: {error.strerror}") from None
     storage = optuna.storages.get_storage(open_storage(storage_url))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("grpc").setLevel(logging.ERROR)

@@ -67,6 +67,10 @@ class TrialContext:
     on_phase: Callable[[float], None] | None = field(default=None, repr=False)
     # Set by the search when other workers shared this host's machine-wide meters.
     shared_host_note: str | None = field(default=None, repr=False)
+    # Keep each trial's deployable file (ctx.last_model): the ONNX bytes as measured, or the
+    # torch model as a torch.export program, made in the compress phase.
+    save_models: bool = False
+    last_model: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
@@ -200,6 +204,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
 
     ctx.last_window = None
     ctx.last_inference = None
+    ctx.last_model = None
     ctx.notes = []
     window = ctx.meter.begin(f"trial {trial.number}")
 
@@ -243,6 +248,16 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
             else:
                 artifact = model.to(ctx.deploy_device)
                 model_bytes = compress.serialized_size_bytes(artifact)
+            if ctx.save_models:
+                ctx.last_model = {
+                    "runtime": settings["runtime"],
+                    "quantization": settings["quantization"],
+                    "format": "onnx" if settings["runtime"] == "onnxruntime" else "torch.export",
+                    "data": artifact
+                    if settings["runtime"] == "onnxruntime"
+                    else compress.export_torch_program(model.cpu(), example.cpu()),
+                }
+                model.to(ctx.deploy_device)
         with phase("evaluate"):
             predict = _predictor(artifact, settings["runtime"], ctx.deploy_device)
             accuracy = _accuracy(predict, ctx, "val")

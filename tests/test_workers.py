@@ -26,7 +26,7 @@ import pytest
 from optuna.trial import TrialState
 
 from greenml.config import MeasureConfig
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, GreenMLError
 from greenml.ledger import spent_energy_j
 from greenml.search import SearchConfig, prepare, run, run_workers
 from greenml.search._pool import _worker_main
@@ -144,12 +144,12 @@ def test_two_workers_share_one_study_without_loss_or_repeats(storage_url: str, t
 
 def _start_worker(config: SearchConfig, sleep_s: float) -> Any:
     context = multiprocessing.get_context("spawn")
-    reasons = context.Queue()
+    messages, stop = context.Queue(), context.Event()
     process = context.Process(
         target=_worker_main,
-        args=(config, [], None, functools.partial(evaluate, sleep_s=sleep_s), reasons),
+        args=(config, [], None, functools.partial(evaluate, sleep_s=sleep_s), messages, stop),
     )
-    process.reasons = reasons  # kept alive with the process
+    process.keep = (messages, stop)  # kept alive with the process
     process.start()
     return process
 
@@ -362,11 +362,15 @@ def test_a_second_worker_does_not_repeat_the_first(tmp_path: Path) -> None:
         ({"epochs": (2, 3)}, "epochs"),
         ({"energy_window_s": 0.5}, "energy_window_s"),
         ({"latency_s": 0.5}, "latency_s"),
-        ({"measure": MeasureConfig(meter="auto", idle_seconds=0)}, "meter"),
+        (
+            {"measure": MeasureConfig(meter="estimate", idle_seconds=0, watts_per_core=5.0)},
+            "cpu_watts_per_core",
+        ),
         ({"dataset": "mnist1d"}, "dataset"),
         ({"space": "cnn"}, "space"),
         ({"distillation": True}, "distillation"),
         ({"objectives": ("accuracy", "latency_ms")}, "objectives"),
+        ({"heartbeat": Heartbeat(interval_s=1, grace_s=10)}, "heartbeat"),
     ],
 )
 def test_resume_refuses_settings_that_make_trials_incomparable(
@@ -387,7 +391,8 @@ def test_resume_refuses_settings_that_make_trials_incomparable(
 def test_resume_refuses_another_device(tmp_path: Path) -> None:
     config = _config(f"sqlite:///{tmp_path}/device.db", tmp_path)
     search = prepare(config)
-    search.study.set_user_attr("device", "cuda:0")  # as if a GPU machine had created it
+    settings = {**search.study.user_attrs["comparable"], "device": "cuda:0"}
+    search.study.set_user_attr("comparable", settings)  # as if a GPU machine had created it
     search.close()
     with pytest.raises(ConfigError, match=r"created with device 'cuda:0' \(--device\), not 'cpu'"):
         prepare(config)
@@ -399,13 +404,21 @@ def test_workers_refuse_a_storage_only_one_process_can_see(tmp_path: Path) -> No
         prepare(config, register=False)
 
 
-def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
-    """``greenml search --workers 2``: real trials, progress once, then Ctrl-C to the process group."""
+def test_cli_workers_end_to_end(tmp_path: Path) -> None:
+    """``greenml search --workers 2``: real trials, each one's progress printed once."""
     storage = f"sqlite:///{tmp_path}/cli.db"
-    common = ["--storage", storage, "--workers", "2", "--no-distillation", "--idle-seconds", "0"]
-    common += ["--min-energy-window", "0.05", "--min-latency-window", "0.05", "--no-report"]
     done = subprocess.run(
-        [sys.executable, "-m", "greenml", "search", "--trials", "3", "--epochs", "1:2", *common],
+        [
+            sys.executable,
+            "-m",
+            "greenml",
+            "search",
+            "--trials",
+            "3",
+            "--epochs",
+            "1:2",
+            *_cli_common(storage),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -418,7 +431,18 @@ def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
     assert {t.user_attrs["worker"]["number"] for t in study.trials} <= {0, 1}
 
-    # Long trials, then Ctrl-C as a terminal sends it: to every process of the group.
+
+def _cli_common(storage: str) -> list[str]:
+    return [
+        *("--storage", storage, "--workers", "2", "--no-distillation", "--idle-seconds", "0"),
+        *("--min-energy-window", "0.05", "--min-latency-window", "0.05", "--no-report"),
+    ]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_cli_workers_stop_cleanly_on_ctrl_c_or_sigterm_to_the_group(tmp_path: Path, signal_name: str) -> None:
+    """Ctrl-C as a terminal sends it, or a scheduler's SIGTERM: to every process of the group."""
+    storage = f"sqlite:///{tmp_path}/cli.db"
     search = subprocess.Popen(
         [
             sys.executable,
@@ -431,7 +455,7 @@ def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
             "50",
             "--epochs",
             "200:300",
-            *common,
+            *_cli_common(storage),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -452,7 +476,7 @@ def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
             120,
             "both workers' first trials",
         )
-        os.killpg(search.pid, signal.SIGINT)
+        os.killpg(search.pid, getattr(signal, signal_name))
         _, stderr = search.communicate(timeout=120)
     finally:
         if search.poll() is None:
@@ -463,6 +487,88 @@ def test_cli_workers_end_to_end_and_ctrl_c(tmp_path: Path) -> None:
     long = optuna.load_study(study_name="long", storage=storage)
     assert [t.state for t in long.trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all("KeyboardInterrupt" in t.user_attrs["error"] for t in long.trials)
+
+
+def test_workers_that_all_stop_on_one_error_report_it_once(tmp_path: Path) -> None:
+    """The study's teacher is in another artifact folder: every worker stops on the same error."""
+    config = _config(f"sqlite:///{tmp_path}/err.db", tmp_path, distillation=True)
+    first = prepare(config)
+    first.study.set_user_attr(
+        "teacher", {"artifact_id": "missing", "space": "mlp", "params": {}, "epochs": 1}
+    )
+    first.close()
+    parent = prepare(dataclasses.replace(config, workers=2), register=False)
+    try:
+        with pytest.raises(GreenMLError, match="distillation teacher \\(artifact missing\\) is not in"):
+            run_workers(parent, evaluate=evaluate)
+    finally:
+        parent.close()
+
+
+def test_a_stale_trial_failed_twice_at_once_is_queued_once(tmp_path: Path) -> None:
+    from greenml.storage import _retry_callback
+
+    config = _config(f"sqlite:///{tmp_path}/twice.db", tmp_path)
+    search = prepare(config)
+    try:
+        trial = search.study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        search.study.tell(trial, state=TrialState.FAIL)
+        dead = search.study.trials[trial.number]
+        retry = _retry_callback(FAST_HEARTBEAT)
+        retry(search.study, dead)
+        retry(search.study, dead)  # the second worker that failed it in the same instant
+        waiting = search.study.get_trials(states=(TrialState.WAITING,))
+        assert len(waiting) == 1 and waiting[0].params == dead.params
+    finally:
+        search.close()
+
+
+def test_a_claim_not_yet_labelled_still_counts(tmp_path: Path) -> None:
+    from greenml.search._workers import _ask, _helper
+
+    config = _config(f"sqlite:///{tmp_path}/label.db", tmp_path)
+    search = prepare(config)
+    try:
+        _ask(_helper(search.study, "claims"))  # another worker's claim, a moment before its label
+        claim = Claim(search.study, "teacher", search.worker, FAST_HEARTBEAT)
+        assert not claim.won
+        claim.release(done=False)
+    finally:
+        search.close()
+
+
+def test_a_second_proxy_on_a_taken_port_is_refused(
+    grpc_proxy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenml.cli import main
+
+    port = grpc_proxy.rsplit(":", 1)[1]
+    argv = [
+        "storage-proxy",
+        "--storage",
+        f"sqlite:///{tmp_path}/other.db",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ]
+    assert main(argv) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_meter_compared_on_resume_is_the_one_used(tmp_path: Path) -> None:
+    config = _config(
+        f"sqlite:///{tmp_path}/meter.db", tmp_path, measure=MeasureConfig(meter="auto", idle_seconds=0)
+    )
+    prepare(config).close()
+    # auto resolves to the CPU-time estimate here: the same meter, so the study resumes.
+    same = _config(
+        config.storage_url,
+        tmp_path,
+        study=config.study,
+        measure=MeasureConfig(meter="estimate", idle_seconds=0),
+    )
+    prepare(same).close()
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")

@@ -8,7 +8,7 @@ where they are used.
 """
 
 from greenml.compress.distill import distillation_loss
-from greenml.compress.export import export_onnx, serialized_size_bytes
+from greenml.compress.export import export_onnx, export_torch_program, serialized_size_bytes
 from greenml.compress.prune import PruneReport, prune_structured, prune_unstructured
 from greenml.compress.quantize import quantize_onnx_dynamic, quantize_onnx_static, quantize_torch_dynamic
 
@@ -16,6 +16,7 @@ __all__ = [
     "PruneReport",
     "distillation_loss",
     "export_onnx",
+    "export_torch_program",
     "prune_structured",
     "prune_unstructured",
     "quantize_onnx_dynamic",

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["export_onnx", "serialized_size_bytes"]
+__all__ = ["export_onnx", "export_torch_program", "serialized_size_bytes"]
 
 INPUT_NAME = "input"
 BATCH_DIM_NAME = "batch"
@@ -97,6 +97,27 @@ def _deployable(model: Any) -> bytes:
         del node.metadata_props[:]
     serialized: bytes = model.SerializeToString()
     return serialized
+
+
+def export_torch_program(model: nn.Module, example_input: torch.Tensor) -> bytes:
+    """The eager model as a ``torch.export`` program (``torch.export.save`` bytes, a ``.pt2`` file).
+
+    It reloads without the space's Python code: ``torch.export.load(path).module()(x)``. The
+    batch dimension stays symbolic (an example of two rows keeps torch.export from fixing it).
+    """
+    import torch
+
+    example = example_input if example_input.shape[0] > 1 else torch.cat([example_input, example_input])
+    was_training = model.training
+    model.eval()
+    try:
+        with _quiet():
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    finally:
+        model.train(was_training)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
 
 
 def serialized_size_bytes(model: nn.Module) -> int:

@@ -187,7 +187,8 @@ def _digits() -> tuple[np.ndarray, np.ndarray, None, None, DataSpec]:
 
     images, labels = load_digits(return_X_y=True)
     x = (images.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    return x, labels.astype(np.int64), None, None, DataSpec("digits", "image", (1, 8, 8), 10)
+    spec = DataSpec("digits", "image", (1, 8, 8), 10, classes=tuple(range(10)))
+    return x, labels.astype(np.int64), None, None, spec
 
 
 @functools.cache
@@ -213,7 +214,7 @@ def _mnist1d() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, DataSpec
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only home only costs the 5 s of generating it again
-    spec = DataSpec("mnist1d", "sequence", (1, arrays["x"].shape[1]), 10)
+    spec = DataSpec("mnist1d", "sequence", (1, arrays["x"].shape[1]), 10, classes=tuple(range(10)))
     return (
         arrays["x"][:, None, :],
         arrays["y"],

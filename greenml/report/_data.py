@@ -36,6 +36,7 @@ from greenml.results import (
     trial_hardware,
     trial_worker,
 )
+from greenml.storage import redact_url
 
 __all__ = [
     "EnergyBasis",
@@ -166,14 +167,6 @@ class StudyRecord:
         return sorted(done, key=lambda t: (t.completed or datetime.max, t.number))
 
 
-def _mask_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-
-
 def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None = None) -> StudyRecord:
     """Read an Optuna study (any storage) into a :class:`StudyRecord`; ``trials`` if already read."""
     objectives = tuple(study.user_attrs.get("objectives") or study.metric_names or ())
@@ -226,7 +219,7 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
         )
     return StudyRecord(
         name=study.study_name,
-        storage=_mask_password(storage_url),
+        storage=redact_url(storage_url),
         attrs=dict(study.user_attrs),
         objectives=objectives,
         trials=tuple(records),

@@ -107,6 +107,7 @@ class SearchConfig:
     workers: int = 1
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     artifacts: str | None = None  # None: beside a SQLite file, else ./greenml-artifacts
+    keep_models: str = "front"  # front, all or none (greenml.models)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device, "--device"))
@@ -148,6 +149,8 @@ class SearchConfig:
             )
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
+        if self.keep_models not in ("front", "all", "none"):
+            raise ConfigError(f"unknown --keep-models {self.keep_models!r}; valid: front, all, none")
         if self.study is not None and not self.study.strip():
             raise ConfigError("--study must not be empty")
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from greenml.errors import GreenMLError
 from greenml.ledger import spent_energy_j
+from greenml.models import prune_models
+from greenml.search import _study
 from greenml.search._config import SearchConfig
 from greenml.search._study import Evaluate, SearchOutcome, SearchRun, prepare, progress_line, run
 
@@ -35,36 +37,59 @@ POLL_S = 0.5
 EXIT_USAGE = 2
 
 
+def _quiet_lost_interrupts() -> None:
+    """A KeyboardInterrupt that lands in a garbage-collector callback is lost, and Python prints
+    its traceback; the next signal stops the process, so say nothing."""
+
+    def unraisable(report: Any) -> None:
+        if not issubclass(report.exc_type, KeyboardInterrupt):
+            sys.__unraisablehook__(report)
+
+    sys.unraisablehook = unraisable
+
+
 def _worker_main(
     config: SearchConfig,
     command: list[str],
     idle: Any,
     evaluate: Evaluate | None,
-    reasons: Any,
+    messages: Any,
+    stop: Any,
 ) -> None:
-    """One worker process: prepare, run until the study's budget is spent, report why it stopped."""
+    """One worker process: prepare, run until the study's budget is spent, report why it stopped.
+
+    It starts with SIGINT ignored (inherited from the parent while it was started), so a Ctrl-C
+    during its imports cannot print a traceback; the parent's ``stop`` event covers that time.
+    """
 
     def interrupted(_signum: int, _frame: Any) -> None:
-        # The first SIGINT stops the worker; a second one (the parent passing Ctrl-C on) must
-        # not break the cleanup that marks the running trial failed.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        # Ctrl-C or SIGTERM stops the worker. Once the interrupted trial is being marked failed,
+        # another signal (the parent passing it on) must not break that; before then it must
+        # still stop the worker, since a first one that lands in a garbage-collector callback
+        # is lost.
+        stop.set()
+        if not _study.INTERRUPTED.is_set():
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    _quiet_lost_interrupts()
     code = 0
     try:
+        if stop.is_set():
+            raise KeyboardInterrupt
         search = prepare(config, command, evaluate=evaluate)
         try:
             if idle is not None:
                 search.meter.idle = idle
-            outcome = run(search)
-            reasons.put(outcome.stop_reason)
+            outcome = run(search, should_stop=stop.is_set)
+            messages.put(("stopped", outcome.stop_reason))
         finally:
             search.close()
     except KeyboardInterrupt:
         code = 130
     except GreenMLError as error:
-        print(f"greenml: worker: error: {error}", file=sys.stderr)
+        messages.put(("error", str(error)))
         code = EXIT_USAGE
     sys.exit(code)
 
@@ -76,8 +101,10 @@ def run_workers(
 ) -> SearchOutcome:
     """Run ``search.config.workers`` worker processes on ``search``'s study until its budget is spent.
 
-    ``search`` comes from ``prepare(config, register=False)``. Raises KeyboardInterrupt after the
-    workers have stopped, when the run was interrupted.
+    ``search`` comes from ``prepare(config, register=False)``; ``evaluate`` defaults to its own.
+    Raises KeyboardInterrupt after the workers have stopped, when the run was interrupted (Ctrl-C,
+    or SIGTERM to the parent or to the whole process group), and the first worker's
+    :class:`~greenml.errors.GreenMLError` when every worker stopped on one.
     """
     from optuna.trial import TrialState
 
@@ -86,22 +113,34 @@ def run_workers(
     if config.measure.idle_seconds > 0:
         idle = search.meter.measure_idle(config.measure.idle_seconds)
     context = multiprocessing.get_context("spawn")
-    reasons = context.Queue()
+    messages = context.Queue()
+    stop = context.Event()
     workers = [
         context.Process(
             target=_worker_main,
-            args=(config, search.command, idle, evaluate, reasons),
+            args=(config, search.command, idle, evaluate or search.evaluate, messages, stop),
             name=f"greenml-worker-{i}",
         )
         for i in range(config.workers)
     ]
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     teacher_seen = "ledger:teacher" in study.user_attrs
-    previous = signal.signal(signal.SIGTERM, lambda *_: _interrupt(workers))
+
+    def terminated(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    previous_hook = sys.unraisablehook
+    _quiet_lost_interrupts()
     interrupted = False
     try:
-        for process in workers:
-            process.start()
+        # Started with SIGINT ignored: the workers inherit that until they install their handler.
+        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for process in workers:
+                process.start()
+        finally:
+            signal.signal(signal.SIGINT, sigint)
         while True:
             alive = any(p.is_alive() for p in workers)
             if progress is not None:
@@ -116,6 +155,12 @@ def run_workers(
             time.sleep(POLL_S)
     except KeyboardInterrupt:
         interrupted = True
+        stop.set()
+        # A terminal's Ctrl-C (a group's SIGTERM) reached every worker too: let them stop on it,
+        # then pass it on to any still running (a signal to the parent alone, or one lost).
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(p.is_alive() for p in workers):
+            time.sleep(0.1)
         _interrupt(workers)
         for process in workers:
             process.join(timeout=120)
@@ -124,18 +169,22 @@ def run_workers(
                 process.join()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if interrupted or any(p.exitcode == 130 or p.exitcode == -signal.SIGINT for p in workers):
-        raise KeyboardInterrupt
-    stop_reasons = []
-    while not reasons.empty():
-        stop_reasons.append(reasons.get())
+        sys.unraisablehook = previous_hook
     codes = [p.exitcode for p in workers]
-    if any(code not in (0, None) for code in codes):
-        broken = ", ".join(f"worker process {i} exited with {c}" for i, c in enumerate(codes) if c)
-        stop_reasons.append(broken)
+    if interrupted or any(code == 130 or (code is not None and code < 0) for code in codes):
+        raise KeyboardInterrupt
+    stopped: list[str] = []
+    errors: list[str] = []
+    while not messages.empty():
+        kind, text = messages.get()
+        (errors if kind == "error" else stopped).append(text)
+    if errors and not stopped:
+        raise GreenMLError(errors[0])
+    broken = [f"worker process {i} exited with {c}" for i, c in enumerate(codes) if c]
+    prune_models(study, search.artifacts, config.keep_models)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    reason = "; ".join(dict.fromkeys(stop_reasons)) or "done"
+    reason = "; ".join(dict.fromkeys([*stopped, *errors, *broken])) or "done"
     return SearchOutcome(completed, failed, reason, spent_energy_j(study))
 
 

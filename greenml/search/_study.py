@@ -10,6 +10,7 @@ runs again.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import traceback
 import warnings
@@ -23,6 +24,7 @@ from greenml.data import Dataset, load_dataset
 from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
+from greenml.models import prune_models, save_model
 from greenml.search._config import SearchConfig
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
 from greenml.spaces import SearchSpace, check_data_kind, load_space
@@ -42,6 +44,8 @@ __all__ = [
 Evaluate = Callable[[Any, TrialContext], dict[str, float]]
 # A trial started when the study's --trials were already complete or running (pruned at once).
 SURPLUS_ATTR = "surplus"
+# Set once a KeyboardInterrupt has reached the objective: the trial is being marked failed.
+INTERRUPTED = threading.Event()
 
 
 @dataclass
@@ -145,17 +149,22 @@ COMPARABLE: tuple[tuple[str, str], ...] = (
     ("constraints", "--constraint"),
     ("device", "--device"),
     ("deploy_device", "--deploy-device"),
-    ("meter", "--meter"),
+    ("meter", "--meter (the meter it resolves to on this machine)"),
     ("pue", "--pue"),
     ("cpu_watts_per_core", "--cpu-watts-per-core"),
     ("epochs", "--epochs"),
     ("distillation", "--no-distillation"),
     ("energy_window_s", "--min-energy-window"),
     ("latency_s", "--min-latency-window"),
+    ("heartbeat", "--heartbeat-interval and --grace-period"),
 )
+# All of COMPARABLE in one study attribute (older studies have only the separate ones).
+COMPARABLE_ATTR = "comparable"
 
 
-def comparable_settings(config: SearchConfig, space: SearchSpace, dataset: Dataset) -> dict[str, Any]:
+def comparable_settings(
+    config: SearchConfig, space: SearchSpace, dataset: Dataset, meter: Meter
+) -> dict[str, Any]:
     """The settings :data:`COMPARABLE` names, as the study stores them (JSON values)."""
     return {
         "space": space.name,
@@ -166,13 +175,15 @@ def comparable_settings(config: SearchConfig, space: SearchSpace, dataset: Datas
         "constraints": [str(c) for c in config.constraints],
         "device": config.device,
         "deploy_device": config.deploy_device,
-        "meter": config.measure.meter,
+        "meter": meter.name,
         "pue": config.measure.pue,
         "cpu_watts_per_core": config.measure.watts_per_core,
         "epochs": list(config.epochs),
         "distillation": config.distillation,
         "energy_window_s": config.energy_window_s,
         "latency_s": config.latency_s,
+        # A joiner with a shorter grace period would fail live workers' trials as stale.
+        "heartbeat": [config.heartbeat.interval_s, config.heartbeat.grace_s],
     }
 
 
@@ -208,11 +219,11 @@ def prepare(
     store = artifact_store(store_dir)
     storage = open_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.study_name
-    settings = comparable_settings(config, space, dataset)
+    meter = build_meter(dataclasses.replace(config.measure, gpus=config.gpus))
+    settings = comparable_settings(config, space, dataset, meter)
     existing = name in study_names(storage)
     if existing:
         _check_resumable(optuna.load_study(study_name=name, storage=storage), settings)
-    meter = build_meter(dataclasses.replace(config.measure, gpus=config.gpus))
     hardware = {**host_info(config.gpus), "meter": meter.name}
     study = optuna.create_study(
         storage=storage,
@@ -220,7 +231,10 @@ def prepare(
         directions=config.directions,  # type: ignore[arg-type]
         load_if_exists=True,
     )
-    if not existing and "greenml_version" not in study.user_attrs:
+    if not existing and COMPARABLE_ATTR not in study.user_attrs:
+        # One attribute, written first: a worker joining while the study is being created
+        # compares against all of it or waits for it, never against half of it.
+        study.set_user_attr(COMPARABLE_ATTR, settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(config.objectives))
@@ -244,8 +258,8 @@ def prepare(
         }
         for key, value in attributes.items():
             study.set_user_attr(key, value)
-    elif not existing:  # another worker created it a moment ago: its settings must be ours
-        _check_resumable(study, settings)
+    # Another worker may have created it at the same moment: the settings that stuck must be ours.
+    _check_resumable(study, settings)
     worker = register_worker(study, hardware, config.heartbeat) if register else None
     study.sampler = _make_sampler(config, worker_seed(config.seed, worker.number if worker else 0))
     context = TrialContext(
@@ -258,6 +272,7 @@ def prepare(
         epochs=config.epochs,
         energy_window_s=config.energy_window_s,
         latency_s=config.latency_s,
+        save_models=config.keep_models != "none",
     )
     notes = _start_notes(config, meter)
     if config.artifacts is None and not config.storage_url.startswith("sqlite"):
@@ -340,7 +355,7 @@ def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
 
 def _check_resumable(study: Any, settings: dict[str, Any]) -> None:
     """Refuse to add trials that could not be compared with the study's (exit 2, naming the difference)."""
-    stored = study.user_attrs
+    stored = {**study.user_attrs, **study.user_attrs.get(COMPARABLE_ATTR, {})}
     for key, flag in COMPARABLE:
         if key in stored and stored[key] != settings[key]:
             raise ConfigError(
@@ -382,12 +397,21 @@ def progress_line(study: Any, trial: Any, config: SearchConfig, energy_j: float)
     )
 
 
-def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> SearchOutcome:
-    """Run trials until the study's budget is spent; failed trials are kept with their errors."""
+def run(
+    search: SearchRun,
+    progress: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchOutcome:
+    """Run trials until the study's budget is spent; failed trials are kept with their errors.
+
+    ``should_stop`` is asked before each trial (the parent of ``--workers N`` stopping them).
+    """
     import optuna
     from optuna.trial import TrialState
 
     config, study, ctx = search.config, search.study, search.context
+    if search.worker is None:
+        raise ConfigError("run() needs a registered worker: prepare(config) with register=True")
     if ctx.meter.idle is None and config.measure.idle_seconds > 0:
         ctx.meter.measure_idle(config.measure.idle_seconds)
     if config.distillation and ctx.teacher is None and ctx.dataset.spec.kind in _teachers():
@@ -399,7 +423,9 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
 
     def objective(trial: optuna.Trial) -> list[float]:
         _start_trial(trial, search)
-        if config.trials is not None and _ahead(study, trial.number, config) >= config.trials:
+        # A dead worker's parameters, queued again, are never dropped as surplus.
+        retry = "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
+        if config.trials is not None and not retry and _ahead(study, trial, config) >= config.trials:
             # Another worker started the last trial in the same instant: this one would be one
             # too many. It ends before sampling anything, as pruned, with nothing spent.
             trial.set_user_attr(
@@ -409,6 +435,8 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
         try:
             metrics = search.evaluate(trial, ctx)
         except BaseException as error:
+            if isinstance(error, KeyboardInterrupt):
+                INTERRUPTED.set()
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
             trial.set_user_attr("error", message[:2000])
@@ -418,6 +446,9 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
             ctx.on_phase = None
         _record_window(trial, ctx)
         trial.set_user_attr("metrics", metrics)
+        if ctx.last_model is not None:
+            save_model(trial, ctx.last_model, search.artifacts)
+            ctx.last_model = None
         for constraint in config.constraints:
             trial.set_constraint(str(constraint), constraint.value(metrics))
         return [metrics[name] for name in config.objectives]
@@ -437,6 +468,8 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
             )
 
     while not state.reason:
+        if should_stop is not None and should_stop():
+            raise KeyboardInterrupt
         _fail_stale(study, config.heartbeat.grace_s)
         state.reason = _budget_spent(search, state)
         if state.reason:
@@ -445,7 +478,18 @@ def run(search: SearchRun, progress: Callable[[str], None] | None = None) -> Sea
             # The other workers' running trials may finish the budget, or fail and leave room.
             time.sleep(_WAIT_S)
             continue
-        study.optimize(objective, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False)
+        try:
+            study.optimize(
+                objective, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False
+            )
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
+            # Another worker failed this trial as stale (this worker stalled past the grace
+            # period): its parameters are queued again; this result cannot be told.
+            if isinstance(error, ValueError) and "Cannot tell" not in str(error):
+                raise
+            if progress is not None:
+                progress(f"a trial of this worker was failed by another worker as stale ({error}); going on")
+    prune_models(study, search.artifacts, config.keep_models)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     return SearchOutcome(completed, failed, state.reason, spent_energy_j(study))
@@ -477,14 +521,15 @@ def _pending(study: Any) -> int:
     return sum(1 for t in trials if t.state == TrialState.COMPLETE or "worker" in t.user_attrs)
 
 
-def _ahead(study: Any, number: int, config: SearchConfig) -> int:
-    """Trials that count toward ``--trials`` before trial ``number``: complete, or running and
-    created earlier (Optuna numbers trials in the order they are created)."""
+def _ahead(study: Any, trial: Any, config: SearchConfig) -> int:
+    """Trials that count toward ``--trials`` before ``trial``: complete, or running and started
+    earlier (a queued retry keeps its lower number but starts when it is taken)."""
     import datetime
 
     from optuna.trial import TrialState
 
     limit = datetime.datetime.now() - datetime.timedelta(seconds=config.heartbeat.grace_s)
+    mine = (trial.datetime_start or datetime.datetime.max, trial.number)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
     complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
     # Running ones, orphans left out: trials with no worker record older than the grace period.
@@ -492,7 +537,8 @@ def _ahead(study: Any, number: int, config: SearchConfig) -> int:
         1
         for t in trials
         if t.state == TrialState.RUNNING
-        and t.number < number
+        and t.number != trial.number
+        and (t.datetime_start or datetime.datetime.max, t.number) < mine
         and ("worker" in t.user_attrs or (t.datetime_start or limit) > limit)
     )
     return complete + running

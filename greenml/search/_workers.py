@@ -138,10 +138,12 @@ class Claim:
 
     def _winner(self) -> dict[str, Any]:
         now = time.time()
+        # A claim asked a moment ago may not carry its kind yet: it counts, for every kind.
         live = [
             t
             for t in self._helper.get_trials(deepcopy=False)
-            if t.user_attrs.get("kind") == f"claim:{self._kind}" and _alive(t, self._grace_s, now)
+            if t.user_attrs.get("kind", f"claim:{self._kind}") == f"claim:{self._kind}"
+            and _alive(t, self._grace_s, now)
         ]
         first = min(live, key=lambda t: t.number, default=None)
         if first is None or first.number == self._trial.number:
