@@ -285,7 +285,7 @@ def test_failing_trials_are_kept_and_the_search_stops_after_n(tmp_path: Path) ->
     ("args", "message"),
     [
         (["--space", "nope"], "unknown space 'nope'; valid: mlp, cnn, tinybert"),
-        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--dataset", "cifar"], "unknown dataset 'cifar'; valid: digits, mnist1d"),
         (["--sampler", "cmaes"], "invalid choice: 'cmaes'"),
         (["--objectives", "accuracy,speed"], "unknown objective 'speed'"),
         (["--objectives", "accuracy,trial_seconds"], "unknown objective 'trial_seconds'"),

@@ -505,6 +505,7 @@ def test_workers_that_all_stop_on_one_error_report_it_once(tmp_path: Path) -> No
         parent.close()
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_stale_trial_failed_twice_at_once_is_queued_once(tmp_path: Path) -> None:
     from greenml.storage import _retry_callback
 

@@ -47,7 +47,11 @@ class FakePowercap:
         return int((self.root / directory / "energy_uj").read_text())
 
     def set_energy_uj(self, directory: str, value: int) -> None:
-        (self.root / directory / "energy_uj").write_text(f"{value}\n")
+        # Replaced whole, as sysfs does: a reader (the poller thread) never sees an empty file.
+        path = self.root / directory / "energy_uj"
+        tmp = path.with_name(f".energy_uj.{os.getpid()}.tmp")
+        tmp.write_text(f"{value}\n")
+        os.replace(tmp, path)
 
     def add(self, directory: str, joules: float) -> None:
         """The zone draws ``joules`` more; the counter wraps at max_energy_range_uj."""
