@@ -422,19 +422,21 @@ def run(
     state = _RunState(started=time.monotonic())
 
     def objective(trial: optuna.Trial) -> list[float]:
-        _start_trial(trial, search)
-        # A dead worker's parameters, queued again, are never dropped as surplus.
-        retry = "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
-        if config.trials is not None and not retry and _ahead(study, trial, config) >= config.trials:
-            # Another worker started the last trial in the same instant: this one would be one
-            # too many. It ends before sampling anything, as pruned, with nothing spent.
-            trial.set_user_attr(
-                SURPLUS_ATTR, f"the study already had {config.trials} trials complete or running"
-            )
-            raise optuna.TrialPruned(trial.user_attrs[SURPLUS_ATTR])
         try:
+            _start_trial(trial, search)
+            # A dead worker's parameters, queued again, are never dropped as surplus.
+            retry = "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
+            if config.trials is not None and not retry and _ahead(study, trial, config) >= config.trials:
+                # Another worker started the last trial in the same instant: this one would be
+                # one too many. It ends before sampling anything, as pruned, with nothing spent.
+                surplus = f"the study already had {config.trials} trials complete or running"
+                trial.set_user_attr(SURPLUS_ATTR, surplus)
+                raise optuna.TrialPruned(surplus)
             metrics = search.evaluate(trial, ctx)
+        except optuna.TrialPruned:
+            raise
         except BaseException as error:
+            # Whatever stopped it (Ctrl-C included, wherever it landed), the record says why.
             if isinstance(error, KeyboardInterrupt):
                 INTERRUPTED.set()
             _record_window(trial, ctx)
