@@ -432,6 +432,13 @@ def test_cli_workers_end_to_end(tmp_path: Path) -> None:
     assert {t.user_attrs["worker"]["number"] for t in study.trials} <= {0, 1}
 
 
+def _training(storage: str, name: str) -> int:
+    """Running trials past their start: worker recorded and parameters sampled (training by now)."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    return sum(1 for t in running if "worker" in t.user_attrs and "runtime" in t.params)
+
+
 def _cli_common(storage: str) -> list[str]:
     return [
         *("--storage", storage, "--workers", "2", "--no-distillation", "--idle-seconds", "0"),
@@ -464,15 +471,7 @@ def test_cli_workers_stop_cleanly_on_ctrl_c_or_sigterm_to_the_group(tmp_path: Pa
     )
     try:
         _wait_for(
-            lambda: (
-                "long" in optuna.get_all_study_names(storage)
-                and len(
-                    optuna.load_study(study_name="long", storage=storage).get_trials(
-                        states=(TrialState.RUNNING,)
-                    )
-                )
-                == 2
-            ),
+            lambda: "long" in optuna.get_all_study_names(storage) and _training(storage, "long") == 2,
             120,
             "both workers' first trials",
         )
