@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write one HTML file (plotly.js inlined, renders offline) with the study's Pareto "
         "front, hypervolume history, search footprint, parameter importances and every trial.",
     )
-    report.add_argument("--study", required=True, metavar="NAME")
+    report.add_argument("--study", default=None, metavar="NAME", help="the study (omit to list them)")
     report.add_argument(
         "--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)"
     )
@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_options(compare)
 
     export = commands.add_parser("export", help="export a study's trials as CSV, JSON or Parquet")
-    export.add_argument("--study", required=True, metavar="NAME")
+    export.add_argument("--study", default=None, metavar="NAME", help="the study (omit to list them)")
     export.add_argument(
         "--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)"
     )
@@ -703,10 +703,22 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _require_study(args: argparse.Namespace) -> str:
+    """The storage URL; a one-line error listing the studies there when --study is missing."""
+    from greenml.storage import default_storage, open_storage, study_names
+
+    storage: str = args.storage or default_storage()
+    if args.study is None:
+        names = study_names(open_storage(storage))
+        raise ConfigError(f"give --study NAME; studies in {storage}: {', '.join(names) or 'none'}")
+    return storage
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from greenml.report import write_report
     from greenml.storage import default_storage
 
+    _require_study(args)
     path = write_report(
         args.study, args.storage or default_storage(), args.output, args.reference, args.importance
     )
@@ -732,17 +744,11 @@ def _cmd_model(args: argparse.Namespace) -> int:
     from greenml.storage import (
         artifact_dir,
         artifact_store,
-        default_storage,
-        open_storage,
         open_study,
         redact_url,
-        study_names,
     )
 
-    storage = args.storage or default_storage()
-    if args.study is None:
-        names = study_names(open_storage(storage))
-        raise ConfigError(f"give --study NAME; studies in {storage}: {', '.join(names) or 'none'}")
+    storage = _require_study(args)
     if args.trial is None and args.pick is None:
         raise ConfigError(
             "give --trial N or --pick RULE (e.g. --pick knee, --pick 'max accuracy where latency_ms<1')"
@@ -789,9 +795,8 @@ def _cmd_storage_proxy(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from greenml.results import export_study
-    from greenml.storage import default_storage
 
-    storage = args.storage or default_storage()
+    storage = _require_study(args)
     if args.output is None and args.format == "parquet":
         raise ConfigError("--format parquet needs -o FILE (Parquet is binary)")
     if args.output is not None and not args.output.parent.is_dir():
