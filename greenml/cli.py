@@ -647,13 +647,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     _print_front(pareto_rows(search.study), config.objectives)
     print(f"study: {search.study.study_name!r} in {config.storage_url}")
-    _search_report(args, search)
     if config.keep_models != "none" and search.study.best_trials:
-        storage = "" if args.storage is None else f" --storage {args.storage}"
+        import shlex
+
+        storage = "" if args.storage is None else f" --storage {shlex.quote(args.storage)}"
         print(
             f"models: {search.artifacts_dir} (kept: {config.keep_models}); take the front's knee with: "
-            f"greenml model --study {search.study.study_name}{storage} --pick knee -o model"
+            f"greenml model --study {shlex.quote(search.study.study_name)}{storage} --pick knee -o model"
         )
+    _search_report(args, search)
     return 0
 
 
