@@ -11,6 +11,7 @@ from greenml.metrics import METRIC_NAMES
 
 __all__ = [
     "STALE_ERROR",
+    "export_frame",
     "export_study",
     "is_stale",
     "retried_as",
@@ -133,13 +134,35 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def export_frame(rows: list[dict[str, Any]]) -> Any:
+    """The rows as a DataFrame in a stable column order, integers kept integers.
+
+    Order: ``number``; the parameters (``param_*``, by name); the metrics, in the vocabulary's
+    order; then state, feasibility, worker, timing, energy basis, devices, notes and error. A
+    column whose values are all whole numbers (an integer parameter, a worker number) is a
+    nullable integer column, so a missing value does not turn it into floats.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    params = sorted(c for c in frame.columns if c.startswith("param_"))
+    metrics = [c for c in METRIC_NAMES if c in frame.columns]
+    rest = [c for c in frame.columns if c != "number" and c not in params and c not in metrics]
+    frame = frame[["number", *params, *metrics, *rest]] if len(frame) else frame
+    for column in frame.columns:
+        values = [row.get(column) for row in rows]  # before pandas turns int-and-None into floats
+        given = [v for v in values if v is not None]
+        if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            frame[column] = pd.array(values, dtype="Int64")
+    return frame
+
+
 def export_study(name: str, storage_url: str, fmt: str, output: Path | None) -> str | None:
     """Write the study's trials in ``fmt``; return the text when there is no ``output`` file."""
-    import pandas as pd
 
     from greenml.storage import open_study
 
-    frame = pd.DataFrame(trial_rows(open_study(name, storage_url)))
+    frame = export_frame(trial_rows(open_study(name, storage_url)))
     if fmt == "parquet":
         assert output is not None
         tmp = output.with_name(output.name + ".tmp")

@@ -58,3 +58,31 @@ def test_rows_keep_their_columns(rows: list[dict[str, object]]) -> None:
 def test_an_older_study_has_no_workers() -> None:
     rows = trial_rows(make_study(None, n_trials=3))
     assert {(row["worker"], row["host"], row["retry_of"]) for row in rows} == {(None, None, None)}
+
+
+def test_export_columns_come_in_a_stable_order_with_integers_as_integers(
+    rows: list[dict[str, object]], tmp_path: object
+) -> None:
+    import io
+
+    from greenml.metrics import METRIC_NAMES
+    from greenml.results import export_frame
+
+    frame = export_frame(rows)
+    columns = list(frame.columns)
+    params = [c for c in columns if c.startswith("param_")]
+    metrics = [c for c in columns if c in METRIC_NAMES]
+    assert columns[0] == "number"
+    assert columns[1 : 1 + len(params)] == sorted(params)
+    assert columns[1 + len(params) : 1 + len(params) + len(metrics)] == metrics
+    assert columns.index("state") > columns.index(metrics[-1]) and columns[-1] == "error"
+    # Whole-number columns stay whole numbers, missing values and all (the waiting retry has none).
+    assert str(frame["worker"].dtype) == "Int64" and str(frame["number"].dtype) == "Int64"
+    integer_params = [c for c in params if all(isinstance(v, int) for v in frame[c].dropna().tolist())]
+    assert integer_params and all(str(frame[c].dtype) == "Int64" for c in integer_params)
+    text = frame.to_csv(index=False)
+    import csv
+
+    written = {row["worker"] for row in csv.DictReader(io.StringIO(text))}
+    assert written == {"0", "1", ""}  # written 0, not 0.0; the waiting retry's is empty
+    assert text.splitlines()[0].split(",")[0] == "number"
