@@ -121,14 +121,9 @@ def main() -> int:
 
 
 def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from greenml.search._study import host_info
+
+    return f"{host_info()['cpu']} ({platform.machine()})"
 
 
 if __name__ == "__main__":

@@ -24,13 +24,12 @@ import json
 import math
 import os
 import re
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 from greenml.errors import ConfigError
 from greenml.metrics import MAXIMIZED, METRIC_NAMES
+from greenml.storage import scratch_file
 
 __all__ = [
     "KEEP_CHOICES",
@@ -52,16 +51,11 @@ def save_model(trial: Any, model: dict[str, Any], store: Any) -> dict[str, Any]:
     import optuna
 
     data: bytes = model["data"]
-    directory = Path(tempfile.mkdtemp(prefix="greenml-model-"))
-    path = directory / f"trial-{trial.number}-{os.getpid()}-{uuid.uuid4().hex}{SUFFIX[model['format']]}"
-    try:
+    with scratch_file(f"trial-{trial.number}{SUFFIX[model['format']]}") as path:
         path.write_bytes(data)
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=store, file_path=str(path), study_or_trial=trial
         )
-    finally:
-        path.unlink(missing_ok=True)
-        directory.rmdir()
     record = {
         "artifact_id": artifact_id,
         "format": model["format"],

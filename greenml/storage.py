@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ __all__ = [
     "parse_grpc",
     "redact_url",
     "run_proxy",
+    "scratch_file",
     "shared_by_processes",
     "study_names",
 ]
@@ -298,6 +300,22 @@ def artifact_store(directory: Path) -> Any:
     if not os.access(directory, os.W_OK):
         raise ConfigError(f"--artifacts: {str(directory)!r} is not writable")
     return FileSystemArtifactStore(directory)
+
+
+@contextlib.contextmanager
+def scratch_file(name: str) -> Iterator[Path]:
+    """``name`` in a new private temporary folder (unique to this process and call), removed after.
+
+    Files pass through it on their way into or out of the artifact store, so two workers never
+    write or read each other's half-written file.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="greenml-"))
+    path = directory / name
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        directory.rmdir()
 
 
 class Pulse:

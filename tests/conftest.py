@@ -32,6 +32,21 @@ def as_non_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The local PostgreSQL (trust auth, database ``test``); tests that need it skip without it."""
+    import psycopg
+
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3").close()
+    except psycopg.OperationalError as error:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({error})")
+    return POSTGRES_URL
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

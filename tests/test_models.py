@@ -50,6 +50,11 @@ def _search(tmp_path: Path, keep: str, trials: int = 4) -> Any:
     return optuna.load_study(study_name="models", storage=config.storage_url)
 
 
+def _model_argv(tmp_path: Path, number: int, out: Path) -> list[str]:
+    storage = f"sqlite:///{tmp_path}/models.db"
+    return ["model", "--study", "models", "--storage", storage, "--trial", str(number), "-o", str(out)]
+
+
 REPRODUCE = textwrap.dedent(
     """
     import json, sys
@@ -89,22 +94,7 @@ def test_every_exported_model_reproduces_its_test_accuracy_in_a_fresh_process(
     files: list[str] = []
     for trial in study.trials:
         out = tmp_path / f"trial{trial.number}"
-        assert (
-            main(
-                [
-                    "model",
-                    "--study",
-                    "models",
-                    "--storage",
-                    f"sqlite:///{tmp_path}/models.db",
-                    "--trial",
-                    str(trial.number),
-                    "-o",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert main(_model_argv(tmp_path, trial.number, out)) == 0
         suffix = ".pt2" if trial.params["runtime"] == "torch" else ".onnx"
         card = json.loads((tmp_path / f"trial{trial.number}.card.json").read_text())
         assert card["model"]["file"] == f"trial{trial.number}{suffix}"
@@ -135,23 +125,7 @@ def test_keep_models_front_deletes_the_models_off_the_front(
     }
     assert kept == front and len(front) < 3
     gone = min(set(range(3)) - front)
-    storage = f"sqlite:///{tmp_path}/models.db"
-    assert (
-        main(
-            [
-                "model",
-                "--study",
-                "models",
-                "--storage",
-                storage,
-                "--trial",
-                str(gone),
-                "-o",
-                str(tmp_path / "x"),
-            ]
-        )
-        == 2
-    )
+    assert main(_model_argv(tmp_path, gone, tmp_path / "x")) == 2
     assert "no longer stored: --keep-models front" in capsys.readouterr().err
     assert not list(tmp_path.glob("x*"))
 

@@ -364,40 +364,27 @@ def _estimate_meter() -> object:
     return Meter([CpuTimeEstimate(WattsPerCore(4.0, "test"))])
 
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_or_skip() -> None:
-    import psycopg
-
-    try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3").close()
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432: {error}")
-
-
-def test_postgresql_storage_and_resume(tmp_path: Path) -> None:
-    _postgres_or_skip()
+def test_postgresql_storage_and_resume(tmp_path: Path, postgres_url: str) -> None:
     import uuid
 
     study = f"greenml-test-{uuid.uuid4().hex[:8]}"
     try:
         first = greenml(
-            "search", "--trials", "1", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path
+            "search", "--trials", "1", "--storage", postgres_url, "--study", study, *FAST, cwd=tmp_path
         )
         assert first.returncode == 0, first.stderr
         second = greenml(
-            "search", "--trials", "2", "--storage", POSTGRES_URL, "--study", study, *FAST, cwd=tmp_path
+            "search", "--trials", "2", "--storage", postgres_url, "--study", study, *FAST, cwd=tmp_path
         )
         assert second.returncode == 0, second.stderr
-        assert len(_complete(POSTGRES_URL, study)) == 2
+        assert len(_complete(postgres_url, study)) == 2
         exported = greenml(
-            "export", "--study", study, "--storage", POSTGRES_URL, "--format", "csv", cwd=tmp_path
+            "export", "--study", study, "--storage", postgres_url, "--format", "csv", cwd=tmp_path
         )
         assert exported.returncode == 0 and len(exported.stdout.strip().splitlines()) == 3
     finally:
         with contextlib.suppress(KeyError):
-            optuna.delete_study(study_name=study, storage=POSTGRES_URL)
+            optuna.delete_study(study_name=study, storage=postgres_url)
 
 
 SLOW = """

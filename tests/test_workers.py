@@ -34,18 +34,7 @@ from greenml.search._workers import Claim, register_worker, worker_seed
 from greenml.storage import Heartbeat, helper_name, open_storage
 from greenml.testing.synthetic import evaluate
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FAST_HEARTBEAT = Heartbeat(interval_s=1, grace_s=3)
-
-
-def _postgres_or_skip() -> str:
-    import psycopg
-
-    try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3").close()
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({error})")
-    return POSTGRES_URL
 
 
 def _free_port() -> int:
@@ -93,7 +82,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/workers.db"
     if request.param == "postgresql":
-        return _postgres_or_skip()
+        return str(request.getfixturevalue("postgres_url"))
     return str(request.getfixturevalue("grpc_proxy"))
 
 
@@ -170,7 +159,7 @@ def test_killed_worker_trial_is_failed_within_the_grace_period_and_retried(
 ) -> None:
     url = {
         "sqlite": lambda: f"sqlite:///{tmp_path}/kill.db",
-        "postgresql": _postgres_or_skip,
+        "postgresql": lambda: request.getfixturevalue("postgres_url"),
         "grpc": lambda: request.getfixturevalue("grpc_proxy"),
     }[backend]()
     config = _config(url, tmp_path, trials=3)

@@ -541,9 +541,18 @@ def _ahead(study: Any, trial: Any, config: SearchConfig) -> int:
         if t.state == TrialState.RUNNING
         and t.number != trial.number
         and (t.datetime_start or datetime.datetime.max, t.number) < mine
-        and ("worker" in t.user_attrs or (t.datetime_start or limit) > limit)
+        and not _orphan(t, limit)
     )
     return complete + running
+
+
+def _orphan(trial: Any, limit: Any) -> bool:
+    """A running trial with no worker record that started before ``limit`` (grace period ago)."""
+    return (
+        "worker" not in trial.user_attrs
+        and trial.datetime_start is not None
+        and trial.datetime_start <= limit
+    )
 
 
 def _fail_stale(study: Any, grace_s: float) -> None:
@@ -564,7 +573,7 @@ def _fail_stale(study: Any, grace_s: float) -> None:
     storage = study._storage
     limit = datetime.datetime.now() - datetime.timedelta(seconds=grace_s)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "worker" in trial.user_attrs or trial.datetime_start is None or trial.datetime_start > limit:
+        if not _orphan(trial, limit):
             continue
         try:
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):

@@ -13,17 +13,14 @@ charged for it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from greenml.errors import ConfigError
 from greenml.ledger import LEDGER_PREFIX
 from greenml.spaces import load_space
+from greenml.storage import scratch_file
 
 __all__ = ["TEACHERS", "TEACHER_ATTR", "acquire_teacher"]
 
@@ -97,16 +94,11 @@ def _train_and_publish(search: Any, say: Callable[[str], None] | None) -> Any:
     model.eval()
     result = window.result
     accuracy = _accuracy(_predictor(model, "torch", ctx.device), ctx, "val")
-    directory = Path(tempfile.mkdtemp(prefix="greenml-teacher-"))
-    path = directory / f"teacher-{os.getpid()}-{uuid.uuid4().hex}.pt"
-    try:
+    with scratch_file("teacher.pt") as path:
         torch.save(model.state_dict(), path)
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=search.artifacts, file_path=str(path), study_or_trial=study
         )
-    finally:
-        path.unlink(missing_ok=True)
-        directory.rmdir()
     entry = {
         "energy_j": result.total_energy_j,
         "seconds": result.seconds,
@@ -140,9 +132,7 @@ def _load(search: Any, record: dict[str, Any]) -> Any:
     import torch
 
     model, *_ = _build(search.context)
-    directory = Path(tempfile.mkdtemp(prefix="greenml-teacher-"))
-    path = directory / f"teacher-{os.getpid()}-{uuid.uuid4().hex}.pt"
-    try:
+    with scratch_file("teacher.pt") as path:
         try:
             optuna.artifacts.download_artifact(
                 artifact_store=search.artifacts, file_path=str(path), artifact_id=record["artifact_id"]
@@ -154,9 +144,6 @@ def _load(search: Any, record: dict[str, Any]) -> Any:
                 "they share"
             ) from None
         state = torch.load(path, map_location=search.context.device, weights_only=True)
-    finally:
-        path.unlink(missing_ok=True)
-        directory.rmdir()
     model.load_state_dict(state)
     model.eval()
     return model

@@ -67,6 +67,27 @@ def _alive(trial: Any, grace_s: float, now: float) -> bool:
     return now - started < grace_s
 
 
+def _existing_helper(study: Any, purpose: str) -> Any | None:
+    """The helper study for ``purpose`` if some worker has created it, without creating it."""
+    import optuna
+
+    if helper_name(study.study_name, purpose) not in optuna.get_all_study_names(study._storage):
+        return None
+    return _helper(study, purpose)
+
+
+def _first_live_claim(helper: Any, kind: str, grace_s: float, unlabelled: bool) -> Any | None:
+    """The lowest-numbered live claim on ``kind``; ``unlabelled`` counts claims not labelled yet."""
+    now = time.time()
+    label = f"claim:{kind}"
+    live = [
+        t
+        for t in helper.get_trials(deepcopy=False)
+        if t.user_attrs.get("kind", label if unlabelled else None) == label and _alive(t, grace_s, now)
+    ]
+    return min(live, key=lambda t: t.number, default=None)
+
+
 @dataclass
 class Worker:
     """This process as a registered worker of a study."""
@@ -111,9 +132,9 @@ def live_workers(study: Any, grace_s: float) -> list[dict[str, Any]]:
     """The registered workers that are running now (fresh pulse), as their registration records."""
     import optuna
 
-    if helper_name(study.study_name, "workers") not in optuna.get_all_study_names(study._storage):
+    helper = _existing_helper(study, "workers")
+    if helper is None:
         return []
-    helper = _helper(study, "workers")
     now = time.time()
     return [
         {"number": t.number, **t.user_attrs}
@@ -137,15 +158,8 @@ class Claim:
         self.holder = self._winner()
 
     def _winner(self) -> dict[str, Any]:
-        now = time.time()
         # A claim asked a moment ago may not carry its kind yet: it counts, for every kind.
-        live = [
-            t
-            for t in self._helper.get_trials(deepcopy=False)
-            if t.user_attrs.get("kind", f"claim:{self._kind}") == f"claim:{self._kind}"
-            and _alive(t, self._grace_s, now)
-        ]
-        first = min(live, key=lambda t: t.number, default=None)
+        first = _first_live_claim(self._helper, self._kind, self._grace_s, unlabelled=True)
         if first is None or first.number == self._trial.number:
             return {"number": self._trial.number, "won": True}
         return {"number": first.number, "won": False, "worker": first.user_attrs.get("worker", {})}
@@ -166,15 +180,6 @@ class Claim:
 
 def claim_alive(study: Any, kind: str, grace_s: float) -> dict[str, Any] | None:
     """The live claim on ``kind`` (its worker record), or None when nobody holds one."""
-    import optuna
-
-    if helper_name(study.study_name, "claims") not in optuna.get_all_study_names(study._storage):
-        return None
-    now = time.time()
-    live = [
-        t
-        for t in _helper(study, "claims").get_trials(deepcopy=False)
-        if t.user_attrs.get("kind") == f"claim:{kind}" and _alive(t, grace_s, now)
-    ]
-    first = min(live, key=lambda t: t.number, default=None)
+    helper = _existing_helper(study, "claims")
+    first = None if helper is None else _first_live_claim(helper, kind, grace_s, unlabelled=False)
     return None if first is None else dict(first.user_attrs.get("worker", {}))
