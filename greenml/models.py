@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -152,28 +151,15 @@ def _feasible(study: Any) -> list[Any]:
 
 
 def knee_trial(study: Any) -> Any:
-    """The front's knee: the trial nearest the ideal point, each objective scaled 0..1 over the front.
+    """The front's knee (:func:`greenml.results.knee_index`: nearest the ideal point, each
+    objective scaled 0..1 over the front)."""
+    from greenml.results import knee_index
 
-    Each objective is min-max normalised across the Pareto front (so 0 is the front's best value
-    and 1 its worst, whatever the units), and the knee is the front trial with the smallest
-    Euclidean distance to (0, ..., 0). A front of one trial is its own knee.
-    """
     front = sorted(study.best_trials, key=lambda t: t.number)
     if not front:
         raise ConfigError(f"study {study.study_name!r} has no Pareto front yet")
-    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     signs = [-1.0 if d.name == "MAXIMIZE" else 1.0 for d in study.directions]
-    points = [[s * v for s, v in zip(signs, t.values, strict=True)] for t in front]
-    lows = [min(p[i] for p in points) for i in range(len(names))]
-    highs = [max(p[i] for p in points) for i in range(len(names))]
-
-    def distance(point: list[float]) -> float:
-        scaled = [
-            (v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(point, lows, highs, strict=True)
-        ]
-        return math.sqrt(sum(x * x for x in scaled))
-
-    return min(zip(front, points, strict=True), key=lambda pair: (distance(pair[1]), pair[0].number))[0]
+    return front[knee_index([[s * v for s, v in zip(signs, t.values, strict=True)] for t in front])]
 
 
 def export_model(study: Any, trial: Any, output: Path, store: Any, storage_label: str) -> tuple[Path, Path]:

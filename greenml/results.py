@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from greenml.metrics import METRIC_NAMES
 
 __all__ = [
+    "KNEE_RULE",
     "STALE_ERROR",
     "export_frame",
     "export_study",
     "is_stale",
+    "knee_index",
     "retried_as",
     "trial_constraints",
     "trial_error",
@@ -38,6 +41,35 @@ def write_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+KNEE_RULE = (
+    "the knee is the front trial nearest the ideal point once each objective is scaled 0 (the "
+    "front's best value) to 1 (its worst) over the front"
+)
+
+
+def knee_index(losses: Sequence[Sequence[float]]) -> int:
+    """Index of the knee among Pareto-front points given as losses (every objective minimised).
+
+    Each objective is min-max normalised across the front, so 0 is the front's best value and 1
+    its worst whatever the units, and the knee is the point with the smallest Euclidean distance
+    to (0, ..., 0); ties go to the earlier point. A front of one point is its own knee. The
+    report marks this trial and ``greenml model --pick knee`` takes it.
+    """
+    if not losses:
+        raise ValueError("knee_index() needs at least one point")
+    width = len(losses[0])
+    lows = [min(p[i] for p in losses) for i in range(width)]
+    highs = [max(p[i] for p in losses) for i in range(width)]
+
+    def distance(point: Sequence[float]) -> float:
+        scaled = [
+            (v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(point, lows, highs, strict=True)
+        ]
+        return math.sqrt(sum(x * x for x in scaled))
+
+    return min(range(len(losses)), key=lambda i: (distance(losses[i]), i))
 
 
 def trial_constraints(trial: Any) -> dict[str, float]:
