@@ -20,6 +20,7 @@ from greenml import __version__
 from greenml.config import METER_CHOICES, MeasureConfig
 from greenml.errors import ConfigError, GreenMLError
 from greenml.storage import Heartbeat
+from greenml.units import human, number, quantity_of, scale_for
 
 __all__ = ["main"]
 
@@ -624,14 +625,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     for line in search.notes:
         print(f"greenml: {line}", file=sys.stderr)
-    say = lambda line: print(line if line.startswith("[") else f"greenml: {line}", file=sys.stderr)  # noqa: E731
+    from greenml.search._progress import Progress
+
     if config.workers == 1:
         # A scheduler's SIGTERM (preemption, a time limit) stops the search as Ctrl-C does: the
         # running trial is marked failed and the study stays resumable. (The parent of
         # --workers N passes SIGTERM on to its workers itself.)
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        outcome = run_workers(search, say) if config.workers > 1 else run(search, say)
+        with Progress(sys.stderr) as progress:  # a live line on a terminal, a line per phase in logs
+            outcome = run_workers(search, progress) if config.workers > 1 else run(search, progress)
     except KeyboardInterrupt:
         print(
             f"greenml: {interrupted_message(search.study.study_name, config.storage_url, search.command)}",
@@ -642,7 +645,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         search.close()
     print(
         f"greenml: stopped after {outcome.stop_reason}: {outcome.completed} complete, {outcome.failed} failed; "
-        f"search energy {outcome.energy_j:.1f} J",
+        f"search energy {human('energy', outcome.energy_j)}",
         file=sys.stderr,
     )
     _print_front(pareto_rows(search.study), config.objectives)
@@ -690,19 +693,39 @@ def _print_front(rows: list[dict[str, Any]], objectives: Sequence[str]) -> None:
     if not rows:
         print("no feasible complete trial yet: the Pareto front is empty")
         return
-    columns = ["number", *objectives, "test_accuracy", "model_bytes"]
-    columns = list(dict.fromkeys(columns))
-    table = [columns] + [[_cell(row.get(column)) for column in columns] for row in rows]
+    columns = list(dict.fromkeys(["number", *objectives, "test_accuracy", "model_bytes"]))
+    header, cells = [], []
+    for column in columns:
+        quantity = quantity_of(column)
+        values = [row.get(column) for row in rows]
+        if quantity is None or quantity == "fraction":
+            header.append(column)
+            cells.append([_cell(v) for v in values])
+        else:  # one unit per column, in its header
+            scale = scale_for(quantity, values)
+            header.append(f"{_shown_name(column)} ({scale.unit})")
+            cells.append([scale.format(v) for v in values])
+    table = [header] + [list(line) for line in zip(*cells, strict=True)]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     print(f"Pareto front ({len(rows)} trial{'s' if len(rows) != 1 else ''}):")
     for line in table:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
 
 
+def _shown_name(column: str) -> str:
+    """A metric's name without the base unit it is stored in (the header gives the shown unit)."""
+    if column == "model_bytes":
+        return "model_size"
+    for suffix in ("_j", "_ms", "_seconds"):
+        if column.endswith(suffix):
+            return column.removesuffix(suffix)
+    return column
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return number(value, 4)
+    return "—" if value is None else str(value)
 
 
 def _require_study(args: argparse.Namespace) -> str:

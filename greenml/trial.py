@@ -65,6 +65,9 @@ class TrialContext:
     # Called with the trial's energy so far after each phase (the search stores it, so the
     # study's budget counts running trials).
     on_phase: Callable[[float], None] | None = field(default=None, repr=False)
+    # Called as (phase, epoch, epochs) when a phase starts (epoch 0) and after each training
+    # epoch; the search stores and shows it (greenml.search._progress).
+    on_progress: Callable[[str, int, int], None] | None = field(default=None, repr=False)
     # Set by the search when other workers shared this host's machine-wide meters.
     shared_host_note: str | None = field(default=None, repr=False)
     # Keep each trial's deployable file (ctx.last_model): the ONNX bytes as measured, or the
@@ -106,6 +109,7 @@ def _train(
     settings: dict[str, Any],
     generator: Any,
     teacher: Any | None,
+    phase: str = "train",
 ) -> None:
     import torch
 
@@ -138,6 +142,8 @@ def _train(
                 raise TrialFailed(f"loss became {loss.item()} in epoch {epoch + 1}")
             loss.backward()
             optimizer.step()
+        if ctx.on_progress is not None:
+            ctx.on_progress(phase, epoch + 1, epochs)
     model.eval()
 
 
@@ -209,7 +215,9 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     window = ctx.meter.begin(f"trial {trial.number}")
 
     @contextlib.contextmanager
-    def phase(name: str) -> Iterator[None]:
+    def phase(name: str, epochs: int = 0, announce: bool = True) -> Iterator[None]:
+        if ctx.on_progress is not None and announce:
+            ctx.on_progress(name, 0, epochs)
         with ctx.meter.window(name):
             yield
         if ctx.on_phase is not None:
@@ -227,15 +235,15 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
         settings = _suggest_settings(trial, ctx)
         example = torch.from_numpy(ctx.dataset.x_val[:1]).to(ctx.device)
 
-        with phase("train"):
+        with phase("train", settings["epochs"]):
             # The study's teacher was trained (or downloaded) before the first trial.
             teacher = ctx.teacher() if settings["distill"] and ctx.teacher else None
             _train(model, ctx, settings["epochs"], settings, generator, teacher)
         with phase("compress"):
             _prune(model, settings, example, ctx.notes)
-        with phase("finetune"):
+        with phase("finetune", settings["finetune_epochs"], announce=settings["finetune_epochs"] > 0):
             if settings["finetune_epochs"]:
-                _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher)
+                _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher, "finetune")
         with phase("compress"):
             model.eval()
             if settings["runtime"] == "onnxruntime":

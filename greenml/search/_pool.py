@@ -29,7 +29,9 @@ from greenml.ledger import spent_energy_j
 from greenml.models import prune_models
 from greenml.search import _study
 from greenml.search._config import SearchConfig
-from greenml.search._study import Evaluate, SearchOutcome, SearchRun, prepare, progress_line, run
+from greenml.search._progress import FRONT_HINT, Progress, step_of, trial_line
+from greenml.search._study import Evaluate, SearchOutcome, SearchRun, prepare, run
+from greenml.units import human
 
 __all__ = ["run_workers"]
 
@@ -96,7 +98,7 @@ def _worker_main(
 
 def run_workers(
     search: SearchRun,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     evaluate: Evaluate | None = None,
 ) -> SearchOutcome:
     """Run ``search.config.workers`` worker processes on ``search``'s study until its budget is spent.
@@ -109,6 +111,7 @@ def run_workers(
     from optuna.trial import TrialState
 
     config, study = search.config, search.study
+    show = progress if isinstance(progress, Progress) or progress is None else Progress(write=progress)
     idle = None
     if config.measure.idle_seconds > 0:
         idle = search.meter.measure_idle(config.measure.idle_seconds)
@@ -125,6 +128,7 @@ def run_workers(
     ]
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     teacher_seen = "ledger:teacher" in study.user_attrs
+    hinted = bool(seen)
 
     def terminated(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -143,13 +147,20 @@ def run_workers(
             signal.signal(signal.SIGINT, sigint)
         while True:
             alive = any(p.is_alive() for p in workers)
-            if progress is not None:
-                teacher_seen = _report_teacher(study, teacher_seen, progress)
-                finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+            if show is not None:
+                teacher_seen = _report_teacher(study, teacher_seen, show)
+                trials = study.get_trials(deepcopy=False)
+                finished = [t for t in trials if t.state.is_finished()]
+                spent = spent_energy_j(study)
                 for trial in sorted(finished, key=lambda t: t.datetime_complete or datetime.datetime.max):
                     if trial.number not in seen:
                         seen.add(trial.number)
-                        progress(progress_line(study, trial, config, spent_energy_j(study)))
+                        show.line(trial_line(study, trial, config.objectives, config.trials, spent, True))
+                        if not hinted:
+                            show.note(FRONT_HINT)
+                            hinted = True
+                running = [step_of(t) for t in trials if t.state == TrialState.RUNNING]
+                show.running([step for step in running if step is not None], spent, workers=True)
             if not alive:
                 break
             time.sleep(POLL_S)
@@ -195,15 +206,16 @@ def _interrupt(workers: list[Any]) -> None:
                 os.kill(process.pid, signal.SIGINT)
 
 
-def _report_teacher(study: Any, seen: bool, progress: Callable[[str], None]) -> bool:
+def _report_teacher(study: Any, seen: bool, show: Progress) -> bool:
     if seen:
         return True
     entry = study.user_attrs.get("ledger:teacher")
     if entry is None:
         return False
     worker = (entry.get("worker") or {}).get("number", "?")
-    progress(
-        f"distillation teacher trained by worker {worker}: {entry['seconds']:.1f} s, "
-        f"{entry['energy_j']:.1f} J ({entry.get('energy_basis', '?')}), booked as the study's 'teacher' entry"
+    show.note(
+        f"distillation teacher trained by worker {worker}: {human('duration', entry['seconds'])}, "
+        f"{human('energy', entry['energy_j'])} ({entry.get('energy_basis', '?')}), booked as the study's "
+        "'teacher' entry"
     )
     return True

@@ -26,6 +26,7 @@ from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
 from greenml.models import prune_models, save_model
 from greenml.search._config import SearchConfig
+from greenml.search._progress import FRONT_HINT, Progress, Step, StepRecorder, trial_line
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
 from greenml.spaces import SearchSpace, check_data_kind, load_space
 from greenml.storage import artifact_dir, artifact_store, open_storage, shared_by_processes, study_names
@@ -37,7 +38,6 @@ __all__ = [
     "host_info",
     "pareto_rows",
     "prepare",
-    "progress_line",
     "run",
 ]
 
@@ -375,36 +375,17 @@ def pareto_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def progress_line(study: Any, trial: Any, config: SearchConfig, energy_j: float) -> str:
-    """One finished trial on the progress stream (one worker's, or the parent of --workers N)."""
-    from optuna.trial import TrialState
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    finished = trial.datetime_complete
-    done = sum(1 for t in complete if finished is None or t.datetime_complete <= finished)
-    target = f"/{config.trials}" if config.trials else ""
-    if SURPLUS_ATTR in trial.user_attrs:
-        outcome = "not run: " + trial.user_attrs[SURPLUS_ATTR]
-    elif trial.state == TrialState.FAIL:
-        outcome = "failed: " + (trial.user_attrs.get("error") or "its worker stopped sending heartbeats")
-    else:
-        outcome = trial.state.name.lower() if trial.state != TrialState.COMPLETE else "ok"
-    worker = trial.user_attrs.get("worker", {}).get("number")
-    by = f" (worker {worker})" if config.workers > 1 and worker is not None else ""
-    return (
-        f"[{done}{target} complete] trial {trial.number}{by} {outcome[:80]} | front {len(study.best_trials)} | "
-        f"search energy {energy_j:.1f} J"
-    )
-
-
 def run(
     search: SearchRun,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> SearchOutcome:
     """Run trials until the study's budget is spent; failed trials are kept with their errors.
 
-    ``should_stop`` is asked before each trial (the parent of ``--workers N`` stopping them).
+    ``progress`` shows each trial's phases and a line per finished trial: a :class:`Progress`
+    (live on a terminal), or a function that takes plain lines. Every trial stores its latest
+    step either way. ``should_stop`` is asked before each trial (the parent of ``--workers N``
+    stopping them).
     """
     import optuna
     from optuna.trial import TrialState
@@ -414,16 +395,29 @@ def run(
         raise ConfigError("run() needs a registered worker: prepare(config) with register=True")
     if ctx.meter.idle is None and config.measure.idle_seconds > 0:
         ctx.meter.measure_idle(config.measure.idle_seconds)
+    show = progress if isinstance(progress, Progress) or progress is None else Progress(write=progress)
     if config.distillation and ctx.teacher is None and ctx.dataset.spec.kind in _teachers():
         from greenml.search._teacher import acquire_teacher
 
-        teacher = acquire_teacher(search, progress)
+        if show is not None:
+            started = time.time()
+            ctx.on_progress = lambda _phase, epoch, epochs: show.running(
+                [Step(None, "training", epoch, epochs, started)], None
+            )
+        try:
+            teacher = acquire_teacher(search, None if show is None else show.note)
+        finally:
+            ctx.on_progress = None
         ctx.teacher = lambda: teacher
     state = _RunState(started=time.monotonic())
+    worker = search.worker.number if search.worker is not None else None
 
     def objective(trial: optuna.Trial) -> list[float]:
         try:
-            _start_trial(trial, search)
+            spent_before = spent_energy_j(study) if show is not None else 0.0
+            so_far = [0.0]
+            _start_trial(trial, search, so_far)
+            ctx.on_progress = StepRecorder(trial, show, lambda: spent_before + so_far[0], worker)
             # A dead worker's parameters, queued again, are never dropped as surplus.
             retry = "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
             if config.trials is not None and not retry and _ahead(study, trial, config) >= config.trials:
@@ -446,6 +440,7 @@ def run(
             raise
         finally:
             ctx.on_phase = None
+            ctx.on_progress = None
         _record_window(trial, ctx)
         trial.set_user_attr("metrics", metrics)
         if ctx.last_model is not None:
@@ -461,8 +456,13 @@ def run(
             state.consecutive_failures += 1
         else:
             state.consecutive_failures = 0
-        if progress is not None:
-            progress(progress_line(study, trial, config, spent_energy_j(study)))
+        if show is not None:
+            show.running([], None)  # the finished trial leaves the live line
+            show.line(
+                trial_line(study, trial, config.objectives, config.trials, spent_energy_j(study), False)
+            )
+            if state.ran == 1:
+                show.note(FRONT_HINT)
         if state.consecutive_failures >= config.max_consecutive_failures:
             state.reason = (
                 f"{config.max_consecutive_failures} consecutive failed trials "
@@ -489,8 +489,8 @@ def run(
             # period): its parameters are queued again; this result cannot be told.
             if isinstance(error, ValueError) and "Cannot tell" not in str(error):
                 raise
-            if progress is not None:
-                progress(f"a trial of this worker was failed by another worker as stale ({error}); going on")
+            if show is not None:
+                show.note(f"a trial of this worker was failed by another worker as stale ({error}); going on")
     prune_models(study, search.artifacts, config.keep_models)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
@@ -614,8 +614,11 @@ def _budget_spent(search: SearchRun, state: _RunState) -> str:
     return ""
 
 
-def _start_trial(trial: Any, search: SearchRun) -> None:
-    """What a trial records before it runs: its worker and hardware, and 0 J spent so far."""
+def _start_trial(trial: Any, search: SearchRun, so_far: list[float]) -> None:
+    """What a trial records before it runs: its worker and hardware, and 0 J spent so far.
+
+    After each phase, the trial's energy so far goes to the storage and into ``so_far[0]``.
+    """
     from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
     ctx = search.context
@@ -632,7 +635,12 @@ def _start_trial(trial: Any, search: SearchRun) -> None:
     for key in ("error", "traceback", "trial_energy_j"):  # a retried trial copies its dead original's
         if key in trial.user_attrs:
             trial.set_user_attr(key, None)
-    ctx.on_phase = lambda joules: trial.set_user_attr(SO_FAR_ATTR, joules)
+
+    def on_phase(joules: float) -> None:
+        so_far[0] = joules
+        trial.set_user_attr(SO_FAR_ATTR, joules)
+
+    ctx.on_phase = on_phase
     ctx.shared_host_note = _shared_host_note(search)
 
 

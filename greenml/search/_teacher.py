@@ -21,6 +21,7 @@ from greenml.errors import ConfigError
 from greenml.ledger import LEDGER_PREFIX
 from greenml.spaces import load_space
 from greenml.storage import scratch_file
+from greenml.units import human
 
 __all__ = ["TEACHERS", "TEACHER_ATTR", "acquire_teacher"]
 
@@ -120,8 +121,8 @@ def _train_and_publish(search: Any, say: Callable[[str], None] | None) -> Any:
     )
     if say is not None:
         say(
-            f"teacher trained: validation accuracy {accuracy:.3f}, {result.seconds:.1f} s, "
-            f"{result.total_energy_j:.1f} J ({result.provenance.energy_basis}), booked as the study's "
+            f"teacher trained: validation accuracy {accuracy:.3f}, {human('duration', result.seconds)}, "
+            f"{human('energy', result.total_energy_j)} ({result.provenance.energy_basis}), booked as the study's "
             "'teacher' entry"
         )
     return model

@@ -25,12 +25,20 @@ def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> 
     ctx.notes = []
     window = ctx.meter.begin(f"trial {trial.number}")
     try:
+        on_progress = getattr(ctx, "on_progress", None)
+        if on_progress is not None:
+            on_progress("train", 0, 2)
         with ctx.meter.window("train"):
-            end = time.process_time() + cpu_s
-            while time.process_time() < end:
-                math.sqrt(12345.0)
+            for epoch in (1, 2):  # two "epochs", each half the CPU time
+                end = time.process_time() + cpu_s / 2
+                while time.process_time() < end:
+                    math.sqrt(12345.0)
+                if on_progress is not None:
+                    on_progress("train", epoch, 2)
         if ctx.on_phase is not None:
             ctx.on_phase(window.spent_j())
+        if on_progress is not None:
+            on_progress("benchmark", 0, 0)
         with ctx.meter.window("benchmark"):
             time.sleep(sleep_s)
     finally:
