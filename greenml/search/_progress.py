@@ -87,22 +87,30 @@ class StepRecorder:
         self.worker = worker
         self._stored_phase: str | None = None
         self._stored_at = -float("inf")
+        self._latest: dict[str, Any] | None = None
+        self._stored: dict[str, Any] | None = None
 
     def __call__(self, phase: str, epoch: int = 0, epochs: int = 0) -> None:
         now = self.clock()
         step = Step(self.trial.number, phase, epoch, epochs, self.started_at, self.worker)
+        self._latest = {
+            "phase": phase,
+            "epoch": epoch,
+            "epochs": epochs,
+            "started_at": self.started_at,
+            "at": now,
+        }
         if phase != self._stored_phase or now - self._stored_at >= STORE_EVERY_S or epoch == epochs > 0:
-            record = {
-                "phase": phase,
-                "epoch": epoch,
-                "epochs": epochs,
-                "started_at": self.started_at,
-                "at": now,
-            }
-            self.trial.set_user_attr(STEP_ATTR, record)
-            self._stored_phase, self._stored_at = phase, now
+            self.flush()
         if self.progress is not None:
             self.progress.running([step], self.energy_so_far())
+
+    def flush(self) -> None:
+        """Store the latest step if it is not yet (a failing trial records where it stopped)."""
+        if self._latest is not None and self._latest is not self._stored:
+            self.trial.set_user_attr(STEP_ATTR, self._latest)
+            self._stored = self._latest
+            self._stored_phase, self._stored_at = self._latest["phase"], self._latest["at"]
 
 
 class Progress:

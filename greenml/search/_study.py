@@ -433,6 +433,8 @@ def run(
             # Whatever stopped it (Ctrl-C included, wherever it landed), the record says why.
             if isinstance(error, KeyboardInterrupt):
                 INTERRUPTED.set()
+            if isinstance(ctx.on_progress, StepRecorder):
+                ctx.on_progress.flush()
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
             trial.set_user_attr("error", message[:2000])
