@@ -132,7 +132,7 @@ class Progress:
         self.live = write is None and bool(live if live is not None else _isatty(self.stream))
         self._steps: list[Step] = []
         self._energy_j: float | None = None
-        self._shown: set[tuple[int, str]] = set()
+        self._shown: set[tuple[int | None, str]] = set()
         self._workers = False
         self._display: Any = None
         self._console: Any = None
