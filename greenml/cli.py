@@ -303,6 +303,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the study's files (the distillation teacher) are kept; workers on several machines "
         "need one they share (default: beside a SQLite file, else ./greenml-artifacts)",
     )
+    stopping = search.add_argument_group(
+        "early stopping",
+        "stop hopeless trials: the deployment cost is measured before training, then trials are "
+        "ranked at rungs on (validation error, cost) and the best 1/reduction-factor go on "
+        "(multi-objective asynchronous successive halving)",
+    )
+    stopping.add_argument(
+        "--early-stopping",
+        choices=["none", "mo-asha"],
+        default="none",
+        help="the stopping rule (default: none)",
+    )
+    stopping.add_argument(
+        "--reduction-factor",
+        type=float,
+        default=3.0,
+        metavar="ETA",
+        help="the best 1/ETA of the trials at a rung go on; rungs at MIN·ETA^k epochs (default: 3)",
+    )
+    stopping.add_argument(
+        "--min-epochs", type=int, default=1, metavar="N", help="the first rung's epoch (default: 1)"
+    )
+    stopping.add_argument(
+        "--rungs",
+        type=_rungs,
+        default=None,
+        metavar="E1,E2,...",
+        help="the rungs' epochs, instead of the geometric ladder (e.g. 1,3,9,27)",
+    )
     report_group = search.add_mutually_exclusive_group()
     report_group.add_argument(
         "--report",
@@ -610,6 +639,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         heartbeat=Heartbeat(args.heartbeat_interval, args.grace_period, args.stale_retries),
         artifacts=args.artifacts,
         keep_models=args.keep_models,
+        early_stopping=args.early_stopping,
+        reduction_factor=args.reduction_factor,
+        min_epochs=args.min_epochs,
+        rungs=args.rungs,
     )
     from greenml.search import pareto_rows, prepare, run, run_workers
     from greenml.search._study import interrupted_message
@@ -679,6 +712,15 @@ def _search_report(args: argparse.Namespace, search: Any) -> None:
         print(f"greenml: warning: report not written ({error}); retry with greenml report", file=sys.stderr)
         return
     print(f"report: {path}")
+
+
+def _rungs(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--rungs must be whole numbers of epochs separated by commas (e.g. 1,3,9), got {text!r}"
+        ) from None
 
 
 def _epochs(text: str) -> tuple[int, int]:

@@ -26,7 +26,8 @@ __all__ = [
 
 Direction = Literal["maximize", "minimize"]
 
-PHASES: tuple[str, ...] = ("train", "compress", "finetune", "evaluate", "benchmark")
+# "cost": the deployment cost measured before training, with early stopping only.
+PHASES: tuple[str, ...] = ("cost", "train", "compress", "finetune", "evaluate", "benchmark")
 COMPONENTS: tuple[str, ...] = ("gpu", "cpu", "dram")
 
 

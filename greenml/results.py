@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -11,8 +12,11 @@ from typing import Any
 from greenml.metrics import METRIC_NAMES
 
 __all__ = [
+    "COST_ATTR",
+    "CURVE_ATTR",
     "KNEE_RULE",
     "STALE_ERROR",
+    "STOPPED_ATTR",
     "export_frame",
     "export_study",
     "is_stale",
@@ -26,6 +30,15 @@ __all__ = [
     "trial_worker",
     "write_atomic",
 ]
+
+# A trial's learning curve (user attribute): after each training epoch, {"epoch", "accuracy" (the
+# validation accuracy of the model as trained so far), "energy_j", "seconds" (cumulative, of the
+# training epochs)}.
+CURVE_ATTR = "learning_curve"
+# The deployment cost measured before training, under early stopping (the cost metrics' names).
+COST_ATTR = "early_cost"
+# Why the early-stopping rule stopped a trial (stored as PRUNED).
+STOPPED_ATTR = "stopped"
 
 # What a failed trial with no recorded error is: Optuna's heartbeat failed it, its worker having
 # stopped pulsing (a kill -9, a lost machine), and the worker never reached its own error handler.
@@ -161,7 +174,9 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         row["device"] = trial.user_attrs.get("device")
         row["deploy_device"] = trial.user_attrs.get("deploy_device")
         row["notes"] = "; ".join(trial.user_attrs.get("notes", [])) or None
+        row["stopped"] = trial.user_attrs.get(STOPPED_ATTR)
         row["error"] = trial_error(trial, retries.get(trial.number))
+        row["learning_curve"] = trial.user_attrs.get(CURVE_ATTR)
         rows.append(row)
     return rows
 
@@ -195,6 +210,9 @@ def export_study(name: str, storage_url: str, fmt: str, output: Path | None) -> 
     from greenml.storage import open_study
 
     frame = export_frame(trial_rows(open_study(name, storage_url)))
+    if fmt != "json" and "learning_curve" in frame.columns:
+        # One cell per trial: the curve as JSON text (the JSON export keeps it a list).
+        frame["learning_curve"] = [None if c is None else json.dumps(c) for c in frame["learning_curve"]]
     if fmt == "parquet":
         assert output is not None
         tmp = output.with_name(output.name + ".tmp")

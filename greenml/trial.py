@@ -9,10 +9,11 @@ trained.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from greenml.measure import Meter, WindowResult
 from greenml.metrics import PHASES
 from greenml.spaces import SearchSpace
 
-__all__ = ["BENCHMARK_SETTINGS", "TrialContext", "TrialFailed", "run_trial"]
+__all__ = ["BENCHMARK_SETTINGS", "EarlyStopping", "TrialContext", "TrialFailed", "TrialStopped", "run_trial"]
 
 # How a search benchmarks each deployed artifact (with ``TrialContext.latency_s`` as
 # ``min_latency_s``); benchmarks/latency_stability.py measures with the same settings.
@@ -41,6 +42,30 @@ BENCHMARK_SETTINGS: dict[str, Any] = {
 
 class TrialFailed(GreenMLError):
     """The trial cannot go on (NaN loss, say); it is stored as failed and the search goes on."""
+
+
+class TrialStopped(Exception):
+    """The early-stopping rule stopped the trial; the search stores it as pruned, with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EarlyStopping(Protocol):
+    """What a trial asks the search's early-stopping rule (:mod:`greenml.search._rungs`)."""
+
+    def rungs(self, epochs: int) -> tuple[int, ...]:
+        """The epochs, of a trial that trains ``epochs`` in all, after which the rule decides."""
+        ...
+
+    def before_training(self, cost: dict[str, float]) -> str | None:
+        """A reason to stop a trial whose deployment cost is ``cost``, before it trains, or None."""
+        ...
+
+    def at_rung(self, epoch: int, curve: list[dict[str, float]], cost: dict[str, float]) -> str | None:
+        """A reason to stop the trial at rung ``epoch`` given its learning curve so far, or None."""
+        ...
 
 
 @dataclass
@@ -74,6 +99,13 @@ class TrialContext:
     # torch model as a torch.export program, made in the compress phase.
     save_models: bool = False
     last_model: dict[str, Any] | None = field(default=None, repr=False)
+    # Multi-objective early stopping (None: every trial trains to its last epoch).
+    early_stopping: EarlyStopping | None = field(default=None, repr=False)
+    # The running trial's learning curve: after each training epoch, the validation accuracy of
+    # the model as trained so far and the cumulative energy (J) and time (s) of its epochs.
+    curve: list[dict[str, float]] = field(default_factory=list, repr=False)
+    # The deployment cost measured before training (early stopping only).
+    early_cost: dict[str, float] | None = field(default=None, repr=False)
 
 
 def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
@@ -110,7 +142,12 @@ def _train(
     generator: Any,
     teacher: Any | None,
     phase: str = "train",
+    curve: list[dict[str, float]] | None = None,
 ) -> None:
+    """Train ``epochs`` epochs. With ``curve``, each epoch runs in a measurement window of its own,
+    ends with the validation accuracy of the model as it stands, and is appended to ``curve``
+    (cumulative energy and time); at each of the early-stopping rule's rungs the rule may stop
+    the trial (:class:`TrialStopped`)."""
     import torch
 
     from greenml.compress import distillation_loss
@@ -123,27 +160,44 @@ def _train(
     if teacher is not None:
         with torch.inference_mode():
             teacher_logits = teacher(x).detach().clone()
+    rungs = set(ctx.early_stopping.rungs(epochs)) if ctx.early_stopping and curve is not None else set()
+    energy_j = seconds = 0.0
     for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=generator).to(ctx.device)
-        for batch in torch.split(order, settings["batch_size"]):
-            optimizer.zero_grad()
-            logits = model(x[batch])
-            if teacher_logits is not None:
-                loss = distillation_loss(
-                    logits,
-                    teacher_logits[batch],
-                    y[batch],
-                    temperature=settings["kd_temperature"],
-                    alpha=settings["kd_alpha"],
-                )
-            else:
-                loss = torch.nn.functional.cross_entropy(logits, y[batch])
-            if not torch.isfinite(loss):
-                raise TrialFailed(f"loss became {loss.item()} in epoch {epoch + 1}")
-            loss.backward()
-            optimizer.step()
+        with ctx.meter.window("epoch") if curve is not None else contextlib.nullcontext() as window:
+            order = torch.randperm(len(x), generator=generator).to(ctx.device)
+            for batch in torch.split(order, settings["batch_size"]):
+                optimizer.zero_grad()
+                logits = model(x[batch])
+                if teacher_logits is not None:
+                    loss = distillation_loss(
+                        logits,
+                        teacher_logits[batch],
+                        y[batch],
+                        temperature=settings["kd_temperature"],
+                        alpha=settings["kd_alpha"],
+                    )
+                else:
+                    loss = torch.nn.functional.cross_entropy(logits, y[batch])
+                if not torch.isfinite(loss):
+                    raise TrialFailed(f"loss became {loss.item()} in epoch {epoch + 1}")
+                loss.backward()
+                optimizer.step()
+            if curve is not None:
+                model.eval()
+                accuracy = _accuracy(_predictor(model, "torch", ctx.device), ctx, "val")
+                model.train()
+        if curve is not None:
+            assert window is not None
+            energy_j += window.result.total_energy_j
+            seconds += window.result.seconds
+            curve.append({"epoch": epoch + 1, "accuracy": accuracy, "energy_j": energy_j, "seconds": seconds})
         if ctx.on_progress is not None:
             ctx.on_progress(phase, epoch + 1, epochs)
+        if epoch + 1 in rungs:
+            assert ctx.early_stopping is not None and curve is not None
+            reason = ctx.early_stopping.at_rung(epoch + 1, curve, ctx.early_cost or {})
+            if reason:
+                raise TrialStopped(reason)
     model.eval()
 
 
@@ -200,18 +254,23 @@ def _prune(model: Any, settings: dict[str, Any], example: Any, notes: list[str])
 def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     """Run one trial; return every metric it measured (names from :mod:`greenml.metrics`).
 
-    The trial's window is kept in ``ctx.last_window`` and its notes in ``ctx.notes``, failed
-    trials included. A figure that could not be measured fails the trial rather than scoring 0.
+    The trial's window is kept in ``ctx.last_window``, its notes in ``ctx.notes`` and its learning
+    curve in ``ctx.curve``, failed and stopped trials included. A figure that could not be
+    measured fails the trial rather than scoring 0. With ``ctx.early_stopping``, the deployment
+    cost is measured first (phase ``cost``) on an artifact of the final shape, and the rule may
+    stop the trial (:class:`TrialStopped`) before training or at a rung; ``ctx.early_cost`` then
+    holds that cost.
     """
     import torch
 
     from greenml import compress
-    from greenml.measure.inference import benchmark_inference
 
     ctx.last_window = None
     ctx.last_inference = None
     ctx.last_model = None
     ctx.notes = []
+    ctx.curve = []
+    ctx.early_cost = None
     window = ctx.meter.begin(f"trial {trial.number}")
 
     @contextlib.contextmanager
@@ -235,10 +294,24 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
         settings = _suggest_settings(trial, ctx)
         example = torch.from_numpy(ctx.dataset.x_val[:1]).to(ctx.device)
 
+        if ctx.early_stopping is not None:
+            with phase("cost"):
+                # The cost objectives depend on the artifact's shape (architecture, structured
+                # pruning, quantization, runtime), not on what its weights learn: measure them on
+                # an untrained copy compressed the same way, before paying for training.
+                shaped = copy.deepcopy(model)
+                _prune(shaped, settings, example, [])
+                artifact, model_bytes = _deploy(shaped, settings, ctx, example)
+                ctx.early_cost = _cost_metrics(_benchmark(artifact, settings, ctx, example), model_bytes)
+                del shaped, artifact
+            reason = ctx.early_stopping.before_training(ctx.early_cost)
+            if reason:
+                raise TrialStopped(reason)
+
         with phase("train", settings["epochs"]):
             # The study's teacher was trained (or downloaded) before the first trial.
             teacher = ctx.teacher() if settings["distill"] and ctx.teacher else None
-            _train(model, ctx, settings["epochs"], settings, generator, teacher)
+            _train(model, ctx, settings["epochs"], settings, generator, teacher, curve=ctx.curve)
         with phase("compress"):
             _prune(model, settings, example, ctx.notes)
         with phase("finetune", settings["finetune_epochs"], announce=settings["finetune_epochs"] > 0):
@@ -246,16 +319,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher, "finetune")
         with phase("compress"):
             model.eval()
-            if settings["runtime"] == "onnxruntime":
-                artifact: Any = compress.export_onnx(model.cpu(), example.cpu())
-                if settings["quantization"] == "dynamic":
-                    artifact = compress.quantize_onnx_dynamic(artifact)
-                elif settings["quantization"] == "static":
-                    artifact = compress.quantize_onnx_static(artifact, ctx.dataset.x_train[:256])
-                model_bytes = len(artifact)
-            else:
-                artifact = model.to(ctx.deploy_device)
-                model_bytes = compress.serialized_size_bytes(artifact)
+            artifact, model_bytes = _deploy(model, settings, ctx, example)
             if ctx.save_models:
                 ctx.last_model = {
                     "runtime": settings["runtime"],
@@ -271,15 +335,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
             accuracy = _accuracy(predict, ctx, "val")
             test_accuracy = _accuracy(predict, ctx, "test")
         with phase("benchmark"):
-            bench = benchmark_inference(
-                artifact,
-                example.to(ctx.deploy_device) if settings["runtime"] == "torch" else example.cpu().numpy(),
-                meter=ctx.meter,
-                device=ctx.deploy_device,
-                min_latency_s=ctx.latency_s,
-                min_energy_window_s=ctx.energy_window_s,
-                **BENCHMARK_SETTINGS,
-            )
+            bench = _benchmark(artifact, settings, ctx, example)
     finally:
         if window._result is None:
             ctx.last_window = window.end()
@@ -290,17 +346,42 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     return _metrics(accuracy, test_accuracy, model_bytes, bench, result)
 
 
-def _metrics(
-    accuracy: float, test_accuracy: float, model_bytes: int, bench: Any, result: WindowResult
-) -> dict[str, float]:
-    """Every figure of a finished trial; absent where not measured, never 0 in its place."""
-    if not math.isfinite(accuracy):
-        raise TrialFailed("accuracy is not a number")
+def _deploy(model: Any, settings: dict[str, Any], ctx: TrialContext, example: Any) -> tuple[Any, int]:
+    """The artifact that would be deployed, and its size: ONNX (quantized as asked) or the model."""
+    from greenml import compress
+
+    model.eval()
+    if settings["runtime"] == "onnxruntime":
+        artifact: Any = compress.export_onnx(model.cpu(), example.cpu())
+        if settings["quantization"] == "dynamic":
+            artifact = compress.quantize_onnx_dynamic(artifact)
+        elif settings["quantization"] == "static":
+            artifact = compress.quantize_onnx_static(artifact, ctx.dataset.x_train[:256])
+        model.to(ctx.device)
+        return artifact, len(artifact)
+    artifact = model.to(ctx.deploy_device)
+    return artifact, compress.serialized_size_bytes(artifact)
+
+
+def _benchmark(artifact: Any, settings: dict[str, Any], ctx: TrialContext, example: Any) -> Any:
+    from greenml.measure.inference import benchmark_inference
+
+    return benchmark_inference(
+        artifact,
+        example.to(ctx.deploy_device) if settings["runtime"] == "torch" else example.cpu().numpy(),
+        meter=ctx.meter,
+        device=ctx.deploy_device,
+        min_latency_s=ctx.latency_s,
+        min_energy_window_s=ctx.energy_window_s,
+        **BENCHMARK_SETTINGS,
+    )
+
+
+def _cost_metrics(bench: Any, model_bytes: int) -> dict[str, float]:
+    """The deployed artifact's cost: latency, energy per inference and size (absent where not measured)."""
     if bench.energy_per_inference_j is None or not math.isfinite(bench.energy_per_inference_j):
         raise TrialFailed("no energy per inference was measured for the deployed model")
     values: dict[str, float | None] = {
-        "accuracy": accuracy,
-        "test_accuracy": test_accuracy,
         "latency_ms": bench.latency_ms.p50_ms,
         "latency_p90_ms": bench.latency_ms.p90_ms,
         "latency_p99_ms": bench.latency_ms.p99_ms,
@@ -310,17 +391,38 @@ def _metrics(
         "batch_inference_energy_j": bench.batch_energy_per_inference_j,
         "batch_inference_dynamic_energy_j": bench.batch_dynamic_energy_per_inference_j,
         "model_bytes": float(model_bytes),
-        "co2_g": result.co2_g,
-        "trial_energy_j": result.total_energy_j,
-        "trial_seconds": result.seconds,
     }
     if bench.batch_latency_ms is not None:
         values["batch_latency_ms"] = bench.batch_latency_ms.p50_ms
         values["batch_throughput_per_s"] = bench.batch_size / (bench.batch_latency_ms.p50_ms / 1e3)
     for component, joules in (bench.energy_per_inference_by_component_j or {}).items():
         values[f"inference_{component}_energy_j"] = joules
+    return {name: float(value) for name, value in values.items() if value is not None}
+
+
+def window_metrics(result: WindowResult) -> dict[str, float]:
+    """The trial's own footprint: its energy, time and CO2, in all and per phase."""
+    values: dict[str, float | None] = {
+        "co2_g": result.co2_g,
+        "trial_energy_j": result.total_energy_j,
+        "trial_seconds": result.seconds,
+    }
     for phase in PHASES:
         parts = [child for child in result.children if child.name == phase]
         values[f"{phase}_seconds"] = sum(part.seconds for part in parts)
         values[f"{phase}_energy_j"] = sum(part.total_energy_j for part in parts)
     return {name: float(value) for name, value in values.items() if value is not None}
+
+
+def _metrics(
+    accuracy: float, test_accuracy: float, model_bytes: int, bench: Any, result: WindowResult
+) -> dict[str, float]:
+    """Every figure of a finished trial; absent where not measured, never 0 in its place."""
+    if not math.isfinite(accuracy):
+        raise TrialFailed("accuracy is not a number")
+    return {
+        "accuracy": float(accuracy),
+        "test_accuracy": float(test_accuracy),
+        **_cost_metrics(bench, model_bytes),
+        **window_metrics(result),
+    }

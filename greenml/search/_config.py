@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from greenml.config import MeasureConfig
 from greenml.devices import cuda_index, parse_device
@@ -108,6 +109,11 @@ class SearchConfig:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     artifacts: str | None = None  # None: beside a SQLite file, else ./greenml-artifacts
     keep_models: str = "front"  # front, all or none (greenml.models)
+    # Multi-objective early stopping (greenml.search._stopping): none or mo-asha, and its ladder.
+    early_stopping: str = "none"
+    reduction_factor: float = 3.0
+    min_epochs: int = 1
+    rungs: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device, "--device"))
@@ -151,8 +157,26 @@ class SearchConfig:
             raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
         if self.keep_models not in ("front", "all", "none"):
             raise ConfigError(f"unknown --keep-models {self.keep_models!r}; valid: front, all, none")
+        self.stopping_rule()  # a one-line error for an unknown rule or a bad ladder
+        if self.early_stopping != "none" and "accuracy" not in self.objectives:
+            raise ConfigError(
+                f"--early-stopping {self.early_stopping} ranks trials on their validation accuracy at "
+                "each rung; add accuracy to --objectives, or use --early-stopping none"
+            )
         if self.study is not None and not self.study.strip():
             raise ConfigError("--study must not be empty")
+
+    def stopping_rule(self) -> Any:
+        from greenml.search._stopping import stopping_rule
+
+        if self.early_stopping == "none":
+            return stopping_rule("none")
+        return stopping_rule(
+            self.early_stopping,
+            reduction_factor=self.reduction_factor,
+            min_epochs=self.min_epochs,
+            rungs=self.rungs,
+        )
 
     @property
     def gpus(self) -> tuple[int, ...]:

@@ -155,7 +155,7 @@ def run_workers(
                 for trial in sorted(finished, key=lambda t: t.datetime_complete or datetime.datetime.max):
                     if trial.number not in seen:
                         seen.add(trial.number)
-                        show.line(trial_line(study, trial, config.objectives, config.trials, spent, True))
+                        show.line(trial_line(study, trial, config, spent, True))
                         if not hinted:
                             show.note(FRONT_HINT)
                             hinted = True

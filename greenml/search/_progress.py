@@ -224,18 +224,27 @@ _SHOWN_FIRST = ("accuracy", "inference_energy_j", "latency_ms")
 _LABELS = {"accuracy": "accuracy", "inference_energy_j": "energy/inference", "latency_ms": "latency"}
 
 
-def trial_line(
-    study: Any, trial: Any, objectives: Sequence[str], trials: int | None, energy_j: float, workers: bool
-) -> str:
-    """One finished trial: its outcome, what it measured and took, the front's size, the study's energy."""
+def trial_line(study: Any, trial: Any, config: Any, energy_j: float, workers: bool) -> str:
+    """One finished trial: its outcome, what it measured and took, the front's size, the study's energy.
+
+    ``[k/N complete]`` counts the trials that count toward ``--trials`` (under early stopping,
+    ``[k/N done]``: complete or stopped) that had ended when this one did.
+    """
     from optuna.trial import TrialState
 
+    from greenml.results import STOPPED_ATTR
     from greenml.search._study import SURPLUS_ATTR
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    counted = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.state == TrialState.COMPLETE or STOPPED_ATTR in t.user_attrs
+    ]
     finished = trial.datetime_complete
-    done = sum(1 for t in complete if finished is None or t.datetime_complete <= finished)
-    target = f"/{trials}" if trials else ""
+    done = sum(1 for t in counted if finished is None or t.datetime_complete <= finished)
+    target = f"/{config.trials}" if config.trials else ""
+    word = "done" if config.early_stopping != "none" else "complete"
+    objectives = config.objectives
     worker = (trial.user_attrs.get("worker") or {}).get("number")
     by = f" (worker {worker})" if workers and worker is not None else ""
     if SURPLUS_ATTR in trial.user_attrs:
@@ -245,12 +254,14 @@ def trial_line(
         step = step_of(trial)
         where = f" in {step.phase}" if step is not None else ""
         outcome = f"failed{where}: {error[:80]}"
+    elif STOPPED_ATTR in trial.user_attrs:
+        outcome = trial.user_attrs[STOPPED_ATTR]
     elif trial.state == TrialState.COMPLETE:
         outcome = "ok: " + _measured(trial.user_attrs.get("metrics", {}), objectives)
     else:
         outcome = trial.state.name.lower()
     return (
-        f"[{done}{target} complete] trial {trial.number}{by} {outcome} | "
+        f"[{done}{target} {word}] trial {trial.number}{by} {outcome} | "
         f"front size {len(study.best_trials)} | search energy {human('energy', energy_j)}"
     )
 

@@ -25,12 +25,14 @@ from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
 from greenml.models import prune_models, save_model
+from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._config import SearchConfig
 from greenml.search._progress import FRONT_HINT, Progress, Step, StepRecorder, trial_line
+from greenml.search._rungs import StudyStopping, is_stopped
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
 from greenml.spaces import SearchSpace, check_data_kind, load_space
 from greenml.storage import artifact_dir, artifact_store, open_storage, shared_by_processes, study_names
-from greenml.trial import TrialContext, run_trial
+from greenml.trial import TrialContext, TrialStopped, run_trial, window_metrics
 
 __all__ = [
     "SearchOutcome",
@@ -157,6 +159,7 @@ COMPARABLE: tuple[tuple[str, str], ...] = (
     ("energy_window_s", "--min-energy-window"),
     ("latency_s", "--min-latency-window"),
     ("heartbeat", "--heartbeat-interval and --grace-period"),
+    ("early_stopping", "--early-stopping, --reduction-factor, --min-epochs, --rungs"),
 )
 # All of COMPARABLE in one study attribute (older studies have only the separate ones).
 COMPARABLE_ATTR = "comparable"
@@ -184,6 +187,16 @@ def comparable_settings(
         "latency_s": config.latency_s,
         # A joiner with a shorter grace period would fail live workers' trials as stale.
         "heartbeat": [config.heartbeat.interval_s, config.heartbeat.grace_s],
+        "early_stopping": (
+            "none"
+            if config.early_stopping == "none"
+            else [
+                config.early_stopping,
+                config.reduction_factor,
+                config.min_epochs,
+                None if config.rungs is None else list(config.rungs),
+            ]
+        ),
     }
 
 
@@ -411,6 +424,7 @@ def run(
         ctx.teacher = lambda: teacher
     state = _RunState(started=time.monotonic())
     worker = search.worker.number if search.worker is not None else None
+    rule = config.stopping_rule() if config.early_stopping != "none" else None
 
     def objective(trial: optuna.Trial) -> list[float]:
         try:
@@ -418,6 +432,9 @@ def run(
             so_far = [0.0]
             _start_trial(trial, search, so_far)
             ctx.on_progress = StepRecorder(trial, show, lambda: spent_before + so_far[0], worker)
+            ctx.early_stopping = (
+                None if rule is None else StudyStopping(rule, study, trial, config.objectives)
+            )
             # A dead worker's parameters, queued again, are never dropped as surplus.
             retry = "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
             if config.trials is not None and not retry and _ahead(study, trial, config) >= config.trials:
@@ -429,6 +446,14 @@ def run(
             metrics = search.evaluate(trial, ctx)
         except optuna.TrialPruned:
             raise
+        except TrialStopped as stopped:
+            # Stopped by the rule: pruned, with its cost, curve and energy (never on the front,
+            # always in the study's energy).
+            _record_window(trial, ctx)
+            trial.set_user_attr(STOPPED_ATTR, stopped.reason)
+            measured = window_metrics(ctx.last_window) if ctx.last_window is not None else {}
+            trial.set_user_attr("metrics", {**(ctx.early_cost or {}), **measured})
+            raise optuna.TrialPruned(stopped.reason) from None
         except BaseException as error:
             # Whatever stopped it (Ctrl-C included, wherever it landed), the record says why.
             if isinstance(error, KeyboardInterrupt):
@@ -443,6 +468,7 @@ def run(
         finally:
             ctx.on_phase = None
             ctx.on_progress = None
+            ctx.early_stopping = None
         _record_window(trial, ctx)
         trial.set_user_attr("metrics", metrics)
         if ctx.last_model is not None:
@@ -460,9 +486,7 @@ def run(
             state.consecutive_failures = 0
         if show is not None:
             show.running([], None)  # the finished trial leaves the live line
-            show.line(
-                trial_line(study, trial, config.objectives, config.trials, spent_energy_j(study), False)
-            )
+            show.line(trial_line(study, trial, config, spent_energy_j(study), False))
             if state.ran == 1:
                 show.note(FRONT_HINT)
         if state.consecutive_failures >= config.max_consecutive_failures:
@@ -516,13 +540,32 @@ class _RunState:
     reason: str = ""
 
 
-def _pending(study: Any) -> int:
-    """Complete trials plus those running now under a heartbeat (trials that may still complete)."""
+def _counts(trial: Any) -> bool:
+    """Whether a finished trial counts toward ``--trials``: complete, or stopped by the rule."""
+    return trial.state.name == "COMPLETE" or is_stopped(trial)
+
+
+def _finished(study: Any) -> int:
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if _counts(t)
+    )
+
+
+def _pending(study: Any) -> int:
+    """Counted trials plus those running now under a heartbeat (trials that may still count)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
     # A trial left RUNNING by a greenml without heartbeats (no worker record) never finishes.
-    return sum(1 for t in trials if t.state == TrialState.COMPLETE or "worker" in t.user_attrs)
+    return sum(
+        1 for t in trials if _counts(t) or (t.state == TrialState.RUNNING and "worker" in t.user_attrs)
+    )
 
 
 def _ahead(study: Any, trial: Any, config: SearchConfig) -> int:
@@ -534,8 +577,10 @@ def _ahead(study: Any, trial: Any, config: SearchConfig) -> int:
 
     limit = datetime.datetime.now() - datetime.timedelta(seconds=config.heartbeat.grace_s)
     mine = (trial.datetime_start or datetime.datetime.max, trial.number)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+    trials = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
+    complete = sum(1 for t in trials if _counts(t))
     # Running ones, orphans left out: trials with no worker record older than the grace period.
     running = sum(
         1
@@ -593,15 +638,15 @@ def _fail_stale(study: Any, grace_s: float) -> None:
 
 def _budget_spent(search: SearchRun, state: _RunState) -> str:
     """Why this worker starts no more trials, read from the storage; '' to go on."""
-    from optuna.trial import TrialState
 
     config, study = search.config, search.study
-    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    completed = _finished(study)
     if config.trials is not None and completed >= config.trials:
+        what = "complete or stopped" if config.early_stopping != "none" else "complete"
         return (
-            f"{config.trials} complete trials"
+            f"{config.trials} {what} trials"
             if state.ran
-            else f"the study already has {completed} complete trials"
+            else f"the study already has {completed} {what} trials"
         )
     if config.energy_budget_j is not None:
         spent = spent_energy_j(study)
@@ -643,6 +688,7 @@ def _start_trial(trial: Any, search: SearchRun, so_far: list[float]) -> None:
         trial.set_user_attr(SO_FAR_ATTR, joules)
 
     ctx.on_phase = on_phase
+    ctx.curve, ctx.early_cost, ctx.last_window = [], None, None
     ctx.shared_host_note = _shared_host_note(search)
 
 
@@ -676,6 +722,10 @@ def _record_window(trial: Any, ctx: TrialContext) -> None:
         trial.set_user_attr("notes", notes)
     if ctx.last_inference is not None:
         trial.set_user_attr("inference", ctx.last_inference)
+    if ctx.curve:
+        trial.set_user_attr(CURVE_ATTR, list(ctx.curve))
+    if ctx.early_cost is not None:
+        trial.set_user_attr(COST_ATTR, ctx.early_cost)
     window = ctx.last_window
     if window is None:
         return
