@@ -293,3 +293,26 @@ def test_export_writes_the_learning_curve_as_json_text_in_csv(tmp_path: Path) ->
     frame = pd.read_csv(out)
     curve = json.loads(frame["learning_curve"][0])
     assert [p["epoch"] for p in curve] == list(range(1, len(curve) + 1)) and "energy_j" in curve[0]
+
+
+def test_the_benchmark_in_ci_size(tmp_path: Path) -> None:
+    """benchmarks/early_stopping.py with a small budget: digits, 4 trials, short windows, η=100."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / "early_stopping.py"
+    spec = importlib.util.spec_from_file_location("early_stopping_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--quick", "--space", "mlp", "--dataset", "digits", "--epochs", "2:4", "--seeds", "1"]
+    summary = bench.main([*argv, "--trials", "4", "--sampler", "random", "--workdir", str(tmp_path)])
+    (seed,) = summary["seeds"]
+    assert seed["none_trials"] == seed["mo-asha_trials"] == 4  # equal trials started and ended
+    assert seed["none_stopped"] == 0 and seed["mo-asha_stopped"] >= 1
+    # The random sampler proposes the same trials in both arms: stopping them spends less.
+    none, early = summary["runs"]["none-0"], summary["runs"]["mo-asha-0"]
+    assert [r["number"] for r in none] == [r["number"] for r in early]
+    assert seed["mo-asha_energy_j"] == pytest.approx(sum(r["energy_j"] for r in early))
+    assert seed["mo-asha_energy_j"] < seed["none_energy_j"]
+    assert 0 < seed["none_hypervolume"] <= 1 and 0 < seed["mo-asha_hypervolume"] <= 1
+    assert seed["none_energy_to_95_j"] is not None and seed["none_energy_to_95_j"] <= seed["none_energy_j"]

@@ -1,0 +1,227 @@
+"""Early stopping against none: search energy, final hypervolume, energy to reach 95% of it.
+
+    python benchmarks/early_stopping.py [--seeds 5] [--trials 10] [--workdir DIR] [--space cnn]
+                                        [--dataset mnist1d] [--epochs 5:30] [--quick]
+
+For each seed, two studies with the same settings but ``--early-stopping none`` and
+``mo-asha`` (η=3, rungs 1, 3, 9, 27 within the sampled epochs), each run until the same number of
+trials have started and ended (``--trials``: complete, or stopped by the rule), with greenml's
+default sampler (TPE) and objectives (accuracy, energy per inference, latency). Distillation is
+off in both arms: the teacher costs the same in each and would only lengthen the run.
+
+Each study lives in a SQLite file under ``--workdir``, so an interrupted benchmark resumes where it
+stopped: a finished study is read back, not run again (a trial interrupted mid-run is stored as
+failed; failed trials are left out of the figures below, as is every study's own ledger).
+
+Figures, per seed and as medians over seeds:
+- search energy: the sum of the trials' measured (or estimated, as the meter says) energy;
+- final hypervolume of the complete trials, on one reference point shared by every run
+  (validation error 1, and 1.1 x the largest energy per inference and latency of any complete
+  trial of any run), normalised by the reference box;
+- the energy each arm spent, in the order its trials ended, until its hypervolume first reached
+  95% of the no-stopping run's final hypervolume (None if it never did).
+Target (the early-stopping issue): at least 40% less search energy at a final hypervolume within
+2% of no stopping, median over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ARMS = ("none", "mo-asha")
+OBJECTIVES = ("accuracy", "inference_energy_j", "latency_ms")
+
+
+def _config(arm: str, seed: int, args: argparse.Namespace) -> Any:
+    from greenml.config import MeasureConfig
+    from greenml.search import SearchConfig
+
+    low, _, high = args.epochs.partition(":")
+    extra: dict[str, Any] = {}
+    if args.quick:
+        # A CI-sized run: short measurement windows; η=100 stops all but the best at each rung.
+        extra = {"latency_s": 0.05, "energy_window_s": 0.05, "reduction_factor": 100.0}
+    return SearchConfig(
+        space=args.space,
+        dataset=args.dataset,
+        trials=args.trials,
+        seed=seed,
+        sampler=args.sampler,
+        storage=f"sqlite:///{args.workdir}/{arm}-seed{seed}.db",
+        study=f"es-bench-{arm}-seed{seed}",
+        epochs=(int(low), int(high or low)),
+        distillation=False,
+        measure=MeasureConfig(meter="estimate", idle_seconds=0),
+        early_stopping=arm,
+        artifacts=str(Path(args.workdir) / "artifacts"),
+        keep_models="none",
+        **extra,
+    )
+
+
+def run_arm(arm: str, seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run (or resume) one study; its counted trials in the order they ended."""
+    from greenml.results import STOPPED_ATTR
+    from greenml.search import prepare, run
+
+    config = _config(arm, seed, args)
+    search = prepare(config)
+    started = time.monotonic()
+    try:
+        outcome = run(search)
+    finally:
+        search.close()
+    print(
+        f"  {arm:8s} seed {seed}: {outcome.stop_reason} ({time.monotonic() - started:.0f} s this run)",
+        file=sys.stderr,
+    )
+    rows = []
+    for trial in sorted(search.study.trials, key=lambda t: t.datetime_complete or t.datetime_start):
+        stopped = trial.state.name == "PRUNED" and STOPPED_ATTR in trial.user_attrs
+        if trial.state.name != "COMPLETE" and not stopped:
+            continue
+        metrics = trial.user_attrs.get("metrics", {})
+        rows.append(
+            {
+                "number": trial.number,
+                "state": "stopped" if stopped else "complete",
+                "energy_j": float(trial.user_attrs["trial_energy_j"]),
+                "epochs_run": len(trial.user_attrs.get("learning_curve", [])),
+                "epochs": trial.params.get("epochs"),
+                **{name: metrics.get(name) for name in OBJECTIVES},
+            }
+        )
+    return rows
+
+
+def _losses(row: dict[str, Any]) -> tuple[float, ...]:
+    return (1.0 - row["accuracy"], row["inference_energy_j"], row["latency_ms"])
+
+
+def reference_point(runs: dict[str, list[dict[str, Any]]]) -> tuple[float, ...]:
+    complete = [r for rows in runs.values() for r in rows if r["state"] == "complete"]
+    return (
+        1.0,
+        1.1 * max(r["inference_energy_j"] for r in complete),
+        1.1 * max(r["latency_ms"] for r in complete),
+    )
+
+
+def hypervolume(rows: list[dict[str, Any]], reference: tuple[float, ...]) -> float:
+    import moocore
+    import numpy as np
+
+    points = np.array([_losses(r) for r in rows if r["state"] == "complete"], dtype=float).reshape(-1, 3)
+    ref = np.array(reference)
+    points = points[(points < ref).all(axis=1)]
+    if len(points) == 0:
+        return 0.0
+    return float(moocore.hypervolume(points, ref=ref)) / float(np.prod(ref))
+
+
+def energy_to_reach(rows: list[dict[str, Any]], target: float, reference: tuple[float, ...]) -> float | None:
+    """The energy spent, trials in the order they ended, when the hypervolume first reached ``target``."""
+    spent = 0.0
+    for index, row in enumerate(rows):
+        spent += row["energy_j"]
+        if row["state"] == "complete" and hypervolume(rows[: index + 1], reference) >= target:
+            return spent
+    return None
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
+    reference = reference_point(runs)
+    per_seed = []
+    for seed in seeds:
+        base, early = runs[f"none-{seed}"], runs[f"mo-asha-{seed}"]
+        base_hv = hypervolume(base, reference)
+        row: dict[str, Any] = {"seed": seed}
+        for arm, rows in (("none", base), ("mo-asha", early)):
+            row[f"{arm}_energy_j"] = sum(r["energy_j"] for r in rows)
+            row[f"{arm}_hypervolume"] = hypervolume(rows, reference)
+            row[f"{arm}_energy_to_95_j"] = energy_to_reach(rows, 0.95 * base_hv, reference)
+            row[f"{arm}_stopped"] = sum(r["state"] == "stopped" for r in rows)
+            row[f"{arm}_trials"] = len(rows)
+        row["energy_saved"] = 1.0 - row["mo-asha_energy_j"] / row["none_energy_j"]
+        row["hypervolume_ratio"] = row["mo-asha_hypervolume"] / base_hv if base_hv else None
+        per_seed.append(row)
+
+    def median(key: str) -> float | None:
+        values = [r[key] for r in per_seed if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "reference": reference,
+        "seeds": per_seed,
+        "median_energy_saved": median("energy_saved"),
+        "median_hypervolume_ratio": median("hypervolume_ratio"),
+        "median_none_energy_j": median("none_energy_j"),
+        "median_mo_asha_energy_j": median("mo-asha_energy_j"),
+        "median_none_energy_to_95_j": median("none_energy_to_95_j"),
+        "median_mo_asha_energy_to_95_j": median("mo-asha_energy_to_95_j"),
+    }
+
+
+def _table(summary: dict[str, Any]) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "never"
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "| seed | energy none (J) | energy mo-asha (J) | saved | HV none | HV mo-asha | HV ratio "
+        "| J to 95% none | J to 95% mo-asha | stopped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["seeds"]:
+        lines.append(
+            f"| {r['seed']} | {cell(r['none_energy_j'])} | {cell(r['mo-asha_energy_j'])} | "
+            f"{r['energy_saved']:.0%} | {r['none_hypervolume']:.4f} | {r['mo-asha_hypervolume']:.4f} | "
+            f"{'-' if r['hypervolume_ratio'] is None else format(r['hypervolume_ratio'], '.3f')} | "
+            f"{cell(r['none_energy_to_95_j'])} | {cell(r['mo-asha_energy_to_95_j'])} | "
+            f"{r['mo-asha_stopped']}/{r['mo-asha_trials']} |"
+        )
+    saved, ratio = summary["median_energy_saved"], summary["median_hypervolume_ratio"]
+    lines.append(
+        f"\nmedian over seeds: {saved:.0%} less search energy, final hypervolume ratio {ratio:.3f} "
+        f"(target: >= 40% less at a ratio >= 0.98)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--space", default="cnn")
+    parser.add_argument("--dataset", default="mnist1d")
+    parser.add_argument("--epochs", default="5:30")
+    parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--workdir", default="benchmarks/.early_stopping")
+    parser.add_argument("--quick", action="store_true", help="CI-sized: short measurement windows, η=100")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="also write the summary as JSON")
+    args = parser.parse_args(argv)
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+
+    from greenml.search._study import host_info
+
+    print(f"CPU: {host_info()['cpu']} ({platform.machine()}), {args.space} on {args.dataset}", file=sys.stderr)
+    seeds = list(range(args.seeds))
+    runs = {f"{arm}-{seed}": run_arm(arm, seed, args) for seed in seeds for arm in ARMS}
+    summary = summarise(runs, seeds)
+    summary["runs"] = runs
+    print(_table(summary))
+    if args.output is not None:
+        args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
