@@ -679,7 +679,8 @@ def _start_trial(trial: Any, search: SearchRun, so_far: list[float]) -> None:
     if search.worker is not None:
         trial.set_user_attr("worker", search.worker.record)
     trial.set_user_attr("hardware", search.hardware)
-    for key in ("error", "traceback", "trial_energy_j"):  # a retried trial copies its dead original's
+    # A retried trial copies its dead original's attributes: not its outcome, curve or cost.
+    for key in ("error", "traceback", "trial_energy_j", CURVE_ATTR, COST_ATTR):
         if key in trial.user_attrs:
             trial.set_user_attr(key, None)
 
