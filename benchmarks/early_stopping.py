@@ -2,6 +2,7 @@
 
     python benchmarks/early_stopping.py [--seeds 5] [--trials 10] [--workdir DIR] [--space cnn]
                                         [--dataset mnist1d] [--epochs 5:30] [--quick]
+                                        [--results benchmarks/early_stopping_runs.json] [-o FILE]
 
 For each seed, two studies with the same settings but ``--early-stopping none`` and
 ``mo-asha`` (η=3, rungs 1, 3, 9, 27 within the sampled epochs), each run until the same number of
@@ -207,6 +208,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", default="benchmarks/.early_stopping")
     parser.add_argument("--quick", action="store_true", help="CI-sized: short measurement windows, η=100")
     parser.add_argument("-o", "--output", type=Path, default=None, help="also write the summary as JSON")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="keep each finished study's rows here and reuse them when the settings match",
+    )
     args = parser.parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
 
@@ -214,7 +221,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(f"CPU: {host_info()['cpu']} ({platform.machine()}), {args.space} on {args.dataset}", file=sys.stderr)
     seeds = list(range(args.seeds))
-    runs = {f"{arm}-{seed}": run_arm(arm, seed, args) for seed in seeds for arm in ARMS}
+    # Each finished study's rows are kept in --results as soon as it ends, so a benchmark that
+    # takes hours can go on in another session (or on another checkout) where it stopped.
+    settings = {k: getattr(args, k) for k in ("trials", "space", "dataset", "epochs", "sampler", "quick")}
+    kept: dict[str, Any] = {}
+    if args.results is not None and args.results.exists():
+        kept = json.loads(args.results.read_text())
+    runs = {}
+    for seed in seeds:
+        for arm in ARMS:
+            key = f"{arm}-{seed}"
+            if kept.get(key, {}).get("settings") == settings:
+                runs[key] = kept[key]["rows"]
+                continue
+            runs[key] = run_arm(arm, seed, args)
+            if args.results is not None:
+                kept[key] = {"settings": settings, "cpu": host_info()["cpu"], "rows": runs[key]}
+                tmp = args.results.with_suffix(".tmp")
+                tmp.write_text(json.dumps(kept, indent=1) + "\n")
+                tmp.replace(args.results)
     summary = summarise(runs, seeds)
     summary["runs"] = runs
     print(_table(summary))
