@@ -175,8 +175,8 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         row["deploy_device"] = trial.user_attrs.get("deploy_device")
         row["notes"] = "; ".join(trial.user_attrs.get("notes", [])) or None
         row["stopped"] = trial.user_attrs.get(STOPPED_ATTR)
-        row["error"] = trial_error(trial, retries.get(trial.number))
         row["learning_curve"] = trial.user_attrs.get(CURVE_ATTR)
+        row["error"] = trial_error(trial, retries.get(trial.number))
         rows.append(row)
     return rows
 

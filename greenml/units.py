@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from greenml.metrics import metric
 
-__all__ = ["QUANTITIES", "Scale", "human", "number", "quantity_of", "scale_for"]
+__all__ = ["QUANTITIES", "Scale", "human", "number", "plain", "quantity_of", "scale_for"]
 
 # Each quantity's display units, smallest first, as (label, size of one of them in base units).
 QUANTITIES: dict[str, tuple[tuple[str, float], ...]] = {
@@ -61,6 +61,20 @@ def number(value: float, digits: int = 3) -> str:
         return "≈0" if value > 0 else "≈-0"
     text = f"{value:,.{decimals}f}"
     return text
+
+
+def plain(value: float, digits: int = 6) -> str:
+    """``value`` with ``digits`` significant figures in plain decimals, for a figure a person may
+    type back (a command-line argument, a parameter): no exponent, no thousands separator, no
+    trailing zeros, and no rounding to zero however small (``plain(6.81894e-05)`` is
+    ``"0.0000681894"``). Whole digits are all kept: ``plain(342812.3, 3)`` is ``"342812"``."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import dataclasses
 import html as markup
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 
@@ -14,8 +15,21 @@ import pytest
 
 from greenml.cli import main
 from greenml.ledger import spent_energy_j
-from greenml.report import default_reference, front_numbers, hypervolume, load_record, report_html
+from greenml.metrics import MAXIMIZED
+from greenml.models import knee_trial
+from greenml.report import (
+    Importances,
+    default_reference,
+    front_numbers,
+    hypervolume,
+    load_record,
+    parse_reference,
+    report_html,
+)
+from greenml.report._data import metric_phrase
+from greenml.results import KNEE_RULE
 from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, worker
+from greenml.units import QUANTITIES, quantity_of
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -39,12 +53,29 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     make_study(url, "workers", n_trials=16, seed=7, workers=same, ledger={"teacher": 300.0}, stale=[5])
     differ = (worker("node-a"), worker("gpu-box", cpu="AMD EPYC (synthetic)", basis="partly estimated"))
     make_study(url, "mixed-hardware", n_trials=16, seed=8, workers=differ, stale=[3])
+    make_study(url, "few", n_trials=6, seed=3, fail_every=0)
     return url
 
 
 def _figures(html: str) -> list[dict[str, object]]:
     blocks = re.findall(r'<script type="application/json" id="fig\d+-data">(.*?)</script>', html, flags=re.S)
     return [json.loads(block) for block in blocks]
+
+
+def _base(shown: str, quantity: str) -> float:
+    """A figure as a page shows it (``1,000 µJ``, or ``1,000`` under a header in ``µJ``) back in
+    base units, from the units table alone."""
+    match = re.fullmatch(r"(-?[\d,]*\.?\d+)\s*(\S*)", shown.strip())
+    assert match is not None, shown
+    number, unit = match.groups()
+    return float(number.replace(",", "")) * dict(QUANTITIES[quantity])[unit]
+
+
+def _header_unit(html: str, table: str, name: str) -> str:
+    """The unit a trial table's column of ``name`` is in: ``µJ`` of ``inference_energy_j (µJ, ...)``."""
+    found = re.search(rf">{name} \(([^,)]*)", _table(html, table).split("</thead>")[0])
+    assert found is not None, name
+    return found.group(1)
 
 
 def test_report_is_one_self_contained_file(
@@ -79,13 +110,15 @@ def test_report_is_one_self_contained_file(
 
 
 def test_front_table_and_hypervolume_on_the_page(storage: str, tmp_path: Path) -> None:
-    out = tmp_path / "r.html"
-    assert main(["report", "--study", "tpe-like", "--storage", storage, "-o", str(out)]) == 0
-    html = out.read_text()
+    html = _report(storage, "tpe-like", tmp_path)
     record = load_record(optuna.load_study(study_name="tpe-like", storage=storage))
     reference = default_reference([record], record.objectives)
     assert reference is not None
-    assert f"Final value: <b>{hypervolume(record.trials, record.objectives, reference):.4g}</b>" in html
+    final = re.search(r"Final value: <b>([0-9.]+)</b>", html)
+    assert final is not None and "e" not in final.group(1)
+    assert float(final.group(1)) == pytest.approx(
+        hypervolume(record.trials, record.objectives, reference), rel=1e-3
+    )
     front_table = html.split('id="front-table"')[1].split("</table>")[0]
     front = [t.number for t in optuna.load_study(study_name="tpe-like", storage=storage).best_trials]
     assert sorted(
@@ -102,19 +135,25 @@ def test_a_given_reference_point_is_used_and_stated(storage: str, tmp_path: Path
         == 0
     )
     html = out.read_text()
-    assert "accuracy = 0.5, inference_energy_j = 0.001, latency_ms = 0.1 (given with --reference)" in html
+    # Stated in the page's units, and given back for the command line in base units.
+    stated = re.search(r"reference point (accuracy = .*?) \(given with --reference\)", html)
+    assert stated is not None
+    shown = dict(item.split(" = ") for item in stated.group(1).split(", "))
+    given = {"accuracy": 0.5, "inference_energy_j": 0.001, "latency_ms": 0.1}
+    for name, value in given.items():
+        assert _base(shown[name], quantity_of(name) or "") == pytest.approx(value), name
+    assert shown["inference_energy_j"].endswith(f" {_header_unit(html, 'all-trials', 'inference_energy_j')}")
+    arg = re.search(r"greenml report --reference (\S+)</code>", html)
+    assert arg is not None and parse_reference(arg.group(1), given) == parse_reference(point, given)
     record = load_record(optuna.load_study(study_name="tpe-like", storage=storage))
-    value = hypervolume(
-        record.trials, record.objectives, {"accuracy": 0.5, "inference_energy_j": 0.001, "latency_ms": 0.1}
-    )
-    assert f"Final value: <b>{value:.4g}</b>" in html
+    value = hypervolume(record.trials, record.objectives, parse_reference(point, record.objectives))
+    final = re.search(r"Final value: <b>([0-9.]+)</b>", html)
+    assert final is not None and float(final.group(1)) == pytest.approx(value, rel=1e-3)
 
 
 @pytest.mark.parametrize(("study", "kind"), [("two", "scatter"), ("four", "parcoords"), ("one", "scatter")])
 def test_figures_follow_the_number_of_objectives(storage: str, tmp_path: Path, study: str, kind: str) -> None:
-    out = tmp_path / f"{study}.html"
-    assert main(["report", "--study", study, "--storage", storage, "-o", str(out)]) == 0
-    figures = _figures(out.read_text())
+    figures = _figures(_report(storage, study, tmp_path))
     first = figures[0]["data"]  # type: ignore[index]
     assert {trace["type"] for trace in first} == {kind}  # type: ignore[index, union-attr]
     assert all(trace["type"] != "scatter3d" for f in figures for trace in f["data"])  # type: ignore[index, union-attr]
@@ -259,10 +298,17 @@ PROPORTIONAL = "energy per inference is proportional to CPU time"
 MEASURED_CLAIM = "Accuracy, latency, energy and size are measured on the deployed artifact."
 
 
+_WRITTEN: dict[tuple[str, str], str] = {}
+
+
 def _report(storage: str, study: str, tmp_path: Path) -> str:
-    out = tmp_path / f"{study}.html"
-    assert main(["report", "--study", study, "--storage", storage, "-o", str(out)]) == 0
-    return out.read_text()
+    """``greenml report`` of a study of the module's storage, written once per study (the
+    studies are not changed after the fixture makes them; the page is a function of them)."""
+    if (storage, study) not in _WRITTEN:
+        out = tmp_path / f"{study}.html"
+        assert main(["report", "--study", study, "--storage", storage, "-o", str(out)]) == 0
+        _WRITTEN[storage, study] = out.read_text()
+    return _WRITTEN[storage, study]
 
 
 def _axis_titles(html: str) -> list[str]:
@@ -284,14 +330,18 @@ def _table(html: str, table: str) -> str:
 def test_an_estimated_study_says_its_energy_is_estimated(storage: str, tmp_path: Path) -> None:
     html = _report(storage, "tpe-like", tmp_path)
     titles = _axis_titles(html)
+    per_inference = _header_unit(html, "all-trials", "inference_energy_j")
+    energy = _header_unit(html, "all-trials", "trial_energy_j")
     # the 3-D front's and the projections' energy axes: the basis on a line of its own
-    assert "inference_energy_j (J)<br>estimated from CPU time" in titles
-    assert "energy (J)<br>estimated from CPU time" in titles  # energy per trial
-    assert "search energy (kWh, estimated from CPU time)" in titles
-    assert "energy (J, estimated from CPU time)" in titles  # the footprint
-    assert "latency_ms (ms)" in titles  # units from the vocabulary, no basis on latency
-    assert f">{ESTIMATED_LABEL}</th>" in _table(html, "all-trials")
-    assert f">{ESTIMATED_LABEL}</th>" in _table(html, "front-table")
+    assert f"energy per inference ({per_inference})<br>estimated from CPU time" in titles
+    assert f"energy ({energy})<br>estimated from CPU time" in titles  # energy per trial
+    assert f"search energy ({energy}, estimated from CPU time)" in titles
+    assert f"energy ({energy}, estimated from CPU time)" in titles  # the footprint
+    latency = _header_unit(html, "all-trials", "latency_ms")
+    assert f"latency ({latency})" in titles  # no basis on latency
+    label = ESTIMATED_LABEL.replace("(J,", f"({per_inference},")
+    assert f">{label}</th>" in _table(html, "all-trials")
+    assert f">{label}</th>" in _table(html, "front-table")
     assert PROPORTIONAL in html and "adds no information beyond latency × threads" in html
     assert MEASURED_CLAIM not in html  # nor does the front's note claim energy was measured
     assert "energy is not: it is estimated from CPU time" in html
@@ -302,11 +352,12 @@ def test_a_measured_study_claims_measurement_and_labels_nothing_estimated(
 ) -> None:
     html = _report(storage, "measured", tmp_path)
     assert "estimated" not in " ".join(_axis_titles(html))
-    assert "inference_energy_j (J)" in _axis_titles(html)
+    unit = _header_unit(html, "all-trials", "inference_energy_j")
+    assert f"energy per inference ({unit})" in _axis_titles(html)
     assert "estimated from CPU time" not in html and PROPORTIONAL not in html
     assert 'id="energy-basis"' not in html
     assert MEASURED_CLAIM in html
-    assert ">inference_dram_energy_j (J)</th>" in _table(html, "all-trials")
+    assert f">inference_dram_energy_j ({unit})</th>" in _table(html, "all-trials")
 
 
 def test_a_partly_estimated_study_states_the_estimates_share(storage: str, tmp_path: Path) -> None:
@@ -333,11 +384,12 @@ def test_a_partly_estimated_study_states_the_estimates_share(storage: str, tmp_p
     assert MEASURED_CLAIM not in html
     assert "so is its energy, except the CPU part, estimated from CPU time" in html
     titles = _axis_titles(html)
-    assert "inference_energy_j (J)<br>CPU part estimated from CPU time" in titles
-    assert "inference_energy_j (J, CPU part estimated from CPU time)" in titles  # importances
+    unit = _header_unit(html, "all-trials", "inference_energy_j")
+    assert f"energy per inference ({unit})<br>CPU part estimated from CPU time" in titles
+    assert "energy per inference<br>CPU part estimated from CPU time" in titles  # importances: no unit
     header = _table(html, "all-trials").split("</thead>")[0]
-    assert ">inference_gpu_energy_j (J)</th>" in header
-    assert ">inference_cpu_energy_j (J, estimated from CPU time)</th>" in header
+    assert f">inference_gpu_energy_j ({unit})</th>" in header
+    assert f">inference_cpu_energy_j ({unit}, estimated from CPU time)</th>" in header
     assert "inference_dram_energy_j" not in header  # not metered: no column
     assert "DRAM not metered: no readable RAPL on this synthetic machine" in html  # provenance note
 
@@ -369,7 +421,7 @@ def test_deploy_devices_are_shown(storage: str, tmp_path: Path) -> None:
     assert ") · deployed on cpu (trained on cuda:0)<br>" in hover[str(onnx.number)]
     assert "<i>energy: CPU part estimated from CPU time</i>" in hover[str(onnx.number)]
     assert "latency_p99_ms: " in hover[str(onnx.number)]  # the new metrics, with their units
-    assert re.search(r"batch_throughput_per_s: [0-9.e+]+ 1/s(<br>| · )", hover[str(onnx.number)])
+    assert re.search(r"batch_throughput_per_s: [0-9.,]+ (/s|k/s|M/s)(<br>| · )", hover[str(onnx.number)])
 
 
 def test_an_older_study_without_deploy_devices_says_so(storage: str) -> None:
@@ -377,7 +429,8 @@ def test_an_older_study_without_deploy_devices_says_so(storage: str) -> None:
     attrs = {k: v for k, v in record.attrs.items() if k != "deploy_device"}
     trials = tuple(dataclasses.replace(t, deploy_device=None) for t in record.trials)
     html = report_html(
-        dataclasses.replace(record, attrs=attrs, trials=trials), lambda: ({}, "not computed here")
+        dataclasses.replace(record, attrs=attrs, trials=trials),
+        lambda: Importances({}, "not computed here", 0),
     )
     assert ">deploy device</dt><dd>not recorded</dd>" in html
     assert '<td class="text">not recorded</td>' in _table(html, "all-trials")
@@ -481,19 +534,21 @@ def test_the_teacher_is_its_own_item_in_the_footprint(storage: str, tmp_path: Pa
     )
     total = trials_j + 300.0
     assert total == pytest.approx(spent_energy_j(study))
-    assert f"{total:.4g} J, estimated</div>" in html  # the total's KPI counts the teacher
-    body = html.split('id="ledger"')[1].split("</table>")[0].split("<tbody>")[1]
+    kpi = re.search(r'<div class="kpi">energy<b>(.*?)</b>estimated</div>', html)
+    assert kpi is not None  # the total's KPI counts the teacher
+    assert _base(kpi.group(1), "energy") == pytest.approx(total, rel=5e-3)
+    table = html.split('id="ledger"')[1].split("</table>")[0]
+    energy, seconds, co2 = re.findall(r"<th>\w+ \((\w+)\)</th>", table)  # the columns' units
+    body = table.split("<tbody>")[1]
     rows = {cells[0]: cells for cells in map(_cells, re.findall(r"<tr>.*?</tr>", body, flags=re.S))}
     assert list(rows) == ["trials (16)", "teacher", "total"]
-    assert rows["teacher"] == [
-        "teacher",
-        "300",
-        "37.5",
-        f"{300.0 / 3.6e6 * 475:.4g}",
-        "estimated",
-        "worker 0 on node-a",
-    ]
-    assert rows["trials (16)"][1] == f"{trials_j:.4g}" and rows["total"][1] == f"{total:.4g}"
+    teacher = rows["teacher"]
+    assert teacher[4:] == ["estimated", "worker 0 on node-a"]
+    assert _base(f"{teacher[1]} {energy}", "energy") == pytest.approx(300.0, rel=5e-3)
+    assert _base(f"{teacher[2]} {seconds}", "duration") == pytest.approx(37.5, rel=5e-3)
+    assert _base(f"{teacher[3]} {co2}", "mass") == pytest.approx(300.0 / 3.6e6 * 475, rel=5e-3)
+    assert _base(f"{rows['trials (16)'][1]} {energy}", "energy") == pytest.approx(trials_j, rel=5e-3)
+    assert _base(f"{rows['total'][1]} {energy}", "energy") == pytest.approx(total, rel=5e-3)
     assert "item of its own (&#34;teacher&#34;), counted in the total" in html
     assert "inside the first distilling trial" not in html
     # a bar of its own beside the phases, in energy and in time
@@ -504,9 +559,11 @@ def test_the_teacher_is_its_own_item_in_the_footprint(storage: str, tmp_path: Pa
         if trace["type"] == "bar" and "teacher" in trace["x"]  # type: ignore[index, operator]
     ]
     assert len(bars) == 2
-    energy, seconds = (dict(zip(bar["x"], bar["y"], strict=True)) for bar in bars)  # type: ignore[index]
-    assert (energy["teacher"], seconds["teacher"]) == (300.0, 37.5)
-    assert sum(energy.values()) == pytest.approx(total)
+    energy_bars, second_bars = (dict(zip(bar["x"], bar["y"], strict=True)) for bar in bars)  # type: ignore[index]
+    joules = dict(QUANTITIES["energy"])[energy]  # the bars are drawn in the page's units
+    assert energy_bars["teacher"] * joules == pytest.approx(300.0)
+    assert second_bars["teacher"] * dict(QUANTITIES["duration"])[seconds] == pytest.approx(37.5)
+    assert sum(energy_bars.values()) * joules == pytest.approx(total)
     # no ledger, no ledger table
     assert 'id="ledger"' not in _report(storage, "tpe-like", tmp_path)
 
@@ -531,3 +588,186 @@ def test_compare_warns_of_a_study_on_mixed_hardware(storage: str, tmp_path: Path
     html = out.read_text()
     assert html.count("⚠ workers differ in") == 1
     assert "workers differ in CPU model, GPUs, meter: energy and latency do not compare" in html
+
+
+def _front_rows(html: str) -> dict[int, dict[str, str]]:
+    """The front table's rows by trial number, each a {column label: cell markup} mapping."""
+    table = _table(html, "front-table")
+    columns = re.findall(r"<th[^>]*>(.*?)</th>", table.split("</thead>")[0])
+    return {number: dict(zip(columns, _cells(row), strict=True)) for number, row in _rows(table).items()}
+
+
+def _trace_names(html: str) -> set[str]:
+    return {str(trace.get("name")) for f in _figures(html) for trace in f["data"]}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["tpe-like", "two", "four", "one"])
+def test_the_knee_and_the_bests_are_marked_in_the_table_and_the_figures(
+    storage: str, tmp_path: Path, name: str
+) -> None:
+    html = _report(storage, name, tmp_path)
+    study = optuna.load_study(study_name=name, storage=storage)
+    rows = _front_rows(html)
+    assert sorted(rows) == sorted(t.number for t in study.best_trials)
+    knee = knee_trial(study).number  # what `greenml model --pick knee` takes
+    assert [n for n, row in rows.items() if "knee" in row["marks"].split(" · ")] == [knee]
+    assert f"knee: trial {knee}" in _trace_names(html)
+    objectives = study.user_attrs["objectives"]
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    for index, objective in enumerate(objectives):
+        sign = -1.0 if objective in MAXIMIZED else 1.0
+        best = min(front, key=lambda t: (sign * t.values[index], t.number)).number
+        word = "best" if objective in MAXIMIZED else "lowest"
+        label = "smallest model" if objective == "model_bytes" else f"{word} {metric_phrase(objective)}"
+        assert [n for n, row in rows.items() if label in row["marks"].split(" · ")] == [best], label
+        assert f"{label}: trial {best}" in _trace_names(html)
+    # the knee rule in words, between the figures and the front's table
+    rule = re.search(
+        r'<h3 id="choose">.*?<p class="note" id="knee-rule">(.*?)</p>.*?id="front-table"', html, re.S
+    )
+    assert (
+        rule is not None
+        and KNEE_RULE[1:] in markup.unescape(rule.group(1))
+        and "greenml model --pick knee" in rule.group(1)
+    )
+
+
+def test_front_rows_say_how_to_get_their_model(storage: str, tmp_path: Path) -> None:
+    study = optuna.load_study(study_name="tpe-like", storage=storage)
+    record = load_record(study, "postgresql://alice:s3cret@db.example:5432/studies")
+    front = front_numbers(record.trials, record.objectives)
+    kept = set(front[::2])  # as if the others had been searched with --keep-models none
+    saved = {"artifact_id": "a", "format": "onnx", "runtime": "onnxruntime", "bytes": 1, "sha256": "0"}
+    trials = tuple(dataclasses.replace(t, model=saved) if t.number in kept else t for t in record.trials)
+    attrs = {**record.attrs, "command": ["greenml", "search", "--artifacts", "/shared/my models"]}
+    html = report_html(
+        dataclasses.replace(record, trials=trials, attrs=attrs), lambda: Importances({}, "not here", 0)
+    )
+    assert "s3cret" not in html
+    rows = _front_rows(html)
+    for number in front:
+        cell = rows[number]["get its model"]
+        code = re.search(r"<code>(.*?)</code>", cell)
+        if number in kept:
+            assert code is not None
+            assert shlex.split(markup.unescape(code.group(1))) == [
+                "greenml",
+                "model",
+                "--study",
+                "tpe-like",
+                "--storage",
+                "postgresql://alice:***@db.example:5432/studies",
+                "--trial",
+                str(number),
+                "-o",
+                f"model-{number}",
+                "--artifacts",
+                "/shared/my models",
+            ]
+            assert 'class="copy"' in cell
+        else:
+            assert code is None and "model not kept (searched with --keep-models none" in cell
+    assert "The storage's password is shown as <code>***</code>" in html
+    # the knee and the bests listed above the table, each with its command or why there is none
+    choices = re.search(r'<ul class="choices" id="choices">(.*?)</ul>', html, re.S)
+    assert choices is not None
+    marks = {number: markup.unescape(row["marks"]) for number, row in rows.items() if row["marks"]}
+    for item in re.findall(r"<li>(.*?)</li>", choices.group(1), re.S):
+        number = int(re.search(r"</b>: trial (\d+)", item).group(1))  # type: ignore[union-attr]
+        assert marks[number] and f'<b class="marks">{markup.escape(marks[number])}</b>' in item
+        assert (f"--trial {number} -o model-{number}" in item) == (number in kept)
+
+
+def test_importances_from_few_trials_carry_a_caveat(storage: str, tmp_path: Path) -> None:
+    few = _report(storage, "few", tmp_path)
+    complete = sum(
+        t.state == optuna.trial.TrialState.COMPLETE
+        for t in optuna.load_study(study_name="few", storage=storage).trials
+    )
+    assert complete < 10
+    caveat = re.search(r'<p [^>]*id="importance-caveat">(.*?)</p>', few, re.S)
+    assert caveat is not None
+    assert (
+        f"Computed from {complete} complete trials; fewer than 10 make importances unreliable"
+        in caveat.group(1)
+    )
+    assert few.index('id="importance-caveat"') < few.index('aria-label="Importance per objective"')
+    assert 'id="importance-caveat"' not in _report(storage, "tpe-like", tmp_path)  # 36 complete trials
+
+
+# A number written with an exponent (6.819e-05, 3.428e+05) or an SI-suffixed one (50µ).
+EXPONENT = re.compile(r"(?<![\w.])\d+(\.\d+)?[eE][+-]?\d+\b")
+
+
+def _shown_texts(html: str) -> list[str]:
+    """What a reader can see: the page's text (outside plotly.js and the data blocks) with its
+    tags dropped, every hover text, and the figures' titles, legend names and hover strings."""
+    start = html.index("<script>/**")
+    page = html[:start] + html[html.index("</script>", start) :]
+    page = re.sub(r"<script[^>]*>.*?</script>", " ", page, flags=re.S)
+    texts = [markup.unescape(re.sub(r"<[^>]+>", " ", page))]
+    hover = re.search(r'id="trial-hover">(.*?)</script>', html, flags=re.S)
+    assert hover is not None
+    texts += json.loads(hover.group(1)).values()
+    texts += _axis_titles(html)
+    for figure in _figures(html):
+        for trace in figure["data"]:  # type: ignore[union-attr]
+            texts += [str(trace.get(key, "")) for key in ("name", "text", "hovertemplate")]  # type: ignore[union-attr]
+            texts += [str(d.get("label", "")) for d in trace.get("dimensions", [])]  # type: ignore[union-attr]
+    return texts
+
+
+@pytest.mark.parametrize("name", ["tpe-like", "partly", "four", "workers"])
+def test_no_exponents_and_one_unit_per_quantity(storage: str, tmp_path: Path, name: str) -> None:
+    html = _report(storage, name, tmp_path)
+    for text in _shown_texts(html):
+        assert not EXPONENT.search(text), EXPONENT.search(text)
+    # Every metric's unit wherever the page names it: table headers, hover lines, axis titles.
+    seen: dict[str, set[str]] = {}
+    for header in re.findall(r"<th[^>]*>(\w+) \(([^,)]*)", html):
+        if quantity_of(header[0]) is not None:
+            seen.setdefault(str(quantity_of(header[0])), set()).add(header[1])
+    hover = json.loads(re.search(r'id="trial-hover">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+    for text in hover.values():
+        for metric, unit in re.findall(r"(\w+): [-\d.,≈]+ ?([^\s<·]*)", text):
+            if quantity_of(metric) is not None:
+                seen.setdefault(str(quantity_of(metric)), set()).add(unit)
+    for title in _axis_titles(html):
+        for objective in optuna.load_study(study_name=name, storage=storage).user_attrs["objectives"]:
+            found = re.match(rf"{re.escape(metric_phrase(objective))} \(([^,)]*)", title)
+            if found:
+                seen.setdefault(str(quantity_of(objective)), set()).add(found.group(1))
+    assert {"inference_energy", "energy", "size", "latency"} <= set(seen)
+    for quantity, units in seen.items():
+        assert len(units) == 1, (quantity, units)  # one unit per quantity on the page
+        assert units <= {label for label, _ in QUANTITIES[quantity]}
+    # the points are plotted in the unit their axis names: back in base units, the trial's own
+    study = optuna.load_study(study_name=name, storage=storage)
+    objectives = study.user_attrs["objectives"]
+    by_number = {t.number: t.user_attrs.get("metrics", {}) for t in study.trials}
+    checked = 0
+    for figure in _figures(html):
+        for trace in figure["data"]:  # type: ignore[union-attr]
+            if trace.get("meta") != "trial-hover" or trace["type"] not in ("scatter", "scatter3d"):  # type: ignore[union-attr]
+                continue
+            layout: dict[str, object] = figure["layout"]  # type: ignore[assignment]
+            scene: dict[str, object] = layout.get("scene", layout)  # type: ignore[assignment]
+            for axis in ("x", "y", "z"):
+                if axis not in trace:
+                    continue
+                key = f"{axis}axis" + trace.get(f"{axis}axis", axis)[1:]  # type: ignore[union-attr]
+                title = str(scene[key]["title"]["text"]).split("<br>")[0]  # type: ignore[index]
+                objective, unit = next(
+                    (o, re.sub(r"^ \(([^,)]*).*$", r"\1", title[len(metric_phrase(o)) :]))
+                    for o in objectives
+                    if re.match(rf"{re.escape(metric_phrase(o))}( \(|$)", title)
+                )
+                size = dict(QUANTITIES[str(quantity_of(objective))])[unit]
+                for number, value in zip(trace["customdata"], trace[axis], strict=True):  # type: ignore[index]
+                    assert value * size == pytest.approx(by_number[int(number)][objective]), title
+                    checked += 1
+    assert checked > 3 * len(study.trials)
+    # the unit chosen shows the median energy per inference between 1 and 1000
+    shown = re.findall(r"inference_energy_j: ([\d.,]+) ", " ".join(hover.values()))
+    values = sorted(float(v.replace(",", "")) for v in shown)
+    assert 1 <= values[len(values) // 2] < 1000

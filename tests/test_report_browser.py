@@ -7,6 +7,10 @@ the report is the one the search writes when it stops. Screenshots go to test-ar
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -17,7 +21,10 @@ import optuna
 import pytest
 
 from greenml.cli import main
+from greenml.models import knee_trial
+from greenml.report import Importances, front_numbers, load_record, report_html
 from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, worker
+from greenml.units import scale_for
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +118,84 @@ def _assert_every_figure_drawn(page: Any) -> int:
     return count
 
 
-def test_search_report_renders_with_no_errors(chromium: Any, searched: tuple[Path, str]) -> None:
+# What a figure shows as titles: the figure's, each axis's (x, x2, ..., y, ...), each subplot's
+# (annotations), and each parallel-coordinates dimension's.
+_FIGURE_GEOMETRY = """(id) => {
+    const div = document.getElementById(id);
+    const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    const titles = 'text.gtitle, g[class^="g-x"][class$="title"] > text, g[class^="g-y"][class$="title"] > text, '
+        + '.annotation-text, .parcoords .axis-title';
+    return {
+        figure: box(div),
+        svg: box(div.querySelector('svg.main-svg')),
+        titles: Array.from(div.querySelectorAll(titles)).filter((e) => e.textContent).map((e) => [e.textContent, box(e)]),
+        modebar: Array.from(div.querySelectorAll('.modebar')).filter((e) => e.offsetWidth > 0).map(box),
+        legend: Array.from(div.querySelectorAll('g.legend')).map(box),
+        scenes: div.querySelectorAll('.gl-container canvas').length,
+    };
+}"""
+EDGE = 2  # px of a 3-D view's edge that must be blank: text reaching it is cut there
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1
+
+
+def _inside(inner: list[float], outer: list[float]) -> bool:
+    return (
+        inner[0] >= outer[0] - 1
+        and inner[1] >= outer[1] - 1
+        and inner[2] <= outer[2] + 1
+        and inner[3] <= outer[3] + 1
+    )
+
+
+def _assert_titles_clear(page: Any, name: str) -> int:
+    """Every figure's titles lie whole inside it, apart from each other, the legend and the mode
+    bar (shown by hovering the figure); every 3-D view's edge is blank (WebGL draws the scene's
+    axis titles, so they are seen in its pixels, not the DOM). Returns the titles checked."""
+    from PIL import Image
+
+    checked = 0
+    for figure in page.locator("div.figure").all():
+        figure.scroll_into_view_if_needed()
+        figure.hover(position={"x": 40, "y": 40})
+        page.wait_for_timeout(50)
+        where = str(figure.get_attribute("aria-label"))
+        shape = page.evaluate(_FIGURE_GEOMETRY, figure.get_attribute("id"))
+        assert shape["modebar"], f"{where}: no mode bar shown on hover"
+        titles = shape["titles"]
+        for index, (text, box) in enumerate(titles):
+            assert _inside(box, shape["figure"]) and _inside(box, shape["svg"]), f"{where}: {text!r} clipped"
+            for bar in shape["modebar"]:
+                assert not _overlap(box, bar), f"{where}: the mode bar covers {text!r}"
+            for legend in shape["legend"]:
+                assert not _overlap(box, legend), f"{where}: the legend covers {text!r}"
+            for other, other_box in titles[index + 1 :]:
+                assert not _overlap(box, other_box), f"{where}: {text!r} runs into {other!r}"
+        checked += len(titles)
+        for index in range(shape["scenes"]):
+            shot = figure.locator(".gl-container canvas").nth(index).screenshot()
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / f"{name}-3d-{index}.png").write_bytes(shot)
+            pixels = Image.open(io.BytesIO(shot)).convert("L")
+            width, height = pixels.size
+            edge = [
+                pixels.getpixel((x, y))
+                for x in range(width)
+                for y in range(height)
+                if min(x, y, width - 1 - x, height - 1 - y) < EDGE
+            ]
+            assert min(edge) > 200, (
+                f"{where}: something is cut at the 3-D view's edge (see {name}-3d-{index}.png)"
+            )
+            checked += 1
+    return checked
+
+
+def test_search_report_renders_with_no_errors(
+    chromium: Any, searched: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work, relative = searched
     page, problems, requests = _open(chromium, work / relative)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -130,7 +214,19 @@ def test_search_report_renders_with_no_errors(chromium: Any, searched: tuple[Pat
     claim = "Accuracy, latency, energy and size are measured on the deployed artifact."
     estimated = page.locator("#energy-basis").count() == 1
     assert (claim in page.locator("main").inner_text()) != estimated
+    assert _assert_titles_clear(page, "search") > 10
+    # three complete trials: the importances say how little they rest on
+    caveat = page.locator("#importance-caveat")
+    assert caveat.is_visible() and "fewer than 10 make importances unreliable" in caveat.inner_text()
+    # The knee's command, run as the page shows it (the hostile study name quoted), writes the
+    # model the search kept.
+    command = page.locator("#front-table tbody tr", has_text="knee").locator("td.model code").inner_text()
     page.close()
+    argv = shlex.split(command)
+    assert argv[:2] == ["greenml", "model"] and argv[argv.index("--study") + 1] == HOSTILE_NAME
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[1:]) == 0
+    assert len(list(tmp_path.glob("model-*"))) == 2  # the model and its card
 
 
 def test_hover_shows_parameters_and_metrics(chromium: Any, searched: tuple[Path, str]) -> None:
@@ -198,6 +294,7 @@ def test_compare_and_many_objective_reports_render(chromium: Any, tmp_path: Path
     for name, expected in (("a.html", 6), ("c.html", 2)):
         page, problems, requests = _open(chromium, tmp_path / name)
         assert _assert_every_figure_drawn(page) == expected
+        assert _assert_titles_clear(page, name) > 10
         if name == "a.html":  # a trial's notes: a ⚠ that names them on hover, and shows them on click
             mark = page.locator("#all-trials summary.note-mark").first
             mark.scroll_into_view_if_needed()
@@ -229,6 +326,73 @@ def test_workers_their_warning_and_the_teacher_render(chromium: Any, tmp_path: P
     page.select_option("#all-trials-status", "failed")
     stale = page.locator("#all-trials tbody tr:not([hidden])", has_text="stopped sending heartbeats")
     assert stale.count() == 1 and "retried as trial 5" in stale.inner_text()
+    assert _assert_titles_clear(page, "workers") > 10
     assert problems == [] and len(requests) == 1
     page.screenshot(path=str(ARTIFACTS / "synthetic-workers.png"), full_page=True)
+    page.close()
+
+
+# A tick label with an exponent (5e-05, 3.4e+05) or an SI prefix (50µ, 20k): a second unit
+# beside the axis title's.
+EXPONENT = re.compile(r"\d(\.\d+)?[eE][+\-−]?\d")
+SI_TICK = re.compile(r"^[−-]?[\d.,]+\s?[yzafpnuµμmkMGTPEZY]$")
+
+
+def test_units_and_marks_in_the_browser(chromium: Any, tmp_path: Path) -> None:
+    """A synthetic study whose knee and some other front trials kept their models."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = make_study(None, "units", n_trials=20, seed=4)  # in memory: the page is written here
+    record = load_record(study, "sqlite:///units.db")
+    knee = knee_trial(study).number
+    kept = {knee, *front_numbers(record.trials, record.objectives)[::2]}
+    model = {"artifact_id": "a", "format": "onnx", "runtime": "onnxruntime", "bytes": 1, "sha256": "0"}
+    trials = tuple(dataclasses.replace(t, model=model) if t.number in kept else t for t in record.trials)
+    out = tmp_path / "units.html"
+    out.write_text(
+        report_html(dataclasses.replace(record, trials=trials), lambda: Importances({}, "none", 0))
+    )
+    page, problems, _ = _open(chromium, out)
+    text = page.locator("body").inner_text()
+    # The units the fixture's values call for, shown on the page.
+    complete = [t for t in record.trials if t.state == "COMPLETE"]
+    energy_unit = scale_for("inference_energy", [t.metrics["inference_energy_j"] for t in complete]).unit
+    size_unit = scale_for("size", [t.metrics["model_bytes"] for t in complete]).unit
+    assert energy_unit in ("nJ", "µJ", "mJ") and size_unit in ("kB", "MB")
+    assert re.search(rf"energy per inference [\d.,]+ {energy_unit}", text)
+    assert f"inference_energy_j ({energy_unit}" in page.locator("#front-table thead").inner_text()
+    assert f"model_bytes ({size_unit})" in page.locator("#all-trials thead").inner_text()
+    # Every tick label drawn (SVG; the 3-D view's are WebGL, set by its layout) and every cell.
+    ticks = page.locator(
+        'div.figure g[class$="tick"] > text, div.figure .parcoords .tick text'
+    ).all_text_contents()
+    assert len(ticks) > 30
+    cells = page.locator("#front-table td, #all-trials td").all_inner_texts()
+    for shown in ticks + cells:
+        assert not EXPONENT.search(shown) and not SI_TICK.match(shown.strip()), shown
+    scene = page.evaluate("() => document.querySelector('div.figure').layout.scene")
+    assert {scene[axis]["exponentformat"] for axis in ("xaxis", "yaxis", "zaxis")} == {"none"}
+    # The knee and the best per objective, in the front's table and in the figures' legends.
+    marks = dict(
+        zip(
+            page.locator("#front-table tbody td:first-child").all_inner_texts(),
+            page.locator("#front-table tbody td.marks").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert marks[str(knee)].split(" · ")[0] == "knee"
+    labels = ("knee", "best accuracy", "lowest energy per inference", "lowest latency")
+    assert {label for cell in marks.values() for label in cell.split(" · ") if label} == set(labels)
+    legends = page.locator("div.figure .legendtext").all_text_contents()
+    for label in labels:
+        number = next(n for n, cell in marks.items() if label in cell.split(" · "))
+        assert legends.count(f"{label}: trial {number}") == 2, label  # the 3-D view and the projections
+    # The copy button gives the command (to the clipboard, or selected where the page may not).
+    button = page.locator("#front-table tbody tr", has_text="knee").locator("button.copy")
+    button.click()
+    page.wait_for_function("(b) => b.textContent !== 'copy'", arg=button.element_handle(), timeout=2000)
+    if button.inner_text() != "copied":
+        assert page.evaluate("() => window.getSelection().toString()") == button.get_attribute("data-copy")
+    assert f"--trial {knee} -o model-{knee}" in str(button.get_attribute("data-copy"))
+    assert _assert_titles_clear(page, "units") > 5
+    assert problems == []
     page.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +14,23 @@ from optuna._hypervolume import compute_hypervolume
 
 from greenml.errors import ConfigError
 from greenml.ledger import spent_energy_j
-from greenml.metrics import COMPONENTS, PHASES
+from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES
+from greenml.models import knee_trial
 from greenml.report import (
     classify,
     default_reference,
     footprint,
+    front_marks,
     front_numbers,
     hypervolume,
     hypervolume_history,
     importances,
     load_record,
+    model_command,
     parse_reference,
 )
 from greenml.report._data import (
+    FrontMarks,
     TrialRecord,
     energy_basis,
     estimate_share,
@@ -35,7 +41,10 @@ from greenml.report._data import (
     to_loss,
     workers,
 )
+from greenml.report._display import page_units, parameter_text, shown_values
+from greenml.storage import default_storage
 from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, provenance, worker
+from greenml.units import QUANTITIES, plain
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 OBJECTIVES = ("accuracy", "inference_energy_j", "latency_ms")
@@ -145,7 +154,8 @@ def test_footprint_sums(study: optuna.Study) -> None:
     assert sum(fp.phase_energy_j.values()) == pytest.approx(fp.energy_j)
     complete = [t for t in record.trials if t.state == "COMPLETE"]
     for phase in PHASES:
-        from_metrics = sum(t.metrics[f"{phase}_energy_j"] for t in complete)
+        # a phase a trial did not run (the cost phase, without early stopping) spent nothing
+        from_metrics = sum(t.metrics.get(f"{phase}_energy_j", 0.0) for t in complete)
         from_failed = sum(
             t.phases.get(phase, {}).get("energy_j", 0.0) for t in record.trials if t.state == "FAIL"
         )
@@ -164,8 +174,12 @@ def test_footprint_sums(study: optuna.Study) -> None:
 
 def test_importances_are_optunas(study: optuna.Study) -> None:
     trials = study.get_trials()
-    values, reason = importances(trials, OBJECTIVES, "mdi")
-    assert reason is None and set(values) == set(OBJECTIVES)
+    found = importances(trials, OBJECTIVES, "mdi")
+    values = found.values
+    assert found.reason is None and set(values) == set(OBJECTIVES)
+    # what they rest on: the complete trials, counted from the raw records
+    assert found.trials == sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) > 10
+    assert found.reliable
     evaluator = optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=0)
     direct = optuna.importance.get_param_importances(
         study, evaluator=evaluator, target=lambda t: t.user_attrs["metrics"]["latency_ms"]
@@ -182,8 +196,12 @@ def test_importances_are_optunas(study: optuna.Study) -> None:
 
 def test_importances_need_two_complete_trials(tmp_path: Path) -> None:
     study = make_study(f"sqlite:///{tmp_path / 's.db'}", n_trials=2, fail_every=2)
-    values, reason = importances(study.get_trials(), OBJECTIVES)
-    assert values == {} and reason == "needs at least 2 complete trials, the study has 1"
+    found = importances(study.get_trials(), OBJECTIVES)
+    assert found.values == {} and found.reason == "needs at least 2 complete trials, the study has 1"
+    assert found.trials == 1
+    few = make_study(f"sqlite:///{tmp_path / 's.db'}", "few", n_trials=4, fail_every=0)
+    found = importances(few.get_trials(), OBJECTIVES)
+    assert found.values and found.trials == 4 and not found.reliable
     with pytest.raises(
         ConfigError, match="unknown importance evaluator 'shap'; valid: mdi, fanova, ped-anova"
     ):
@@ -544,3 +562,150 @@ def test_synthetic_workers_and_retries_record_what_the_search_and_optuna_write()
         assert made.params == retry.params
     assert trials[8].state == optuna.trial.TrialState.WAITING
     assert trials[8].user_attrs == trials[7].user_attrs  # the queued retry copies them, as Optuna's does
+
+
+def test_the_knee_and_the_bests_are_those_of_greenml_model(study: optuna.Study) -> None:
+    record = load_record(study)
+    marks = front_marks(record.trials, record.objectives)
+    assert marks.knee == knee_trial(study).number  # the trial `greenml model --pick knee` takes
+    # Each objective's best, read from Optuna's own front and values (ties: lowest number).
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    for index, name in enumerate(OBJECTIVES):
+        sign = -1.0 if name in MAXIMIZED else 1.0
+        assert marks.best[name] == min(front, key=lambda t: (sign * t.values[index], t.number)).number
+    assert len(set(marks.best.values())) > 1  # a front with a trade-off: different trials win
+    assert marks.labels(marks.best["accuracy"])[-1] == "best accuracy"
+    empty = make_study(None, n_trials=3, fail_every=1)
+    assert front_marks(load_record(empty).trials, OBJECTIVES) == FrontMarks(None, {})
+
+
+def _point(number: int, accuracy: float, energy: float, size: float) -> TrialRecord:
+    metrics = {"accuracy": accuracy, "inference_energy_j": energy, "model_bytes": size}
+    return TrialRecord(number=number, state="COMPLETE", params={}, metrics=metrics, constraints={})
+
+
+def test_ties_go_to_the_lowest_trial_number_and_marks_say_what_they_are() -> None:
+    objectives = ("accuracy", "inference_energy_j", "model_bytes")
+    # 3 and 1 tie on every objective (both on the front, as Optuna keeps them); 2 is smallest;
+    # 5 is as accurate as 3 and 1 but costlier in energy: dominated.
+    trials = [
+        _point(3, 0.9, 2e-5, 4000.0),
+        _point(1, 0.9, 2e-5, 4000.0),
+        _point(2, 0.6, 3e-5, 900.0),
+        _point(5, 0.9, 9e-5, 4000.0),
+    ]
+    marks = front_marks(trials, objectives)
+    assert marks.best == {"accuracy": 1, "inference_energy_j": 1, "model_bytes": 2}
+    assert marks.knee in (1, 2)
+    assert marks.labels(1)[-2:] == ["best accuracy", "lowest energy per inference"]
+    assert marks.labels(2)[-1] == "smallest model"
+    assert marks.labels(3) == [] and marks.labels(5) == []
+    # the knee of an even trade-off: the scaled point nearest the ideal
+    knee = front_marks(
+        [_point(0, 0.9, 9e-5, 1.0), _point(1, 0.85, 2e-5, 1.0), _point(2, 0.5, 1e-5, 1.0)], objectives
+    )
+    assert knee.knee == 1 and knee.labels(1) == ["knee"]
+
+
+def test_the_model_command_is_quoted_and_keeps_the_password_hidden() -> None:
+    hostile = "it's a study; rm -rf ~"
+    command = model_command(hostile, "postgresql://alice:***@db.example:5432/studies", 7)
+    assert shlex.split(command) == [
+        "greenml",
+        "model",
+        "--study",
+        hostile,
+        "--storage",
+        "postgresql://alice:***@db.example:5432/studies",
+        "--trial",
+        "7",
+        "-o",
+        "model-7",
+    ]
+    # the default storage goes without saying; the search's --artifacts folder goes with it
+    for recorded in (
+        ["greenml", "search", "--artifacts", "/shared/my models"],
+        ["--artifacts=/shared/my models"],
+    ):
+        argv = shlex.split(model_command("s", default_storage(), 3, {"command": recorded}))
+        assert argv == [
+            "greenml",
+            "model",
+            "--study",
+            "s",
+            "--trial",
+            "3",
+            "-o",
+            "model-3",
+            "--artifacts",
+            "/shared/my models",
+        ]
+    # the record the report reads hides the password before any command is made of it
+    record = load_record(make_study(None, n_trials=3), "postgresql://alice:s3cret@db/studies")
+    assert "s3cret" not in model_command(record.name, record.storage, 0, record.attrs)
+
+
+def test_a_kept_model_is_read_from_the_trial(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize"])
+    kept = {"artifact_id": "abc", "format": "onnx", "bytes": 10, "sha256": "0" * 64}
+    for attrs in ({"model": kept}, {}):
+        study.add_trial(
+            optuna.trial.create_trial(values=[0.5], user_attrs={"metrics": {"accuracy": 0.5}, **attrs})
+        )
+    first, second = load_record(study).trials
+    assert first.model == kept and second.model is None
+
+
+# A number written in an exponent: 6.8e-05, 3.428e+05, 1e5.
+EXPONENT = re.compile(r"\d(\.\d+)?[eE][+-]?\d")
+
+
+def test_plain_numbers_never_use_an_exponent() -> None:
+    for value, digits, expected in [
+        (6.81894e-05, 6, "0.0000681894"),
+        (342812.3, 3, "342812"),
+        (0.5, 6, "0.5"),
+        (1e-10, 4, "0.0000000001"),
+        (-0.00123456789, 3, "-0.00123"),
+        (2.0, 4, "2"),
+        (9.99996, 3, "10"),
+        (0.0, 3, "0"),
+    ]:
+        assert plain(value, digits) == expected
+        assert float(expected) == pytest.approx(value, rel=10 ** (1 - digits), abs=1e-12)
+    assert (
+        parameter_text(1e-05) == "0.00001" and parameter_text(64) == "64" and parameter_text("none") == "none"
+    )
+
+
+def test_a_page_has_one_unit_per_quantity_chosen_from_all_its_values(study: optuna.Study) -> None:
+    record = load_record(study)
+    fp = footprint(record)
+    units = page_units(record.trials, [fp])
+    values = shown_values(record.trials, [fp])
+    # every inference energy of every trial (per component, batch, dynamic) is one quantity
+    per_inference = [
+        v for t in record.trials for n, v in t.metrics.items() if "inference" in n and n.endswith("_j")
+    ]
+    assert sorted(values["inference_energy"]) == sorted(per_inference)
+    for name in ("inference_energy_j", "inference_cpu_energy_j", "batch_inference_energy_j"):
+        assert units.of(name) == units.scale("inference_energy")
+    # the unit shows the median of the page's values between 1 and 1000
+    for quantity, found in values.items():
+        scale = units.scale(quantity)
+        median = sorted(abs(v) for v in found if v)[len([v for v in found if v]) // 2]
+        sizes = dict(QUANTITIES[quantity])
+        assert scale.size == sizes[scale.unit]
+        if len(sizes) > 1 and min(sizes.values()) * 0.9995 <= median < max(sizes.values()) * 1000:
+            assert 1 <= scale.value(median) < 1000, quantity
+    # these synthetic trials spend tens of µJ per inference, and their models are kB
+    assert units.unit("inference_energy_j") == "µJ" and units.unit("model_bytes") == "kB"
+    # cells and texts in that unit, never in an exponent, however far a value is from the median
+    for value in (6.819e-05, 3.4e-09, 0.021, 1.0, 1234.5):
+        for text in (units.cell("inference_energy_j", value), units.text("inference_energy_j", value)):
+            assert not EXPONENT.search(text), text
+    assert units.text("inference_energy_j", 6.819e-05) == "68.2 µJ"
+    assert units.cell("inference_energy_j", 6.819e-05) == "68.2"
+    assert units.text("model_bytes", 342800.0) == "343 kB"
+    assert units.cell("accuracy", 0.95123) == "0.9512"
+    assert units.text("not_a_metric", 3.428e05) == "342800"

@@ -1,8 +1,9 @@
 """Reports: one self-contained HTML file per study (``greenml report``) or per comparison.
 
 The data path is :mod:`._data` (pure functions of a study's records, tested on their own) ->
-:mod:`._figures` (Plotly figures of that data) -> :mod:`._page` (Jinja2 templates, autoescaped,
-plotly.js inlined so the page renders offline).
+:mod:`._display` (one unit per quantity for a whole page) -> :mod:`._figures` (Plotly figures of
+that data, in those units) -> :mod:`._page` (Jinja2 templates, autoescaped, plotly.js inlined so
+the page renders offline).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from greenml.report._data import (
     EnergyBasis,
     EstimateShare,
     Footprint,
+    FrontMarks,
     HypervolumePoint,
+    Importances,
     LedgerItem,
     StudyRecord,
     TrialRecord,
@@ -28,6 +31,7 @@ from greenml.report._data import (
     energy_basis,
     estimate_share,
     footprint,
+    front_marks,
     front_numbers,
     hardware_differences,
     hypervolume,
@@ -37,6 +41,7 @@ from greenml.report._data import (
     ledger_items,
     load_record,
     metric_label,
+    model_command,
     parse_reference,
     search_estimate_share,
     workers,
@@ -49,7 +54,9 @@ __all__ = [
     "EnergyBasis",
     "EstimateShare",
     "Footprint",
+    "FrontMarks",
     "HypervolumePoint",
+    "Importances",
     "LedgerItem",
     "StudyRecord",
     "TrialRecord",
@@ -61,6 +68,7 @@ __all__ = [
     "energy_basis",
     "estimate_share",
     "footprint",
+    "front_marks",
     "front_numbers",
     "hardware_differences",
     "hypervolume",
@@ -70,6 +78,7 @@ __all__ = [
     "ledger_items",
     "load_record",
     "metric_label",
+    "model_command",
     "parse_reference",
     "report_html",
     "search_estimate_share",
@@ -152,10 +161,10 @@ class _Importances:
         if self._executor is not None:
             self._future = self._executor.submit(importances, *self._args)
 
-    def result(self) -> tuple[dict[str, dict[str, float]], str | None]:
+    def result(self) -> Importances:
         if self._future is not None:
             try:
-                value: tuple[dict[str, dict[str, float]], str | None] = self._future.result()
+                value: Importances = self._future.result()
                 return value
             except Exception:  # a worker that died: compute here instead
                 pass

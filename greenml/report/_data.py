@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,21 +29,25 @@ import numpy as np
 from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, ledger_entries, trial_spent_j
 from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES, metric
+from greenml.models import MODEL_ATTR
 from greenml.results import (
     is_stale,
+    knee_index,
     retried_as,
     trial_constraints,
     trial_error,
     trial_hardware,
     trial_worker,
 )
-from greenml.storage import redact_url
+from greenml.storage import default_storage, redact_url
 
 __all__ = [
     "EnergyBasis",
     "EstimateShare",
     "Footprint",
+    "FrontMarks",
     "HypervolumePoint",
+    "Importances",
     "LedgerItem",
     "StudyRecord",
     "TrialRecord",
@@ -52,6 +57,7 @@ __all__ = [
     "energy_basis",
     "estimate_share",
     "footprint",
+    "front_marks",
     "front_numbers",
     "hardware_differences",
     "hypervolume",
@@ -61,6 +67,8 @@ __all__ = [
     "ledger_items",
     "load_record",
     "metric_label",
+    "metric_phrase",
+    "model_command",
     "parse_reference",
     "search_estimate_share",
     "to_loss",
@@ -68,6 +76,9 @@ __all__ = [
 ]
 
 IMPORTANCE_EVALUATORS = ("mdi", "fanova", "ped-anova")
+# Below this many complete trials a random forest's (or fANOVA's) ranking of the parameters
+# moves with every new trial: the page says so beside the importances.
+IMPORTANCE_RELIABLE_TRIALS = 10
 # Margin of the default reference point beyond the worst feasible value: without it the trials
 # that are worst in one objective would add no volume at all.
 REFERENCE_MARGIN = 1.1
@@ -100,6 +111,11 @@ class TrialRecord:
     hardware: dict[str, Any] | None = None
     retry_of: int | None = None  # Optuna's ``failed_trial``: the trial whose parameters this one reruns
     stale: bool = False  # failed by the heartbeat: its worker died; ``error`` says so
+    # The deployed artifact's record (greenml.models.save_model): artifact id, format, bytes,
+    # sha256. None where none was saved (--keep-models none, or a study from before models were
+    # kept). ``--keep-models front`` deletes the files of trials off the front but leaves this
+    # record, so it says a model is kept only for a trial on the front (which never lost it).
+    model: dict[str, Any] | None = None
 
     @property
     def worker_number(self) -> int | None:
@@ -215,6 +231,7 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
                 hardware=trial_hardware(trial),
                 retry_of=int(failed_trial) if isinstance(failed_trial, int) else None,
                 stale=is_stale(trial),
+                model=_mapping(attrs.get(MODEL_ATTR)) or None,
             )
         )
     return StudyRecord(
@@ -280,6 +297,42 @@ def classify(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[i
     return status
 
 
+def _signed(metric: str, value: float) -> float:
+    """The objective minimised by negation, as Optuna's values are in ``greenml model --pick
+    knee`` (greenml.models.knee_trial): the knee is then picked from the same numbers, so a
+    near tie cannot fall the other way on a rounding of ``1 - accuracy``."""
+    return -value if metric in MAXIMIZED else value
+
+
+@dataclass(frozen=True)
+class FrontMarks:
+    """The front trials a reader is likely to choose between: the knee and the best per objective."""
+
+    knee: int | None  # None while the front is empty
+    best: dict[str, int]  # objective -> the front trial with its best value (ties: lowest number)
+
+    def labels(self, number: int) -> list[str]:
+        """What marks trial ``number`` carries: ``knee``, ``best accuracy``, ``lowest latency``..."""
+        labels = ["knee"] if number == self.knee else []
+        return labels + [best_label(name) for name, best in self.best.items() if best == number]
+
+
+def front_marks(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> FrontMarks:
+    """The knee (:func:`greenml.results.knee_index` over the front in trial-number order, the
+    trial ``greenml model --pick knee`` takes) and each objective's best front trial."""
+    by_number = {t.number: t for t in trials}
+    front = [by_number[number] for number in front_numbers(trials, objectives)]
+    if not front:
+        return FrontMarks(None, {})
+    signed = [[_signed(name, t.metrics[name]) for name in objectives] for t in front]
+    best = {name: _best(front, name) for name in objectives}
+    return FrontMarks(front[knee_index(signed)].number, best)
+
+
+def _best(front: Sequence[TrialRecord], name: str) -> int:
+    return min(front, key=lambda t: (_signed(name, t.metrics[name]), t.number)).number
+
+
 def default_reference(records: Sequence[StudyRecord], objectives: Sequence[str]) -> dict[str, float] | None:
     """Reference point in loss form: 1.1 x the worst feasible value of each objective, over all
     the records (so a comparison shares one point); an error is capped at 1. None without data."""
@@ -339,8 +392,12 @@ class HypervolumePoint:
 
     trial: int
     finished: int  # trials finished so far, failed ones included
-    energy_kwh: float  # the search's energy so far, failed trials included
+    energy_j: float  # the search's energy so far, failed trials included
     hypervolume: float
+
+    @property
+    def energy_kwh(self) -> float:
+        return self.energy_j / 3.6e6
 
 
 def hypervolume_history(
@@ -373,7 +430,7 @@ def hypervolume_history(
                 keep = ~((point <= front).all(axis=1))
                 front = np.vstack([front[keep], point])
                 value = float(moocore.hypervolume(front, ref=ref)) / box
-        history.append(HypervolumePoint(trial.number, count, energy / 3.6e6, value))
+        history.append(HypervolumePoint(trial.number, count, energy, value))
     return history
 
 
@@ -613,15 +670,28 @@ def hardware_differences(summaries: Sequence[WorkerSummary]) -> list[str]:
     return [label for label, seen in values.items() if len(seen) > 1]
 
 
+@dataclass(frozen=True)
+class Importances:
+    """Parameter importances per objective, or why there are none, and how many trials they rest on."""
+
+    values: dict[str, dict[str, float]]  # {objective: {param: importance}}; {} when not computed
+    reason: str | None  # why they were not computed; None when they were
+    trials: int  # the complete trials with every objective: what the evaluator learnt from
+
+    @property
+    def reliable(self) -> bool:
+        return self.trials >= IMPORTANCE_RELIABLE_TRIALS
+
+
 def importances(
     trials: Sequence[Any], objectives: Sequence[str], evaluator: str = "mdi", seed: int = 0
-) -> tuple[dict[str, dict[str, float]], str | None]:
+) -> Importances:
     """Parameter importances per objective from Optuna's evaluators, over the complete trials.
 
     ``trials`` are Optuna ``FrozenTrial`` objects (``study.get_trials()``); they are copied into
-    an in-memory study so the storage is read once. Returns ``({objective: {param: importance}},
-    None)``, or ``({}, reason)`` when they cannot be computed (fewer than two complete trials,
-    say). Parameters only some trials have (conditional ones) are left out, as Optuna does.
+    an in-memory study so the storage is read once. ``values`` is empty, with a ``reason``, when
+    they cannot be computed (fewer than two complete trials, say). Parameters only some trials
+    have (conditional ones) are left out, as Optuna does.
     """
     import warnings
 
@@ -638,7 +708,9 @@ def importances(
         and all(name in t.user_attrs.get("metrics", {}) for name in objectives)
     ]
     if len(complete) < 2:
-        return {}, f"needs at least 2 complete trials, the study has {len(complete)}"
+        return Importances(
+            {}, f"needs at least 2 complete trials, the study has {len(complete)}", len(complete)
+        )
     memory = optuna.create_study(directions=["minimize"] * len(complete[0].values))
     memory.add_trials(complete)
     result: dict[str, dict[str, float]] = {}
@@ -659,9 +731,9 @@ def importances(
                 warnings.simplefilter("ignore")
                 values = optuna.importance.get_param_importances(memory, evaluator=chosen, target=target)
         except (RuntimeError, ValueError) as error:
-            return {}, f"Optuna could not compute importances: {error}"
+            return Importances({}, f"Optuna could not compute importances: {error}", len(complete))
         result[name] = {param: float(value) for param, value in values.items()}
-    return result, None
+    return Importances(result, None, len(complete))
 
 
 @dataclass(frozen=True)
@@ -734,22 +806,102 @@ def energy_label(
     what: str, unit: str, basis: EnergyBasis | None, component: str | None = None, lines: bool = False
 ) -> str:
     """``what (unit)``, with the basis beside the unit where it is not plainly measured, or with
-    ``lines`` on a second line (``<br>``, for a Plotly axis title too short for one line)."""
+    ``lines`` on a second line (``<br>``, for a Plotly axis title too short for one line). An
+    empty ``unit`` (a figure about the energy, not in it: its importances) leaves the brackets out."""
     qualifier = basis.qualifier(component) if basis is not None else ""
+    head = f"{what} ({unit})" if unit else what
     if not qualifier:
-        return f"{what} ({unit})"
-    return f"{what} ({unit})<br>{qualifier}" if lines else f"{what} ({unit}, {qualifier})"
+        return head
+    if lines:
+        return f"{head}<br>{qualifier}"
+    return f"{what} ({unit}, {qualifier})" if unit else f"{what} ({qualifier})"
 
 
-def metric_label(name: str, basis: EnergyBasis | None = None, lines: bool = False) -> str:
-    """``latency_ms (ms)``: the name with its unit from :mod:`greenml.metrics`; an energy
-    metric also says its basis, e.g. ``inference_energy_j (J, estimated from CPU time)``."""
+def metric_label(
+    name: str,
+    basis: EnergyBasis | None = None,
+    lines: bool = False,
+    unit: str | None = None,
+    words: bool = False,
+) -> str:
+    """``latency_ms (ms)``: the name with its unit (from :mod:`greenml.metrics`, or the ``unit``
+    a page shows it in); an energy metric also says its basis, e.g. ``inference_energy_j (J,
+    estimated from CPU time)``. ``words``: the metric's phrase instead of its name
+    (``energy per inference (µJ)``), for an axis that has little room."""
     known = metric(name)
     if known is None:
         return name
+    what = metric_phrase(name) if words else name
+    shown = known.unit if unit is None else unit
     if known.energy:
-        return energy_label(name, known.unit, basis, _component_of(name), lines)
-    return f"{name} ({known.unit})" if known.unit else name
+        return energy_label(what, shown, basis, _component_of(name), lines)
+    return f"{what} ({shown})" if shown else what
+
+
+# Short words for the metrics on axes and in marks ("lowest energy per inference"); any other
+# metric reads as its name with the unit suffix dropped and spaces for underscores.
+_PHRASES = {
+    "accuracy": "accuracy",
+    "test_accuracy": "test accuracy",
+    "latency_ms": "latency",
+    "latency_p90_ms": "latency p90",
+    "latency_p99_ms": "latency p99",
+    "latency_stderr_ms": "latency std. error",
+    "batch_latency_ms": "batch latency",
+    "batch_throughput_per_s": "batch throughput",
+    "inference_energy_j": "energy per inference",
+    "inference_dynamic_energy_j": "dynamic energy per inference",
+    "batch_inference_energy_j": "energy per inference in a batch",
+    "batch_inference_dynamic_energy_j": "dynamic energy per inference in a batch",
+    **{f"inference_{c}_energy_j": f"{c.upper()} energy per inference" for c in COMPONENTS},
+    "model_bytes": "model size",
+    "co2_g": "CO2e",
+    "trial_energy_j": "trial energy",
+    "trial_seconds": "trial time",
+}
+_BEST_WORDS = {"model_bytes": "smallest model"}
+
+
+def metric_phrase(name: str) -> str:
+    """``energy per inference`` for ``inference_energy_j``; ``train energy`` for ``train_energy_j``."""
+    if name in _PHRASES:
+        return _PHRASES[name]
+    stem = re.sub(r"_(j|ms|s|g|bytes|per_s)$", "", name)
+    return stem.replace("_", " ") + (" energy" if name.endswith("_energy_j") and "energy" not in stem else "")
+
+
+def best_label(name: str) -> str:
+    """``best accuracy`` for a maximised metric, ``lowest latency`` for a minimised one."""
+    if name in _BEST_WORDS:
+        return _BEST_WORDS[name]
+    return f"{'best' if name in MAXIMIZED else 'lowest'} {metric_phrase(name)}"
+
+
+def model_command(study: str, storage: str, trial: int, attrs: Mapping[str, Any] | None = None) -> str:
+    """The shell command that writes trial ``trial``'s kept model: ``greenml model --study NAME
+    [--storage URL] --trial N -o model-N``, quoted for a POSIX shell. ``storage`` is the URL as
+    the report knows it (a password already ``***``); it is left out where it is the default.
+    The ``--artifacts`` folder the search was given (its recorded ``command``) goes with it:
+    the model is there, not beside the storage."""
+    argv = ["greenml", "model", "--study", study]
+    if storage and storage != default_storage():
+        argv += ["--storage", storage]
+    argv += ["--trial", str(trial), "-o", f"model-{trial}"]
+    artifacts = _option(list((attrs or {}).get("command") or ()), "--artifacts")
+    if artifacts is not None:
+        argv += ["--artifacts", artifacts]
+    return shlex.join(argv)
+
+
+def _option(argv: Sequence[Any], name: str) -> str | None:
+    """The value of ``name`` in a recorded argv (``--name VALUE`` or ``--name=VALUE``), the last one wins."""
+    found = None
+    for index, item in enumerate(map(str, argv)):
+        if item == name and index + 1 < len(argv):
+            found = str(argv[index + 1])
+        elif item.startswith(name + "="):
+            found = item.split("=", 1)[1]
+    return found
 
 
 def _component_of(name: str) -> str | None:

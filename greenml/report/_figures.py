@@ -1,5 +1,9 @@
 """Plotly figures drawn from the data of :mod:`greenml.report._data`; nothing is computed here.
 
+Every value is plotted in the page's unit for its quantity (:class:`._display.PageUnits`), so
+axes show plain numbers and their titles the unit; ticks never take an exponent or an SI suffix
+(``exponentformat="none"``), which would put a second unit (``50µ``) beside the title's.
+
 User strings (parameter names and values, study names) go into hover text through
 :func:`html.escape`: Plotly renders a few HTML tags in text, and an escaped ``<`` is shown as a
 character, never parsed.
@@ -13,16 +17,20 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from greenml.metrics import COMPONENTS, METRIC_NAMES, PHASES, metric
+from greenml.metrics import COMPONENTS, METRIC_NAMES, PHASES
 from greenml.report._data import (
     EnergyBasis,
     Footprint,
+    FrontMarks,
     HypervolumePoint,
     TrialRecord,
+    best_label,
     energy_basis,
     energy_label,
     metric_label,
 )
+from greenml.report._display import DIGITS, FRACTION_DIGITS, PageUnits, parameter_text
+from greenml.units import plain
 
 __all__ = [
     "compare_fronts",
@@ -44,6 +52,22 @@ STATUS_STYLE: dict[str, dict[str, Any]] = {
         "name": "infeasible (violates a constraint)",
     },
 }
+# The marks drawn over front points: open shapes, larger than the point, so the point shows
+# through and a trial that is both the knee and a best carries both. Scatter3d knows fewer
+# symbols than 2-D scatter, hence a 3-D symbol of their own.
+KNEE_STYLE: dict[str, Any] = {
+    "color": "#000000",
+    "symbol": "star-open",
+    "symbol3d": "diamond-open",
+    "size": 20,
+}
+BEST_STYLES: tuple[dict[str, Any], ...] = (
+    {"color": "#009E73", "symbol": "diamond-open", "symbol3d": "square-open", "size": 17},
+    {"color": "#CC79A7", "symbol": "square-open", "symbol3d": "circle-open", "size": 17},
+    {"color": "#E69F00", "symbol": "triangle-up-open", "symbol3d": "cross", "size": 17},
+    {"color": "#56B4E9", "symbol": "pentagon-open", "symbol3d": "x", "size": 17},
+    {"color": "#000000", "symbol": "hexagon-open", "symbol3d": "square", "size": 17},
+)
 PHASE_COLOURS = {
     "train": "#0072B2",
     "compress": "#E69F00",
@@ -52,24 +76,27 @@ PHASE_COLOURS = {
     "benchmark": "#CC79A7",
     "other": "#999999",
 }
+PHASE_FALLBACK = "#F0E442"  # a phase the vocabulary gained after this table was written
 LEDGER_COLOUR = "#000000"  # the study's own entries (the teacher), apart from the phases' colours
 STUDY_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 LOG_SPAN = 50.0  # an axis whose values span this factor or more is drawn on a log scale
+# Plotly's mode bar (24 px high, 2 px from the top, on the right) appears over the top of a
+# figure on hover. Each figure keeps this strip of its top margin free for it, and subplot
+# titles go below the strip, so the bar never covers a title; the bar stays (zoom, pan, reset
+# the 3-D camera, save as SVG), which hiding it would lose.
+MODEBAR_PX = 34
+TITLE_LINE_PX = 20  # one line of a subplot title
 
 
-def fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def hover_text(trial: TrialRecord, status: str, study: str | None = None) -> str:
-    """Every metric (with its unit) and parameter of a trial, escaped, after its notes, where it
-    ran and what its energy rests on. Related metrics share a line and parameters are packed
-    several to a line: Plotly does not show a hover label taller than its figure."""
-    head = f"<b>trial {trial.number}</b> ({status}) · {html.escape(device_text(trial))}"
+def hover_text(
+    trial: TrialRecord, status: str, units: PageUnits, study: str | None = None, marks: Sequence[str] = ()
+) -> str:
+    """Every metric (in the page's unit) and parameter of a trial, escaped, after its marks,
+    notes, where it ran and what its energy rests on. Related metrics share a line and
+    parameters are packed several to a line: Plotly does not show a hover label taller than
+    its figure."""
+    place = " · ".join([status, *marks])
+    head = f"<b>trial {trial.number}</b> ({html.escape(place)}) · {html.escape(device_text(trial))}"
     if study is not None:
         head = f"<b>{html.escape(study)}</b><br>" + head
     lines = [head]
@@ -80,14 +107,17 @@ def hover_text(trial: TrialRecord, status: str, study: str | None = None) -> str
     ordered = sorted(trial.metrics.items(), key=lambda item: _hover_place(item[0]))
     groups: dict[str, list[tuple[str, str]]] = {}
     for name, value in ordered:
-        _, group, unit = _hover_place(name)
-        text = f"{name}: {fmt(value)}{unit}"
+        _, group = _hover_place(name)
+        text = f"{name}: {units.text(name, value)}"
         groups.setdefault(group, []).append((html.escape(text), text))
     for items in groups.values():
         lines += _pack(items)
     lines += _pack(
         [
-            (f"<i>{html.escape(name)}</i>: {html.escape(fmt(value))}", f"{name}: {fmt(value)}")
+            (
+                f"<i>{html.escape(name)}</i>: {html.escape(parameter_text(value))}",
+                f"{name}: {parameter_text(value)}",
+            )
             for name, value in trial.params.items()
         ]
     )
@@ -134,9 +164,9 @@ _ORDER = {name: index for index, name in enumerate(METRIC_NAMES)}
 
 
 @cache
-def _hover_place(name: str) -> tuple[int, str, str]:
-    """A metric's place in the hover: its order (the vocabulary's), its line group, its unit."""
-    return _ORDER.get(name, len(_ORDER)), _hover_group(name), _unit(name)
+def _hover_place(name: str) -> tuple[int, str]:
+    """A metric's place in the hover: its order (the vocabulary's) and its line group."""
+    return _ORDER.get(name, len(_ORDER)), _hover_group(name)
 
 
 def device_text(trial: TrialRecord) -> str:
@@ -150,11 +180,6 @@ def device_text(trial: TrialRecord) -> str:
     return deployed
 
 
-def _unit(name: str) -> str:
-    known = metric(name)
-    return f" {known.unit}" if known is not None and known.unit else ""
-
-
 def hover_ref(keys: Sequence[str]) -> dict[str, Any]:
     """Trace attributes that point each marker at its trial's hover text.
 
@@ -165,19 +190,39 @@ def hover_ref(keys: Sequence[str]) -> dict[str, Any]:
 
 
 def hover_texts(
-    trials: Sequence[TrialRecord], status: Mapping[int, str], study: str | None = None, prefix: str = ""
+    trials: Sequence[TrialRecord],
+    status: Mapping[int, str],
+    units: PageUnits,
+    study: str | None = None,
+    prefix: str = "",
+    marks: FrontMarks | None = None,
 ) -> dict[str, str]:
-    return {f"{prefix}{t.number}": hover_text(t, status[t.number], study) for t in trials if t.metrics}
+    return {
+        f"{prefix}{t.number}": hover_text(
+            t, status[t.number], units, study, marks.labels(t.number) if marks else ()
+        )
+        for t in trials
+        if t.metrics
+    }
 
 
-def _axis(name: str, trials: Sequence[TrialRecord], basis: EnergyBasis | None = None) -> dict[str, Any]:
-    values = [t.metrics[name] for t in trials if name in t.metrics]
+# Ticks in the axis's own numbers: no "50µ" (SI suffix) or "5e-5" (exponent) beside a title
+# that already names the unit, on linear and log axes alike.
+PLAIN_TICKS: dict[str, Any] = {"exponentformat": "none", "separatethousands": True}
+
+
+def _axis(
+    name: str, trials: Sequence[TrialRecord], units: PageUnits, basis: EnergyBasis | None
+) -> dict[str, Any]:
+    values = [units.plotted(name, t.metrics[name]) for t in trials if name in t.metrics]
     positive = [v for v in values if v > 0]
     log = bool(positive) and len(positive) == len(values) and max(positive) / min(positive) >= LOG_SPAN
-    first, _, second = metric_label(name, basis, lines=True).partition("<br>")
+    unit = ", ".join(part for part in (units.unit(name), "log scale" if log else "") if part)
     return {
-        "title": {"text": first + (" (log)" if log else "") + (f"<br>{second}" if second else "")},
+        "title": {"text": metric_label(name, basis, lines=True, unit=unit, words=True)},
         "type": "log" if log else "linear",
+        "automargin": True,
+        **PLAIN_TICKS,
     }
 
 
@@ -185,28 +230,49 @@ def _plotted(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> list[T
     return [t for t in trials if t.state == "COMPLETE" and all(name in t.metrics for name in objectives)]
 
 
+# An axis of the trials' numbers (the one-objective figure), beside the objectives' axes.
+TRIAL_AXIS = None
+
+
+def _coords(
+    members: Sequence[TrialRecord], axes: Sequence[str | None], units: PageUnits
+) -> dict[str, list[float]]:
+    return {
+        key: [t.number if name is TRIAL_AXIS else units.plotted(name, t.metrics[name]) for t in members]
+        for key, name in zip("xyz", axes, strict=False)
+    }
+
+
 def pareto_figures(
     trials: Sequence[TrialRecord],
     objectives: Sequence[str],
     status: Mapping[int, str],
+    units: PageUnits,
+    marks: FrontMarks,
     basis: EnergyBasis | None = None,
 ) -> list[tuple[str, Any]]:
     """(title, figure) pairs: a 2-D scatter for 2 objectives; a 3-D view and the pairwise
-    projections for 3; parallel coordinates and the pairwise projections beyond. Energy axes
-    say what ``basis`` their figures rest on."""
+    projections for 3; parallel coordinates and the pairwise projections beyond. The knee and
+    each objective's best front trial are marked wherever points are drawn. Energy axes say
+    what ``basis`` their figures rest on."""
     import plotly.graph_objects as go
 
     shown = _plotted(trials, objectives)
     groups = {key: [t for t in shown if status[t.number] == key] for key in STATUS_STYLE}
+    by_number = {t.number: t for t in shown}
     figures: list[tuple[str, Any]] = []
     if len(objectives) == 1:
         (name,) = objectives
         fig = go.Figure()
         for key, members in groups.items():
             members = sorted(members, key=lambda t: t.number)
-            fig.add_trace(_scatter(go.Scatter, [], [], key, status))
-            fig.data[-1].update(x=[t.number for t in members], y=[t.metrics[name] for t in members])
-        fig.update_layout(xaxis={"title": {"text": "trial"}}, yaxis=_axis(name, shown, basis), **_layout(420))
+            fig.add_trace(_scatter(go.Scatter, members, [TRIAL_AXIS, name], key, units))
+        fig.add_traces(_marks(go.Scatter, marks, by_number, [TRIAL_AXIS, name], units))
+        fig.update_layout(
+            xaxis={"title": {"text": "trial"}, "automargin": True, **PLAIN_TICKS},
+            yaxis=_axis(name, shown, units, basis),
+            **_layout(420),
+        )
         figures.append(("Objective by trial (the best feasible trial is the front)", fig))
         return figures
     if len(objectives) == 2:
@@ -215,59 +281,98 @@ def pareto_figures(
         for key, members in groups.items():
             if key == "front":
                 members = sorted(members, key=lambda t: t.metrics[x])
-            fig.add_trace(_scatter(go.Scatter, members, [x, y], key, status, line=key == "front"))
-        fig.update_layout(xaxis=_axis(x, shown, basis), yaxis=_axis(y, shown, basis), **_layout(460))
+            fig.add_trace(_scatter(go.Scatter, members, [x, y], key, units, line=key == "front"))
+        fig.add_traces(_marks(go.Scatter, marks, by_number, [x, y], units))
+        fig.update_layout(
+            xaxis=_axis(x, shown, units, basis), yaxis=_axis(y, shown, units, basis), **_layout(480)
+        )
         figures.append(("Pareto front", fig))
         return figures
     if len(objectives) == 3:
         fig = go.Figure()
         for key, members in groups.items():
-            fig.add_trace(_scatter(go.Scatter3d, members, list(objectives), key, status))
-        fig.update_layout(
-            scene={
-                "xaxis": _axis(objectives[0], shown, basis),
-                "yaxis": _axis(objectives[1], shown, basis),
-                "zaxis": _axis(objectives[2], shown, basis),
-            },
-            **_layout(560),
-        )
+            fig.add_trace(_scatter(go.Scatter3d, members, list(objectives), key, units))
+        fig.add_traces(_marks(go.Scatter3d, marks, by_number, list(objectives), units))
+        caption = _basis_caption(objectives, basis)
+        fig.update_layout(scene=_scene(objectives, shown, units), **_layout(640, len(caption)))
+        if caption:
+            fig.add_annotation(
+                text="<br>".join(caption),
+                **{"xref": "paper", "yref": "paper", "x": 0, "y": 1, "xanchor": "left", "yanchor": "bottom"},
+                showarrow=False,
+                align="left",
+            )
         figures.append(("Pareto front in 3-D (drag to turn)", fig))
     else:
         figures.append(
-            ("Parallel coordinates of the complete trials", _parallel(shown, objectives, status, basis))
+            (
+                "Parallel coordinates of the complete trials (the knee in black)",
+                _parallel(shown, objectives, status, units, marks, basis),
+            )
         )
     figures.append(
         (
             "Pairwise projections (status from all objectives)",
-            _projections(shown, objectives, status, groups, basis),
+            _projections(shown, objectives, status, groups, units, marks, basis),
         )
     )
     return figures
 
 
-def _layout(height: int) -> dict[str, Any]:
+def _scene(objectives: Sequence[str], shown: Sequence[TrialRecord], units: PageUnits) -> dict[str, Any]:
+    """The 3-D scene. WebGL draws its axis titles inside the view, which cuts what passes its
+    edge and has no margin to grow: the titles are one short line (words and unit; the energy
+    basis goes in :func:`_basis_caption`), and the camera stands back from the default
+    (1.25, 1.25, 1.25) so the cube, its tick labels and titles fit from the first angle."""
+    axes = {
+        key: _axis(name, shown, units, None)
+        for key, name in zip(("xaxis", "yaxis", "zaxis"), objectives, strict=True)
+    }
+    for axis in axes.values():
+        axis.pop("automargin")  # not a scene axis attribute
+    return {**axes, "camera": {"eye": {"x": 1.6, "y": 1.6, "z": 1.1}}, "aspectmode": "cube"}
+
+
+def _basis_caption(objectives: Sequence[str], basis: EnergyBasis | None) -> list[str]:
+    """``energy per inference: estimated from CPU time``: what the 3-D view's energy axes rest
+    on, a line each, where it is not plainly measured."""
+    lines = []
+    for name in objectives:
+        what, _, qualifier = metric_label(name, basis, lines=True, unit="", words=True).partition("<br>")
+        if qualifier:
+            lines.append(f"{what}: {qualifier}")
+    return lines
+
+
+def _layout(height: int, title_lines: int = 0) -> dict[str, Any]:
+    """Shared layout: the mode bar's strip and ``title_lines`` of subplot titles in the top margin."""
     return {
         "height": height,
-        "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
-        "legend": {"orientation": "h", "y": -0.18},
+        "margin": {"l": 60, "r": 20, "t": MODEBAR_PX + TITLE_LINE_PX * title_lines, "b": 50},
+        # At the foot of the figure, below the axes and their titles (however many lines those
+        # take), rather than at a fixed fraction below the plot that a two-line title reaches.
+        "legend": {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"},
         "template": "plotly_white",
         "hoverlabel": {"align": "left"},
     }
 
 
+def _title_lines(titles: Sequence[str]) -> int:
+    return max((title.count("<br>") + 1 for title in titles), default=0)
+
+
 def _scatter(
     kind: Any,
     members: Sequence[TrialRecord],
-    axes: Sequence[str],
+    axes: Sequence[str | None],
     key: str,
-    status: Mapping[int, str],
+    units: PageUnits,
     line: bool = False,
     showlegend: bool = True,
 ) -> Any:
     style = STATUS_STYLE[key]
-    coords = dict(zip(("x", "y", "z"), ([t.metrics[name] for t in members] for name in axes), strict=False))
     return kind(
-        **coords,
+        **_coords(members, axes, units),
         mode="lines+markers" if line else "markers",
         name=style["name"],
         legendgroup=key,
@@ -282,11 +387,56 @@ def _scatter(
     )
 
 
+def mark_names(marks: FrontMarks) -> list[tuple[str, int, dict[str, Any]]]:
+    """(legend name, trial, style) of each mark: ``knee: trial 12``, ``best accuracy: trial 3``."""
+    found = [] if marks.knee is None else [(f"knee: trial {marks.knee}", marks.knee, KNEE_STYLE)]
+    for index, (name, number) in enumerate(marks.best.items()):
+        found.append((f"{best_label(name)}: trial {number}", number, BEST_STYLES[index % len(BEST_STYLES)]))
+    return found
+
+
+def _marks(
+    kind: Any,
+    marks: FrontMarks,
+    by_number: Mapping[int, TrialRecord],
+    axes: Sequence[str | None],
+    units: PageUnits,
+    showlegend: bool = True,
+    colour: str | None = None,
+    prefix: str = "",
+    hover_prefix: str = "",
+) -> list[Any]:
+    """A trace per mark over its front point (in ``colour`` where the colour tells studies apart)."""
+    three_d = kind.__name__ == "Scatter3d"
+    traces = []
+    for name, number, style in mark_names(marks):
+        trial = by_number[number]
+        traces.append(
+            kind(
+                **_coords([trial], axes, units),
+                mode="markers",
+                name=html.escape(prefix + name),
+                legendgroup=f"{prefix}mark:{name}",
+                showlegend=showlegend,
+                marker={
+                    "color": colour or style["color"],
+                    "symbol": style["symbol3d"] if three_d else style["symbol"],
+                    "size": style["size"] * (0.55 if three_d else 1),
+                    "line": {"width": 2, "color": colour or style["color"]},
+                },
+                **hover_ref([f"{hover_prefix}{number}"]),
+            )
+        )
+    return traces
+
+
 def _projections(
     shown: Sequence[TrialRecord],
     objectives: Sequence[str],
     status: Mapping[int, str],
     groups: Mapping[str, Sequence[TrialRecord]],
+    units: PageUnits,
+    marks: FrontMarks,
     basis: EnergyBasis | None = None,
 ) -> Any:
     import plotly.graph_objects as go
@@ -295,16 +445,19 @@ def _projections(
     pairs = list(itertools.combinations(objectives, 2))
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.16)
+    by_number = {t.number: t for t in shown}
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.1, vertical_spacing=0.2)
     for index, (x, y) in enumerate(pairs):
         row, col = index // cols + 1, index % cols + 1
         for key, members in groups.items():
             fig.add_trace(
-                _scatter(go.Scatter, members, [x, y], key, status, showlegend=index == 0), row=row, col=col
+                _scatter(go.Scatter, members, [x, y], key, units, showlegend=index == 0), row=row, col=col
             )
-        fig.update_xaxes(**_axis(x, shown, basis), row=row, col=col)
-        fig.update_yaxes(**_axis(y, shown, basis), row=row, col=col)
-    fig.update_layout(**_layout(360 * rows + 40))
+        for trace in _marks(go.Scatter, marks, by_number, [x, y], units, showlegend=index == 0):
+            fig.add_trace(trace, row=row, col=col)
+        fig.update_xaxes(**_axis(x, shown, units, basis), row=row, col=col)
+        fig.update_yaxes(**_axis(y, shown, units, basis), row=row, col=col)
+    fig.update_layout(**_layout(380 * rows + 60))
     return fig
 
 
@@ -312,16 +465,26 @@ def _parallel(
     shown: Sequence[TrialRecord],
     objectives: Sequence[str],
     status: Mapping[int, str],
+    units: PageUnits,
+    marks: FrontMarks,
     basis: EnergyBasis | None = None,
 ) -> Any:
+    """Parallel coordinates, a line per trial coloured by status; the knee's line is black and
+    drawn last, on top (a parallel-coordinates figure has no legend to name marks in)."""
     import plotly.graph_objects as go
 
-    order = list(STATUS_STYLE)
-    codes = [order.index(status[t.number]) for t in shown]
-    colours = [STATUS_STYLE[key]["color"] for key in order]
+    order = [*STATUS_STYLE, "knee"]
+    lines = sorted(shown, key=lambda t: t.number == marks.knee)
+    codes = [order.index("knee" if t.number == marks.knee else status[t.number]) for t in lines]
+    colours = [STATUS_STYLE[key]["color"] for key in STATUS_STYLE] + [KNEE_STYLE["color"]]
     scale = [[i / (len(order) - 1), colour] for i, colour in enumerate(colours)]
     dimensions = [
-        {"label": metric_label(name, basis), "values": [t.metrics[name] for t in shown]}
+        {
+            "label": metric_label(name, basis, unit=units.unit(name), words=True),
+            "values": [units.plotted(name, t.metrics[name]) for t in lines],
+            # d3: plain decimals to the page's significant figures, never an SI prefix
+            "tickformat": f",.{_significant(units, name)}~r",
+        }
         for name in objectives
     ]
     fig = go.Figure(
@@ -330,23 +493,35 @@ def _parallel(
             dimensions=dimensions,
         )
     )
-    fig.update_layout(**_layout(440))
-    fig.update_layout(margin={"l": 80, "r": 80, "t": 60, "b": 30})
+    fig.update_layout(**_layout(460))
+    # Dimension labels sit above the axes, in the top margin, below the mode bar's strip.
+    fig.update_layout(margin={"l": 80, "r": 80, "t": MODEBAR_PX + 2 * TITLE_LINE_PX + 10, "b": 30})
     return fig
 
 
-def hypervolume_figure(history: Sequence[HypervolumePoint], basis: EnergyBasis | None = None) -> Any:
+def _significant(units: PageUnits, name: str) -> int:
+    scale = units.of(name)
+    return FRACTION_DIGITS if scale is None or scale.quantity == "fraction" else DIGITS
+
+
+def hypervolume_figure(
+    history: Sequence[HypervolumePoint], units: PageUnits, basis: EnergyBasis | None = None
+) -> Any:
     """Hypervolume against trials finished and against the search's energy, side by side."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    energy = units.scale("energy")
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
     common = {
         "mode": "lines+markers" if len(history) <= BARS_UP_TO else "lines",
         "line": {"shape": "hv", "color": "#0072B2"},
-        "customdata": [[p.trial, p.finished, p.energy_kwh] for p in history],
-        "hovertemplate": "trial %{customdata[0]} (%{customdata[1]} finished)<br>%{customdata[2]:.4g} kWh"
-        "<br>hypervolume %{y:.4g}<extra></extra>",
+        "text": [
+            f"trial {p.trial} ({p.finished} finished)<br>{energy.text(p.energy_j)}"
+            f"<br>hypervolume {plain(p.hypervolume, 4)}"
+            for p in history
+        ],
+        "hovertemplate": "%{text}<extra></extra>",
         "showlegend": False,
     }
     fig.add_trace(
@@ -355,52 +530,63 @@ def hypervolume_figure(history: Sequence[HypervolumePoint], basis: EnergyBasis |
         col=1,
     )
     fig.add_trace(
-        go.Scatter(x=[p.energy_kwh for p in history], y=[p.hypervolume for p in history], **common),
+        go.Scatter(
+            x=[energy.value(p.energy_j) for p in history], y=[p.hypervolume for p in history], **common
+        ),
         row=1,
         col=2,
     )
     fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
-    fig.update_xaxes(title_text=energy_label("search energy", "kWh", basis), row=1, col=2)
+    fig.update_xaxes(title_text=energy_label("search energy", energy.unit, basis), row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(automargin=True, **PLAIN_TICKS)
+    fig.update_yaxes(automargin=True, **PLAIN_TICKS)
     fig.update_layout(**_layout(380))
     return fig
 
 
-def footprint_by_phase(fp: Footprint, basis: EnergyBasis | None = None) -> Any:
+def footprint_by_phase(fp: Footprint, units: PageUnits, basis: EnergyBasis | None = None) -> Any:
     """Energy and time per phase of the whole search, and of each of the study's ledger entries
     (the teacher), a bar of its own beside the phases."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    parts = [*PHASES, "other"]
+    energy, duration = units.scale("energy"), units.scale("duration")
+    parts = _spent_parts(fp)
     # A ledger entry named like a phase would share its bar: such a one keeps its prefix.
-    items = [html.escape(i.name if i.name not in parts else f"ledger:{i.name}") for i in fp.ledger]
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=(energy_label("energy", "J", basis), "time (s)"),
-        horizontal_spacing=0.12,
-    )
-    colours = [PHASE_COLOURS[p] for p in parts] + [LEDGER_COLOUR] * len(items)
+    items = [
+        html.escape(i.name if i.name not in (*PHASES, "other") else f"ledger:{i.name}") for i in fp.ledger
+    ]
+    titles = (energy_label("energy", energy.unit, basis), duration.label("time"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.12)
+    colours = [PHASE_COLOURS.get(p, PHASE_FALLBACK) for p in parts] + [LEDGER_COLOUR] * len(items)
     kinds = ["trial phase"] * len(parts) + ["study ledger, outside every trial"] * len(items)
-    energy = [fp.phase_energy_j[p] for p in parts] + [item.energy_j for item in fp.ledger]
+    joules = [fp.phase_energy_j[p] for p in parts] + [item.energy_j for item in fp.ledger]
     seconds = [fp.phase_seconds[p] for p in parts] + [item.seconds for item in fp.ledger]
-    for col, (values, unit) in enumerate(((energy, "J"), (seconds, "s")), start=1):
+    for col, (values, scale) in enumerate(((joules, energy), (seconds, duration)), start=1):
         fig.add_trace(
             go.Bar(
                 x=[*parts, *items],
-                y=values,
+                y=[scale.value(v) for v in values],
                 marker_color=colours,
-                customdata=kinds,
+                text=[f"{kind}: {scale.text(v)}" for kind, v in zip(kinds, values, strict=True)],
+                textposition="none",
                 showlegend=False,
-                hovertemplate="%{x} (%{customdata}): %{y:.4g} " + unit + "<extra></extra>",
+                hovertemplate="%{x} (%{text})<extra></extra>",
             ),
             row=1,
             col=col,
         )
-    fig.update_layout(**_layout(340))
+    fig.update_yaxes(automargin=True, **PLAIN_TICKS)
+    fig.update_layout(**_layout(360, _title_lines(titles)))
     return fig
+
+
+def _spent_parts(fp: Footprint) -> list[str]:
+    """The phases (and "other") some trial spent energy or time in: a phase only some searches
+    run (the cost phase of early stopping) gets no empty bar or legend entry in the others."""
+    return [p for p in (*PHASES, "other") if fp.phase_energy_j.get(p) or fp.phase_seconds.get(p)]
 
 
 BARS_UP_TO = (
@@ -408,39 +594,54 @@ BARS_UP_TO = (
 )
 
 
-def footprint_by_trial(fp: Footprint, basis: EnergyBasis | None = None) -> Any:
+def footprint_by_trial(fp: Footprint, units: PageUnits, basis: EnergyBasis | None = None) -> Any:
     """Each trial's energy, stacked by phase (failed trials marked in the hover)."""
     import plotly.graph_objects as go
 
+    energy = units.scale("energy")
     fig = go.Figure()
     numbers = [row.number for row in fp.trials]
-    states = [row.state.lower() for row in fp.trials]
     bars = len(fp.trials) <= BARS_UP_TO
-    for phase in [*PHASES, "other"]:
+    for phase in _spent_parts(fp):
         values = [row.phases[phase] for row in fp.trials]
-        hover = "trial %{x} (%{customdata})<br>" + phase + ": %{y:.4g} J<extra></extra>"
-        colour = PHASE_COLOURS[phase]
+        texts = [
+            f"trial {row.number} ({row.state.lower()})<br>{phase}: {energy.text(row.phases[phase])}"
+            for row in fp.trials
+        ]
+        hover = "%{text}<extra></extra>"
+        colour = PHASE_COLOURS.get(phase, PHASE_FALLBACK)
+        plotted = [energy.value(v) for v in values]
         if bars:
             trace = go.Bar(
-                x=numbers, y=values, name=phase, marker_color=colour, customdata=states, hovertemplate=hover
+                x=numbers,
+                y=plotted,
+                name=phase,
+                marker_color=colour,
+                text=texts,
+                textposition="none",
+                hovertemplate=hover,
             )
         else:
             trace = go.Scatter(
                 x=numbers,
-                y=values,
+                y=plotted,
                 name=phase,
                 stackgroup="phases",
                 mode="none",
                 fillcolor=colour,
                 line={"shape": "hv"},
-                customdata=states,
+                text=texts,
                 hovertemplate=hover,
             )
         fig.add_trace(trace)
     layout = {"barmode": "stack"} if bars else {"hovermode": "x unified"}
     fig.update_layout(
-        xaxis_title="trial",
-        yaxis_title=energy_label("energy", "J", basis, lines=True),
+        xaxis={"title": {"text": "trial"}, "automargin": True, **PLAIN_TICKS},
+        yaxis={
+            "title": {"text": energy_label("energy", energy.unit, basis, lines=True)},
+            "automargin": True,
+            **PLAIN_TICKS,
+        },
         **layout,
         **_layout(360),
     )
@@ -448,17 +649,13 @@ def footprint_by_trial(fp: Footprint, basis: EnergyBasis | None = None) -> Any:
 
 
 def importance_figure(values: Mapping[str, Mapping[str, float]], basis: EnergyBasis | None = None) -> Any:
-    """One horizontal bar chart per objective."""
+    """One horizontal bar chart per objective (titled in words: an importance has no unit)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     names = list(values)
-    fig = make_subplots(
-        rows=1,
-        cols=len(names),
-        subplot_titles=[metric_label(n, basis) for n in names],
-        horizontal_spacing=0.12,
-    )
+    titles = [metric_label(n, basis, lines=True, unit="", words=True) for n in names]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=titles, horizontal_spacing=0.12)
     for index, name in enumerate(names, start=1):
         ranked = sorted(values[name].items(), key=lambda item: item[1])
         fig.add_trace(
@@ -473,28 +670,33 @@ def importance_figure(values: Mapping[str, Mapping[str, float]], basis: EnergyBa
             row=1,
             col=index,
         )
+    fig.update_xaxes(automargin=True, **PLAIN_TICKS)
+    fig.update_yaxes(automargin=True)
     height = 120 + 22 * max((len(v) for v in values.values()), default=1)
-    fig.update_layout(**_layout(max(height, 300)))
+    fig.update_layout(**_layout(max(height, 300), _title_lines(titles)))
     return fig
 
 
 def compare_fronts(
-    studies: Sequence[tuple[str, Sequence[TrialRecord], Mapping[int, str]]],
+    studies: Sequence[tuple[str, Sequence[TrialRecord], Mapping[int, str], FrontMarks]],
     objectives: Sequence[str],
+    units: PageUnits,
     basis: EnergyBasis | None = None,
 ) -> Any:
-    """Each study's feasible trials (faint) and front (bold) on the same axes, pair by pair."""
+    """Each study's feasible trials (faint), front (bold) and marks (its knee and bests, in the
+    study's colour) on the same axes, pair by pair."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     pairs = list(itertools.combinations(objectives, 2))
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.16)
-    everything = [t for _, trials, _ in studies for t in _plotted(trials, objectives)]
-    for s_index, (label, trials, status) in enumerate(studies):
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.1, vertical_spacing=0.2)
+    everything = [t for _, trials, _, _ in studies for t in _plotted(trials, objectives)]
+    for s_index, (label, trials, status, marks) in enumerate(studies):
         colour = STUDY_COLOURS[s_index % len(STUDY_COLOURS)]
         shown = _plotted(trials, objectives)
+        by_number = {t.number: t for t in shown}
         for index, (x, y) in enumerate(pairs):
             row, col = index // cols + 1, index % cols + 1
             for key in ("dominated", "front"):
@@ -503,8 +705,7 @@ def compare_fronts(
                     members.sort(key=lambda t: t.metrics[x])
                 fig.add_trace(
                     go.Scatter(
-                        x=[t.metrics[x] for t in members],
-                        y=[t.metrics[y] for t in members],
+                        **_coords(members, [x, y], units),
                         mode="markers",
                         name=f"{html.escape(label)}: {'front' if key == 'front' else 'other feasible'}",
                         legendgroup=f"{s_index}-{key}",
@@ -520,23 +721,38 @@ def compare_fronts(
                     row=row,
                     col=col,
                 )
-            fig.update_xaxes(**_axis(x, everything, basis), row=row, col=col)
-            fig.update_yaxes(**_axis(y, everything, basis), row=row, col=col)
-    fig.update_layout(**_layout(380 * rows + 60))
+            for trace in _marks(
+                go.Scatter,
+                marks,
+                by_number,
+                [x, y],
+                units,
+                showlegend=index == 0,
+                colour=colour,
+                prefix=f"{label}: ",
+                hover_prefix=f"{s_index}:",
+            ):
+                fig.add_trace(trace, row=row, col=col)
+            fig.update_xaxes(**_axis(x, everything, units, basis), row=row, col=col)
+            fig.update_yaxes(**_axis(y, everything, units, basis), row=row, col=col)
+    fig.update_layout(**_layout(400 * rows + 80))
     return fig
 
 
 def compare_hypervolume(
-    histories: Sequence[tuple[str, Sequence[HypervolumePoint]]], basis: EnergyBasis | None = None
+    histories: Sequence[tuple[str, Sequence[HypervolumePoint]]],
+    units: PageUnits,
+    basis: EnergyBasis | None = None,
 ) -> Any:
     """Each study's hypervolume against trials and against its search energy, on one reference."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    energy = units.scale("energy")
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
     for index, (label, history) in enumerate(histories):
         colour = STUDY_COLOURS[index % len(STUDY_COLOURS)]
-        for col, xs in ((1, [p.finished for p in history]), (2, [p.energy_kwh for p in history])):
+        for col, xs in ((1, [p.finished for p in history]), (2, [energy.value(p.energy_j) for p in history])):
             fig.add_trace(
                 go.Scatter(
                     x=xs,
@@ -546,15 +762,21 @@ def compare_hypervolume(
                     name=html.escape(label),
                     legendgroup=str(index),
                     showlegend=col == 1,
-                    text=[f"{html.escape(label)}<br>trial {p.trial}: {p.hypervolume:.4g}" for p in history],
+                    text=[
+                        f"{html.escape(label)}<br>trial {p.trial}: {plain(p.hypervolume, 4)}"
+                        f"<br>{energy.text(p.energy_j)}"
+                        for p in history
+                    ],
                     hovertemplate="%{text}<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )
     fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
-    fig.update_xaxes(title_text=energy_label("search energy", "kWh", basis), row=1, col=2)
+    fig.update_xaxes(title_text=energy_label("search energy", energy.unit, basis), row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(automargin=True, **PLAIN_TICKS)
+    fig.update_yaxes(automargin=True, **PLAIN_TICKS)
     fig.update_layout(**_layout(400))
     return fig

@@ -26,11 +26,17 @@ from greenml.report import _data, _figures
 from greenml.report._data import (
     EnergyBasis,
     EstimateShare,
+    FrontMarks,
+    Importances,
     StudyRecord,
     TrialRecord,
     WorkerSummary,
     metric_label,
+    metric_phrase,
 )
+from greenml.report._display import PageUnits, page_units, parameter_text
+from greenml.results import KNEE_RULE
+from greenml.units import plain
 
 __all__ = ["comparison_html", "report_html"]
 
@@ -96,26 +102,36 @@ def _render(template: str, context: Mapping[str, Any]) -> str:
     return text
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 # A trial table's rows are written here rather than in the template: a 1,000-trial study's
 # table has some 35,000 cells, which Jinja's loop renders several times slower. Every text a
 # user or a study supplied goes through ``escape``; numbers are formatted here.
 
 
-def _number_cell(value: float | None, text: str | None = None, attrs: str = "") -> str:
-    """A cell whose ``data-v`` (8 significant digits, shorter than a repr) is what it sorts by."""
-    shown = _fmt(value) if text is None else escape(text)
+def _number_cell(value: float | None, text: str, attrs: str = "") -> str:
+    """A cell showing ``text`` whose ``data-v`` (``value`` to 8 significant digits, shorter than
+    a repr; read by the sorting script, never shown) is what it sorts by."""
+    shown = escape(text)
     if value is None:
         return f"<td{attrs}>{shown}</td>"
     sort = value if isinstance(value, int) else f"{value:.8g}"
     return f'<td{attrs} data-v="{sort}">{shown}</td>'
+
+
+def _whole_cell(value: int | None) -> str:
+    return _number_cell(value, "" if value is None else str(value))
+
+
+NOT_KEPT = "model not kept (searched with --keep-models none, or before greenml kept models)"
+
+
+def _model_cell(command: str | None) -> str:
+    """The command that writes the trial's model, with a copy button; or why there is none."""
+    if command is None:
+        return f'<td class="text model not-kept">{escape(NOT_KEPT)}</td>'
+    return (
+        f'<td class="text model"><code>{escape(command)}</code> <button type="button" class="copy" '
+        f'data-copy="{escape(command)}" title="copy the command">copy</button></td>'
+    )
 
 
 def _notes_cell(notes: Sequence[str]) -> str:
@@ -140,14 +156,6 @@ def _error_cell(error: str, traceback: str) -> str:
     )
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
 def _counts_text(record: StudyRecord) -> str:
     counts = record.counts()
     order = ["COMPLETE", "FAIL", "RUNNING", "PRUNED", "WAITING"]
@@ -163,9 +171,12 @@ def _loss_text(objectives: Sequence[str]) -> str:
     return ", ".join(f"error = 1 − {name}" if name in MAXIMIZED else name for name in objectives)
 
 
-def _reference_text(reference: Mapping[str, float]) -> tuple[str, str]:
-    shown = ", ".join(f"{name} = {_data.from_loss(name, value):.4g}" for name, value in reference.items())
-    arg = ",".join(f"{name}={_data.from_loss(name, value):.6g}" for name, value in reference.items())
+def _reference_text(reference: Mapping[str, float], units: PageUnits) -> tuple[str, str]:
+    """The reference point as the page shows it (in its units) and as ``--reference`` takes it
+    (base units, plain decimals)."""
+    raw = {name: _data.from_loss(name, value) for name, value in reference.items()}
+    shown = ", ".join(f"{name} = {units.text(name, value)}" for name, value in raw.items())
+    arg = ",".join(f"{name}={plain(value, 6)}" for name, value in raw.items())
     return shown, arg
 
 
@@ -203,7 +214,7 @@ def _hardware(attrs: Mapping[str, Any], summaries: Sequence[WorkerSummary] = ())
     return hardware, f"greenml {attrs.get('greenml_version', '?')}, {software}"
 
 
-def workers_context(summaries: Sequence[WorkerSummary]) -> dict[str, Any]:
+def workers_context(summaries: Sequence[WorkerSummary], units: PageUnits) -> dict[str, Any]:
     """The workers' table (one row each, plain text) and, where their machines differ in what
     energy and latency depend on, the warning that says so (else "")."""
     rows = []
@@ -220,7 +231,7 @@ def workers_context(summaries: Sequence[WorkerSummary]) -> dict[str, Any]:
                 "gpus": "not recorded" if gpus is None else ", ".join(map(str, gpus)) or "no GPU used",
                 "meter": str(info.get("meter") or "not recorded"),
                 "trials": str(worker.trials),
-                "energy_j": f"{worker.energy_j:.4g}",
+                "energy_j": units.scale("energy").format(worker.energy_j),
             }
         )
     differ = _data.hardware_differences(summaries)
@@ -244,13 +255,13 @@ def provenance_groups(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
         components = [c for c in (prov.get("components") or {}).values() if c]
         idle = prov.get("idle")
         if idle:
-            watts = ", ".join(f"{k} {v:.3g} W" for k, v in idle["power_w"].items() if v is not None)
-            idle_text = f"{watts or 'none'} (over {idle['seconds']:.3g} s)"
+            watts = ", ".join(f"{k} {plain(v, 3)} W" for k, v in idle["power_w"].items() if v is not None)
+            idle_text = f"{watts or 'none'} (over {plain(idle['seconds'], 3)} s)"
         else:
             idle_text = "not measured (no idle baseline: dynamic energy not available)"
         carbon = prov.get("carbon")
         carbon_text = (
-            f"{carbon['intensity_g_per_kwh']:g} gCO2e/kWh ({carbon['source']}), PUE {carbon['pue']:g}"
+            f"{plain(carbon['intensity_g_per_kwh'])} gCO2e/kWh ({carbon['source']}), PUE {plain(carbon['pue'])}"
             if carbon
             else "not recorded"
         )
@@ -274,27 +285,35 @@ def trial_table(
     trials: Sequence[TrialRecord],
     objectives: Sequence[str],
     status: Mapping[int, str],
+    units: PageUnits,
     basis: EnergyBasis | None = None,
+    marks: FrontMarks | None = None,
+    commands: Mapping[int, str | None] | None = None,
 ) -> dict[str, Any]:
     """Columns and rows (escaped markup) of a trial table (numbers carry a sort value): the
-    worker and host that ran it, the trial it retries, the deploy device, the trial's notes (a ⚠
-    that opens them), the objectives and every other metric of the deployed artifact that some
-    trial has, with units and the energy ``basis``."""
+    trial's ``marks`` (knee, best per objective) and the ``commands`` that write their models
+    where given (the front's table), the worker and host that ran it, the trial it retries, the
+    deploy device, the trial's notes (a ⚠ that opens them), the objectives and every other
+    metric of the deployed artifact that some trial has, in the page's ``units``, with the
+    energy ``basis``."""
     present = {name for t in trials for name in t.metrics}
     extra = [name for name in _TABLE_METRICS if name in present]
     metric_columns = list(dict.fromkeys([*objectives, *extra]))
     params = list(dict.fromkeys(name for t in trials for name in t.params))
+    energy, duration = units.scale("energy"), units.scale("duration")
     columns = [
         {"label": "trial", "cls": ""},
         {"label": "status", "cls": "text"},
+        *([{"label": "marks", "cls": "text"}] if marks is not None else []),
+        *([{"label": "get its model", "cls": "text"}] if commands is not None else []),
         {"label": "worker", "cls": ""},
         {"label": "host", "cls": "text"},
         {"label": "retry of", "cls": ""},
         {"label": "deploy device", "cls": "text"},
         {"label": "notes", "cls": "text"},
-        *({"label": metric_label(name, basis), "cls": ""} for name in metric_columns),
-        {"label": metric_label("trial_energy_j", basis), "cls": ""},
-        {"label": "time (s)", "cls": ""},
+        *({"label": metric_label(name, basis, unit=units.unit(name)), "cls": ""} for name in metric_columns),
+        {"label": metric_label("trial_energy_j", basis, unit=energy.unit), "cls": ""},
+        {"label": duration.label("time"), "cls": ""},
         *({"label": name, "cls": "text"} for name in params),
         {"label": "error", "cls": "text"},
     ]
@@ -305,27 +324,89 @@ def trial_table(
         cells = [
             f'<tr class="status-{place}" data-status="{place}"><td data-v="{trial.number}">{trial.number}</td>',
             f'<td class="text">{place}</td>',
-            _number_cell(trial.worker_number),
+        ]
+        if marks is not None:
+            cells.append(f'<td class="text marks">{escape(" · ".join(marks.labels(trial.number)))}</td>')
+        if commands is not None:
+            cells.append(_model_cell(commands.get(trial.number)))
+        cells += [
+            _whole_cell(trial.worker_number),
             f'<td class="text">{escape(trial.host or "")}</td>',
-            _number_cell(trial.retry_of),
+            _whole_cell(trial.retry_of),
             f'<td class="text">{escape(deployed)}</td>',
             _notes_cell(trial.notes),
         ]
-        cells += [_number_cell(trial.metrics.get(name)) for name in metric_columns]
-        cells += [_number_cell(trial.energy_j), _number_cell(trial.seconds)]
+        cells += [
+            _number_cell(trial.metrics.get(name), units.cell(name, trial.metrics.get(name)))
+            for name in metric_columns
+        ]
+        cells += [
+            _number_cell(trial.energy_j, "" if trial.energy_j is None else energy.format(trial.energy_j)),
+            _number_cell(trial.seconds, "" if trial.seconds is None else duration.format(trial.seconds)),
+        ]
         for name in params:
             value = trial.params.get(name)
             number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-            cells.append(_number_cell(number, _fmt(value), ' class="text"'))
+            cells.append(
+                _number_cell(number, "" if value is None else parameter_text(value), ' class="text"')
+            )
         cells.append(_error_cell(trial.error or "", trial.traceback or ""))
         cells.append("</tr>")
         rows.append(Markup("".join(cells)))
     return {"columns": columns, "rows": rows}
 
 
+def model_commands(record: StudyRecord, trials: Sequence[TrialRecord]) -> dict[int, str | None]:
+    """Per front trial, the command that writes its model, or None where its model was not kept.
+
+    A front trial's model record means its file is kept: ``--keep-models front`` deletes only
+    the files of trials off the front, and a trial on the front now never left it."""
+    return {
+        t.number: _data.model_command(record.name, record.storage, t.number, record.attrs)
+        if t.model
+        else None
+        for t in trials
+    }
+
+
+def choices(
+    front: Sequence[TrialRecord],
+    objectives: Sequence[str],
+    marks: FrontMarks,
+    units: PageUnits,
+    commands: Mapping[int, str | None],
+) -> list[dict[str, Any]]:
+    """The knee and each objective's best, one entry per trial (a trial may be several): its
+    marks, its objectives in the page's units, and the command that writes its model."""
+    by_number = {t.number: t for t in front}
+    numbers = [n for n in dict.fromkeys([marks.knee, *marks.best.values()]) if n is not None]
+    return [
+        {
+            "number": number,
+            "marks": " · ".join(marks.labels(number)),
+            "objectives": ", ".join(
+                f"{metric_phrase(name)} {units.text(name, by_number[number].metrics[name])}"
+                for name in objectives
+            ),
+            "command": commands.get(number),
+        }
+        for number in numbers
+    ]
+
+
+def importance_caveat(found: Importances) -> str:
+    """What to say beside importances from too few trials to rank parameters by ("" otherwise)."""
+    if not found.values or found.reliable:
+        return ""
+    return (
+        f"Computed from {found.trials} complete trials; fewer than {_data.IMPORTANCE_RELIABLE_TRIALS} "
+        "make importances unreliable: a few more trials can reorder them."
+    )
+
+
 def report_html(
     record: StudyRecord,
-    importances: Callable[[], tuple[dict[str, dict[str, float]], str | None]],
+    importances: Callable[[], Importances],
     reference: Mapping[str, float] | None = None,
     importance_evaluator: str = "mdi",
 ) -> str:
@@ -334,12 +415,16 @@ def report_html(
     objectives = record.objectives
     status = _data.classify(record.trials, objectives)
     basis = _data.energy_basis(record.trials)
+    marks = _data.front_marks(record.trials, objectives)
+    fp = _data.footprint(record)
+    units = page_units(record.trials, [fp])
     figures = _Figures()
     pareto = [
         figures.add(title, fig)
-        for title, fig in _figures.pareto_figures(record.trials, objectives, status, basis)
+        for title, fig in _figures.pareto_figures(record.trials, objectives, status, units, marks, basis)
     ]
     front = [t for t in record.trials if status[t.number] == "front"]
+    commands = model_commands(record, front)
     share = _data.estimate_share(record.trials, (t.number for t in front))
     default = _data.default_reference([record], objectives)
     chosen = {**(default or {}), **(reference or {})} if (default or reference) else None
@@ -349,16 +434,17 @@ def report_html(
         history = _data.hypervolume_history(record, objectives, chosen)
         hv_figure = figures.add(
             "Hypervolume against trials and against the search's energy",
-            _figures.hypervolume_figure(history, basis),
+            _figures.hypervolume_figure(history, units, basis),
         )
-        final_hv = f"{history[-1].hypervolume:.4g}" if history else "0"
-        reference_text, reference_arg = _reference_text(chosen)
-    fp = _data.footprint(record)
-    phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp, basis))
-    trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp, basis))
-    values, reason = importances()
+        final_hv = plain(history[-1].hypervolume, 4) if history else "0"
+        reference_text, reference_arg = _reference_text(chosen, units)
+    phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp, units, basis))
+    trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp, units, basis))
+    found = importances()
     importance_figure = (
-        figures.add("Importance per objective", _figures.importance_figure(values, basis)) if values else None
+        figures.add("Importance per objective", _figures.importance_figure(found.values, basis))
+        if found.values
+        else None
     )
     summaries = _data.workers(record)
     machines, software = _hardware(record.attrs, summaries)
@@ -370,14 +456,18 @@ def report_html(
         "objectives_text": _objectives_text(objectives),
         "hardware": hardware,
         "software": software,
-        "workers": workers_context(summaries),
-        "workers_energy_label": _data.energy_label("trials' energy", "J", basis),
+        "workers": workers_context(summaries, units),
+        "workers_energy_label": _data.energy_label("trials' energy", units.scale("energy").unit, basis),
         "provenance": carbon,
         "command": _command(record.attrs),
         "devices": _devices(record),
         "energy": energy_texts(record.trials, basis, share),
         "pareto_figures": pareto,
-        "front_table": trial_table(front, objectives, status, basis),
+        "front_table": trial_table(front, objectives, status, units, basis, marks, commands),
+        "knee_rule": KNEE_RULE[0].upper() + KNEE_RULE[1:],
+        "choices": choices(front, objectives, marks, units, commands),
+        "redacted": "***" in record.storage,
+        "not_kept": NOT_KEPT,
         "hv_figure": hv_figure,
         "loss_text": _loss_text(objectives),
         "reference_text": reference_text,
@@ -385,17 +475,21 @@ def report_html(
         "reference_origin": _reference_origin(reference, objectives),
         "final_hv": final_hv,
         "footprint": fp,
-        "kpi": _kpis(fp),
-        "ledger": ledger_rows(fp),
+        "kpi": _kpis(fp, units),
+        "ledger": ledger_rows(fp, units),
+        "ledger_units": _ledger_units(units),
         "ledger_note": _ledger_note(record.attrs, fp),
         "phase_figure": phase_figure,
         "trial_figure": trial_figure,
         "importance_figure": importance_figure,
         "importance_evaluator": _EVALUATOR_NAMES[importance_evaluator],
-        "importance_trials": record.counts().get("COMPLETE", 0),
-        "importance_reason": reason or "",
-        "trial_table": trial_table(record.trials, objectives, status, basis),
-        "hover_json": escape_json(json.dumps(_figures.hover_texts(record.trials, status))),
+        "importance_trials": found.trials,
+        "importance_caveat": importance_caveat(found),
+        "importance_reason": found.reason or "",
+        "trial_table": trial_table(record.trials, objectives, status, units, basis),
+        "hover_json": escape_json(
+            json.dumps(_figures.hover_texts(record.trials, status, units, marks=marks))
+        ),
         "statuses": sorted(set(status.values())),
         "figures": figures.items,
     }
@@ -523,21 +617,22 @@ def _reference_origin(reference: Mapping[str, float] | None, objectives: Sequenc
     return f"default: 1.1 × the worst feasible value of each objective, an error capped at 1{given}"
 
 
-def ledger_rows(fp: _data.Footprint) -> list[dict[str, str]]:
+def ledger_rows(fp: _data.Footprint, units: PageUnits) -> list[dict[str, str]]:
     """The footprint's items: the trials, each ledger entry (the teacher), the total; [] when the
-    study has no ledger entry (the trials are then the whole)."""
+    study has no ledger entry (the trials are then the whole). Numbers in the page's units."""
     if not fp.ledger:
         return []
+    energy, duration, mass = units.scale("energy"), units.scale("duration"), units.scale("mass")
 
     def co2(value: float | None) -> str:
-        return "not recorded" if value is None else f"{value:.4g}"
+        return "not recorded" if value is None else mass.format(value)
 
     trial_co2 = [row.co2_g for row in fp.trials]
     rows = [
         {
             "item": f"trials ({len(fp.trials)})",
-            "energy_j": f"{fp.trial_energy_j:.4g}",
-            "seconds": f"{fp.trial_seconds:.4g}",
+            "energy_j": energy.format(fp.trial_energy_j),
+            "seconds": duration.format(fp.trial_seconds),
             "co2_g": co2(None if None in trial_co2 else sum(v or 0.0 for v in trial_co2)),
             "basis": "",
             "by": "",
@@ -550,8 +645,8 @@ def ledger_rows(fp: _data.Footprint) -> list[dict[str, str]]:
         rows.append(
             {
                 "item": item.name,
-                "energy_j": f"{item.energy_j:.4g}",
-                "seconds": f"{item.seconds:.4g}",
+                "energy_j": energy.format(item.energy_j),
+                "seconds": duration.format(item.seconds),
                 "co2_g": co2(item.co2_g),
                 "basis": item.energy_basis,
                 "by": by,
@@ -560,7 +655,7 @@ def ledger_rows(fp: _data.Footprint) -> list[dict[str, str]]:
     rows.append(
         {
             "item": "total",
-            "energy_j": f"{fp.energy_j:.4g}",
+            "energy_j": energy.format(fp.energy_j),
             "seconds": "",
             "co2_g": co2(fp.co2_g),
             "basis": fp.energy_basis,
@@ -568,6 +663,14 @@ def ledger_rows(fp: _data.Footprint) -> list[dict[str, str]]:
         }
     )
     return rows
+
+
+def _ledger_units(units: PageUnits) -> dict[str, str]:
+    return {
+        "energy": units.scale("energy").label("energy"),
+        "time": units.scale("duration").label("time"),
+        "co2": units.scale("mass").label("CO2e"),
+    }
 
 
 def _ledger_note(attrs: Mapping[str, Any], fp: _data.Footprint) -> str:
@@ -589,17 +692,16 @@ def _ledger_note(attrs: Mapping[str, Any], fp: _data.Footprint) -> str:
     return " ".join(notes)
 
 
-def _kpis(fp: _data.Footprint) -> dict[str, str]:
-    kwh = fp.energy_kwh
-    energy = f"{kwh * 1000:.3g} Wh" if kwh < 1 else f"{kwh:.3g} kWh"
-    co2 = f"{fp.co2_g:.3g} g" if fp.co2_g is not None else "not recorded"
+def _kpis(fp: _data.Footprint, units: PageUnits) -> dict[str, str]:
+    """The footprint's headline figures, in the page's units like every other figure on it."""
+    duration = units.scale("duration")
     return {
-        "energy": energy,
-        "energy_j": f"{fp.energy_j:.4g} J, {fp.energy_basis}",
-        "co2": co2,
+        "energy": units.scale("energy").text(fp.energy_j),
+        "energy_basis": fp.energy_basis,
+        "co2": units.scale("mass").text(fp.co2_g) if fp.co2_g is not None else "not recorded",
         "carbon": "at the recorded grid intensity and PUE",
-        "wall": _duration(fp.wall_seconds),
-        "trial_time": _duration(fp.trial_seconds),
+        "wall": duration.text(fp.wall_seconds),
+        "trial_time": duration.text(fp.trial_seconds),
     }
 
 
@@ -614,12 +716,15 @@ def comparison_html(
     chosen = {**(default or {}), **(reference or {})}
     figures = _Figures()
     statuses = [_data.classify(record.trials, objectives) for record in records]
+    marks = [_data.front_marks(record.trials, objectives) for record in records]
+    footprints = [_data.footprint(record) for record in records]
+    units = page_units([t for record in records for t in record.trials], footprints)
+    energy = units.scale("energy")
     rows = []
     histories = []
     bases = set()
-    for record, label, status in zip(records, labels, statuses, strict=True):
+    for record, label, status, fp in zip(records, labels, statuses, footprints, strict=True):
         counts = record.counts()
-        fp = _data.footprint(record)
         complete = len(chosen) == len(objectives)
         history = _data.hypervolume_history(record, objectives, chosen) if complete else []
         histories.append((label, history))
@@ -638,8 +743,8 @@ def comparison_html(
                 "failed": counts.get("FAIL", 0),
                 "feasible": sum(1 for t in record.trials if t.feasible),
                 "front": sum(1 for v in status.values() if v == "front"),
-                "hypervolume": f"{history[-1].hypervolume:.4g}" if history else "n/a",
-                "energy_kwh": f"{fp.energy_kwh:.4g}",
+                "hypervolume": plain(history[-1].hypervolume, 4) if history else "n/a",
+                "energy": energy.format(fp.energy_j),
                 "basis": fp.energy_basis,
                 "hardware": "; ".join(machines),
                 "hardware_warning": f"workers differ in {', '.join(differ)}: energy and latency do not compare"
@@ -654,23 +759,26 @@ def comparison_html(
     basis = _data.energy_basis(t for record in records for t in record.trials)
     hv_figure = figures.add(
         "Hypervolume against trials and against each search's energy",
-        _figures.compare_hypervolume(histories, basis),
+        _figures.compare_hypervolume(histories, units, basis),
     )
     front_figure = figures.add(
         "Fronts on shared axes",
         _figures.compare_fronts(
             [
-                (label, record.trials, status)
-                for record, label, status in zip(records, labels, statuses, strict=True)
+                (label, record.trials, status, mark)
+                for record, label, status, mark in zip(records, labels, statuses, marks, strict=True)
             ],
             objectives,
+            units,
             basis,
         ),
     )
     hover: dict[str, str] = {}
-    for index, (record, label, status) in enumerate(zip(records, labels, statuses, strict=True)):
-        hover.update(_figures.hover_texts(record.trials, status, label, prefix=f"{index}:"))
-    reference_text, _ = _reference_text(chosen) if chosen else ("none (no feasible complete trial)", "")
+    for index, (record, label, status, mark) in enumerate(zip(records, labels, statuses, marks, strict=True)):
+        hover.update(_figures.hover_texts(record.trials, status, units, label, f"{index}:", mark))
+    reference_text, _ = (
+        _reference_text(chosen, units) if chosen else ("none (no feasible complete trial)", "")
+    )
     context = {
         "title": " vs ".join(labels),
         "studies": rows,
@@ -679,6 +787,7 @@ def comparison_html(
         "reference_text": reference_text,
         "reference_origin": _reference_origin(reference, objectives),
         "mixed_basis": len(bases - {"unknown"}) > 1,
+        "energy_label": energy.label("search energy"),
         "hv_figure": hv_figure,
         "front_figure": front_figure,
         "hover_json": escape_json(json.dumps(hover)),

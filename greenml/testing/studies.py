@@ -357,6 +357,7 @@ def make_study(
                 phases={
                     p: {"seconds": metrics[f"{p}_seconds"], "energy_j": metrics[f"{p}_energy_j"]}
                     for p in PHASES
+                    if f"{p}_seconds" in metrics
                 },
             )
             if _notes(params):

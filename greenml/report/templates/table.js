@@ -49,4 +49,26 @@
     if (status) status.addEventListener("change", apply);
     apply();
   });
+  // Copy buttons beside the model commands: the clipboard where the page may use it (a file://
+  // page may not), else the command selected for Ctrl-C.
+  document.querySelectorAll("button.copy[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var text = button.getAttribute("data-copy");
+      function select() {
+        var code = button.previousElementSibling;
+        if (!code) return;
+        var range = document.createRange();
+        range.selectNodeContents(code);
+        var selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        button.textContent = "selected: Ctrl-C";
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { button.textContent = "copied"; }, select);
+      } else {
+        select();
+      }
+    });
+  });
 })();
