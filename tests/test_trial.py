@@ -66,7 +66,9 @@ def test_phases_and_energy_add_up(digits: Any) -> None:
     phases_j = sum(metrics[f"{phase}_energy_j"] for phase in PHASES)
     assert phases_j <= metrics["trial_energy_j"] * (1 + 1e-3)
     # (the cost phase runs with early stopping only)
-    assert ctx.last_window is not None and {c.name for c in ctx.last_window.children} >= set(PHASES) - {"cost"}
+    assert ctx.last_window is not None and {c.name for c in ctx.last_window.children} >= set(PHASES) - {
+        "cost"
+    }
 
 
 def test_structured_pruning_makes_the_deployed_model_smaller(digits: Any) -> None:
