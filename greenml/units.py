@@ -55,12 +55,15 @@ def number(value: float, digits: int = 3) -> str:
         return "—" if value is None else str(value)
     if value == 0:
         return "0"
-    magnitude = math.floor(math.log10(abs(value)))
-    decimals = max(0, digits - 1 - magnitude)
+    decimals = _decimals(value, digits)
     if decimals > 9:  # a value a billion times below the unit chosen for its neighbours
         return "≈0" if value > 0 else "≈-0"
-    text = f"{value:,.{decimals}f}"
-    return text
+    return f"{value:,.{decimals}f}"
+
+
+def _decimals(value: float, digits: int) -> int:
+    """Decimals that show ``digits`` significant figures of a non-zero ``value``."""
+    return max(0, digits - 1 - math.floor(math.log10(abs(value))))
 
 
 def plain(value: float, digits: int = 6) -> str:
@@ -72,8 +75,7 @@ def plain(value: float, digits: int = 6) -> str:
         return str(value)
     if value == 0:
         return "0"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    text = f"{value:.{decimals}f}"
+    text = f"{value:.{_decimals(value, digits)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 

@@ -111,15 +111,19 @@ def _config(tmp_path: Path, **overrides: Any) -> SearchConfig:
     return SearchConfig(**settings)
 
 
-def test_a_search_prints_each_phase_and_each_trials_figures_and_front_size(tmp_path: Path) -> None:
-    config = _config(tmp_path)
+def _run(config: SearchConfig, evaluate: Any) -> tuple[Any, list[str]]:
+    """Run a search in-process; its study and the progress lines it wrote."""
     search = prepare(config, evaluate=evaluate)
     lines: list[str] = []
     try:
         run(search, lines.append)
     finally:
         search.close()
-    study = search.study
+    return search.study, lines
+
+
+def test_a_search_prints_each_phase_and_each_trials_figures_and_front_size(tmp_path: Path) -> None:
+    study, lines = _run(_config(tmp_path), evaluate)
     for trial in study.trials:
         phases = [line for line in lines if line.startswith(f"  trial {trial.number}: ")]
         assert [line.split(": ")[1].split(" |")[0] for line in phases] == ["train, 2 epochs", "benchmark"]
@@ -147,14 +151,8 @@ def _fails_in_training(trial: Any, ctx: Any) -> dict[str, float]:
 
 
 def test_a_failed_trial_says_in_which_phase_it_stopped(tmp_path: Path) -> None:
-    config = _config(tmp_path, trials=1, max_consecutive_failures=1)
-    search = prepare(config, evaluate=_fails_in_training)
-    lines: list[str] = []
-    try:
-        run(search, lines.append)
-    finally:
-        search.close()
-    (trial,) = search.study.trials
+    study, lines = _run(_config(tmp_path, trials=1, max_consecutive_failures=1), _fails_in_training)
+    (trial,) = study.trials
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs[STEP_ATTR]["phase"] == "train" and trial.user_attrs[STEP_ATTR]["epoch"] == 1
     assert any("trial 0 failed in train: RuntimeError: loss became nan" in line for line in lines)

@@ -233,12 +233,13 @@ def trial_line(study: Any, trial: Any, config: Any, energy_j: float, workers: bo
     from optuna.trial import TrialState
 
     from greenml.results import STOPPED_ATTR
+    from greenml.search._rungs import counts_toward_trials
     from greenml.search._study import SURPLUS_ATTR
 
     counted = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if t.state == TrialState.COMPLETE or STOPPED_ATTR in t.user_attrs
+        if counts_toward_trials(t)
     ]
     finished = trial.datetime_complete
     done = sum(1 for t in counted if finished is None or t.datetime_complete <= finished)

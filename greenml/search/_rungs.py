@@ -21,12 +21,17 @@ from greenml.metrics import MAXIMIZED
 from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._stopping import RungEntry
 
-__all__ = ["StudyStopping", "curve_at", "is_stopped"]
+__all__ = ["StudyStopping", "counts_toward_trials", "curve_at", "is_stopped"]
 
 
 def is_stopped(trial: Any) -> bool:
     """Whether the trial was stopped early by the rule (not a surplus trial or a failure)."""
     return trial.state.name == "PRUNED" and STOPPED_ATTR in trial.user_attrs
+
+
+def counts_toward_trials(trial: Any) -> bool:
+    """Whether a finished trial counts toward ``--trials``: complete, or stopped by the rule."""
+    return trial.state.name == "COMPLETE" or is_stopped(trial)
 
 
 def curve_at(curve: Sequence[dict[str, float]] | None, epoch: int) -> dict[str, float] | None:

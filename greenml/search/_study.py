@@ -28,7 +28,7 @@ from greenml.models import prune_models, save_model
 from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._config import SearchConfig
 from greenml.search._progress import FRONT_HINT, Progress, Step, StepRecorder, trial_line
-from greenml.search._rungs import StudyStopping, is_stopped
+from greenml.search._rungs import StudyStopping, counts_toward_trials
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
 from greenml.spaces import SearchSpace, check_data_kind, load_space
 from greenml.storage import artifact_dir, artifact_store, open_storage, shared_by_processes, study_names
@@ -540,18 +540,13 @@ class _RunState:
     reason: str = ""
 
 
-def _counts(trial: Any) -> bool:
-    """Whether a finished trial counts toward ``--trials``: complete, or stopped by the rule."""
-    return trial.state.name == "COMPLETE" or is_stopped(trial)
-
-
 def _finished(study: Any) -> int:
     from optuna.trial import TrialState
 
     return sum(
         1
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if _counts(t)
+        if counts_toward_trials(t)
     )
 
 
@@ -564,7 +559,9 @@ def _pending(study: Any) -> int:
     )
     # A trial left RUNNING by a greenml without heartbeats (no worker record) never finishes.
     return sum(
-        1 for t in trials if _counts(t) or (t.state == TrialState.RUNNING and "worker" in t.user_attrs)
+        1
+        for t in trials
+        if counts_toward_trials(t) or (t.state == TrialState.RUNNING and "worker" in t.user_attrs)
     )
 
 
@@ -580,7 +577,7 @@ def _ahead(study: Any, trial: Any, config: SearchConfig) -> int:
     trials = study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     )
-    complete = sum(1 for t in trials if _counts(t))
+    complete = sum(1 for t in trials if counts_toward_trials(t))
     # Running ones, orphans left out: trials with no worker record older than the grace period.
     running = sum(
         1
