@@ -178,8 +178,8 @@ def _table(summary: dict[str, Any]) -> str:
 
     lines = [
         "| seed | energy none (J) | energy mo-asha (J) | saved | HV none | HV mo-asha | HV ratio "
-        "| J to 95% none | J to 95% mo-asha | stopped |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| J to 95% none | J to 95% mo-asha | stopped | CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["seeds"]:
         lines.append(
@@ -187,7 +187,7 @@ def _table(summary: dict[str, Any]) -> str:
             f"{r['energy_saved']:.0%} | {r['none_hypervolume']:.4f} | {r['mo-asha_hypervolume']:.4f} | "
             f"{'-' if r['hypervolume_ratio'] is None else format(r['hypervolume_ratio'], '.3f')} | "
             f"{cell(r['none_energy_to_95_j'])} | {cell(r['mo-asha_energy_to_95_j'])} | "
-            f"{r['mo-asha_stopped']}/{r['mo-asha_trials']} |"
+            f"{r['mo-asha_stopped']}/{r['mo-asha_trials']} | {r.get('cpu', '?')} |"
         )
     saved, ratio = summary["median_energy_saved"], summary["median_hypervolume_ratio"]
     lines.append(
@@ -197,8 +197,26 @@ def _table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _reusable(kept: dict[str, Any], seed: int, settings: dict[str, Any], cpu: str) -> set[str]:
+    """The kept arms of ``seed`` that can be reused: both arms of a seed run on one CPU model.
+
+    Energy and latency are compared within a seed, so a seed whose arms were measured on
+    different CPUs would compare machines, not stopping rules. If every arm is kept and all on
+    one CPU, all are reused; otherwise only those measured on this machine's CPU, and the rest
+    run here.
+    """
+    arms = {f"{arm}-{seed}" for arm in ARMS}
+    same = {key for key in arms if kept.get(key, {}).get("settings") == settings}
+    models = {kept[key]["cpu"] for key in same}
+    if same == arms and len(models) == 1:
+        return same
+    return {key for key in same if kept[key]["cpu"] == cpu}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--space", default="cnn")
@@ -219,7 +237,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from greenml.search._study import host_info
 
-    print(f"CPU: {host_info()['cpu']} ({platform.machine()}), {args.space} on {args.dataset}", file=sys.stderr)
+    print(
+        f"CPU: {host_info()['cpu']} ({platform.machine()}), {args.space} on {args.dataset}", file=sys.stderr
+    )
     seeds = list(range(args.seeds))
     # Each finished study's rows are kept in --results as soon as it ends, so a benchmark that
     # takes hours can go on in another session (or on another checkout) where it stopped.
@@ -227,20 +247,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     if args.results is not None and args.results.exists():
         kept = json.loads(args.results.read_text())
-    runs = {}
+    cpu = host_info()["cpu"]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    cpus: dict[int, str] = {}
     for seed in seeds:
+        reusable = _reusable(kept, seed, settings, cpu)
         for arm in ARMS:
             key = f"{arm}-{seed}"
-            if kept.get(key, {}).get("settings") == settings:
+            if key in reusable:
                 runs[key] = kept[key]["rows"]
+                cpus[seed] = kept[key]["cpu"]
                 continue
             runs[key] = run_arm(arm, seed, args)
+            cpus[seed] = cpu
             if args.results is not None:
-                kept[key] = {"settings": settings, "cpu": host_info()["cpu"], "rows": runs[key]}
+                kept[key] = {"settings": settings, "cpu": cpu, "rows": runs[key]}
                 tmp = args.results.with_suffix(".tmp")
                 tmp.write_text(json.dumps(kept, indent=1) + "\n")
                 tmp.replace(args.results)
     summary = summarise(runs, seeds)
+    for row in summary["seeds"]:
+        row["cpu"] = cpus[row["seed"]]
     summary["runs"] = runs
     print(_table(summary))
     if args.output is not None:

@@ -299,9 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     parallel.add_argument(
         "--artifacts",
         default=None,
-        metavar="DIR",
-        help="where the study's files (the distillation teacher) are kept; workers on several machines "
-        "need one they share (default: beside a SQLite file, else ./greenml-artifacts)",
+        metavar="DIR|URL",
+        help="where the study's files (models, the distillation teacher) are kept: a folder, "
+        "s3://BUCKET[/PREFIX] (greenml[s3]) or gs://BUCKET[/PREFIX] (greenml[gcs]); workers on several "
+        "machines need one they share (default: beside a SQLite file, else ./greenml-artifacts)",
     )
     stopping = search.add_argument_group(
         "early stopping",
@@ -425,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--artifacts",
         default=None,
-        metavar="DIR",
-        help="the study's artifact folder (default: beside a SQLite file, else ./greenml-artifacts)",
+        metavar="DIR|URL",
+        help="the study's artifact folder or s3:// / gs:// URL (default: the --artifacts its search was "
+        "given, else beside a SQLite file, else ./greenml-artifacts)",
     )
     commands.add_parser("spaces", help="list the available search spaces")
     commands.add_parser("datasets", help="list the available datasets and the data files --dataset takes")
@@ -687,8 +689,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         import shlex
 
         storage = "" if args.storage is None else f" --storage {shlex.quote(args.storage)}"
+        if args.artifacts is not None:
+            storage += f" --artifacts {shlex.quote(args.artifacts)}"
         print(
-            f"models: {search.artifacts_dir} (kept: {config.keep_models}); take the front's knee with: "
+            f"models: {search.artifacts_at} (kept: {config.keep_models}); take the front's knee with: "
             f"greenml model --study {shlex.quote(search.study.study_name)}{storage} --pick knee -o model"
         )
     _search_report(args, search)
@@ -809,10 +813,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_model(args: argparse.Namespace) -> int:
     from greenml.models import export_model, pick_trial
     from greenml.storage import (
-        artifact_dir,
+        artifact_location,
         artifact_store,
         open_study,
         redact_url,
+        remembered_artifacts,
     )
 
     storage = _require_study(args)
@@ -830,7 +835,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
         trial = study.trials[numbers.index(args.trial)]
     else:
         trial = pick_trial(study, args.pick)
-    store = artifact_store(artifact_dir(storage, args.artifacts))
+    store = artifact_store(artifact_location(storage, remembered_artifacts(study, args.artifacts)))
     path, card = export_model(study, trial, args.output, store, redact_url(storage))
     metrics = trial.user_attrs.get("metrics", {})
     shown = ", ".join(

@@ -1,7 +1,7 @@
 """Deployable models: each trial's artifact kept in the study's artifact store, and taken away.
 
 A complete trial's deployed artifact is uploaded through :mod:`optuna.artifacts` as the trial's
-artifact (the same store as the distillation teacher, :func:`greenml.storage.artifact_dir`):
+artifact (the same store as the distillation teacher, :func:`greenml.storage.artifact_location`):
 
 - ONNX Runtime trials: the ONNX file exactly as it was measured (quantized where it was);
 - torch trials: the model as a ``torch.export`` program (``.pt2``), which reloads without the
@@ -192,7 +192,7 @@ def export_model(study: Any, trial: Any, output: Path, store: Any, storage_label
         tmp.unlink(missing_ok=True)
         raise ConfigError(
             f"the model of trial {trial.number} is no longer stored: --keep-models front deletes the models "
-            "of trials off the Pareto front (or the artifact folder is not this one; give --artifacts DIR)"
+            "of trials off the Pareto front (or the artifacts are elsewhere; give --artifacts DIR|URL)"
         ) from None
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     if digest != record["sha256"]:

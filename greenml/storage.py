@@ -16,10 +16,21 @@ through it the heartbeat is the trial system attribute ``greenml:heartbeat``, st
 worker's clock: workers on several machines need their clocks agreeing to well within the grace
 period (NTP does that).
 
-Artifacts (the distillation teacher; later, models) go through :mod:`optuna.artifacts`'
-file-system store: ``--artifacts DIR``, or by default a folder beside a SQLite file, or
-``./greenml-artifacts`` for a database server. Workers on several machines need ``DIR`` on a
-filesystem they share.
+Artifacts (the distillation teacher, the trials' models) go through :mod:`optuna.artifacts`:
+
+- ``--artifacts DIR``, or by default a folder beside a SQLite file, or ``./greenml-artifacts``
+  for a database server: Optuna's :class:`~optuna.artifacts.FileSystemArtifactStore`. Workers
+  on several machines need ``DIR`` on a filesystem they share.
+- ``--artifacts s3://BUCKET[/PREFIX]``: Optuna's :class:`~optuna.artifacts.Boto3ArtifactStore`
+  (``pip install greenml[s3]``). boto3 finds credentials, region and endpoint as it always does
+  (``AWS_*`` variables, ``~/.aws``; ``AWS_ENDPOINT_URL`` for MinIO or another S3-compatible
+  server).
+- ``--artifacts gs://BUCKET[/PREFIX]``: Optuna's :class:`~optuna.artifacts.GCSArtifactStore`
+  (``pip install greenml[gcs]``), with Google's default credentials (``STORAGE_EMULATOR_HOST``
+  for an emulator).
+
+Optuna's bucket stores take no key prefix, so greenml puts ``PREFIX/`` in front of every artifact
+id it hands them; the ids stored in the study stay Optuna's own.
 """
 
 from __future__ import annotations
@@ -37,12 +48,13 @@ from typing import Any
 from greenml.errors import ConfigError
 
 __all__ = [
+    "ARTIFACTS_ATTR",
     "DEFAULT_GRPC_PORT",
     "DEFAULT_STORAGE_FILE",
     "HELPER_MARK",
     "Heartbeat",
     "Pulse",
-    "artifact_dir",
+    "artifact_location",
     "artifact_store",
     "default_storage",
     "helper_name",
@@ -51,6 +63,8 @@ __all__ = [
     "open_study",
     "parse_grpc",
     "redact_url",
+    "remember_artifacts",
+    "remembered_artifacts",
     "run_proxy",
     "scratch_file",
     "shared_by_processes",
@@ -279,27 +293,126 @@ def helper_study(study: Any, purpose: str) -> Any:
     )
 
 
-def artifact_dir(storage_url: str, given: str | os.PathLike[str] | None = None) -> Path:
-    """Where the study's artifacts go: ``given``, else beside a SQLite file, else ./greenml-artifacts."""
+# The study user attribute that remembers a search's --artifacts, so that ``greenml model``
+# finds the models without being told again (a folder is remembered as an absolute path).
+ARTIFACTS_ATTR = "artifacts"
+
+# URL scheme -> (what it is, the module its client needs, the extra that installs it)
+REMOTE_ARTIFACTS = {
+    "s3": ("S3", "boto3", "greenml[s3]"),
+    "gs": ("Google Cloud Storage", "google.cloud.storage", "greenml[gcs]"),
+}
+
+
+def artifact_location(storage_url: str, given: str | os.PathLike[str] | None = None) -> str:
+    """Where the study's artifacts go: ``given`` (a folder or a bucket URL), else beside a SQLite
+    file, else ./greenml-artifacts."""
     if given is not None:
-        return Path(given)
+        return os.fspath(given)
     if storage_url.startswith("sqlite:///") and shared_by_processes(storage_url) is None:
         database = Path(storage_url[len("sqlite:///") :])
-        return database.with_name(database.stem + "-artifacts")
-    return Path("greenml-artifacts")
+        return str(database.with_name(database.stem + "-artifacts"))
+    return "greenml-artifacts"
 
 
-def artifact_store(directory: Path) -> Any:
-    """Optuna's file-system artifact store at ``directory`` (created), or a one-line ConfigError."""
+def remember_artifacts(study: Any, given: str | os.PathLike[str] | None) -> None:
+    """Record ``--artifacts`` (when given) in the study, for :func:`remembered_artifacts`."""
+    if given is None:
+        return
+    location = os.fspath(given)
+    if "://" not in location:
+        location = str(Path(location).resolve())
+    if study.user_attrs.get(ARTIFACTS_ATTR) != location:
+        study.set_user_attr(ARTIFACTS_ATTR, location)
+
+
+def remembered_artifacts(study: Any, given: str | os.PathLike[str] | None) -> str | None:
+    """``given``, else the ``--artifacts`` the study's search was given, else None (the default)."""
+    return os.fspath(given) if given is not None else study.user_attrs.get(ARTIFACTS_ATTR)
+
+
+def _bucket_url(location: str) -> tuple[str, str, str] | None:
+    """``(scheme, bucket, prefix)`` of an ``s3://`` or ``gs://`` URL; None for a folder."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return None
+    if scheme not in REMOTE_ARTIFACTS:
+        choices = ", ".join(f"{name}://BUCKET" for name in REMOTE_ARTIFACTS)
+        raise ConfigError(f"--artifacts: unknown URL scheme {scheme + '://'!r}; give a folder, {choices}")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"--artifacts: {location!r} names no bucket; give {scheme}://BUCKET[/PREFIX]")
+    return scheme, bucket, prefix.strip("/")
+
+
+def artifact_store(location: str | os.PathLike[str]) -> Any:
+    """Optuna's artifact store for ``location`` (a folder, created; or a bucket URL), or a
+    one-line ConfigError: a folder that cannot be written, a bucket client that is not installed,
+    a bucket that cannot be reached."""
+    location = os.fspath(location)
+    bucket = _bucket_url(location)
+    if bucket is not None:
+        return _bucket_store(location, *bucket)
     from optuna.artifacts import FileSystemArtifactStore
 
+    directory = Path(location)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"--artifacts: cannot create {str(directory)!r}: {error.strerror}") from None
+        raise ConfigError(f"--artifacts: cannot create {location!r}: {error.strerror}") from None
     if not os.access(directory, os.W_OK):
-        raise ConfigError(f"--artifacts: {str(directory)!r} is not writable")
+        raise ConfigError(f"--artifacts: {location!r} is not writable")
     return FileSystemArtifactStore(directory)
+
+
+def _bucket_store(location: str, scheme: str, bucket: str, prefix: str) -> Any:
+    import importlib
+
+    what, module, extra = REMOTE_ARTIFACTS[scheme]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"--artifacts {location}: the {what} client ({module}) is not installed; "
+            f"pip install '{extra}', or give a folder"
+        ) from None
+    store: Any
+    try:
+        if scheme == "s3":
+            from optuna.artifacts import Boto3ArtifactStore
+
+            store = Boto3ArtifactStore(bucket)
+            store.client.head_bucket(Bucket=bucket)
+        else:
+            import warnings
+
+            from optuna.artifacts import GCSArtifactStore
+            from optuna.exceptions import ExperimentalWarning
+
+            with warnings.catch_warnings():  # "experimental": it is Optuna's only GCS store
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                store = GCSArtifactStore(bucket)
+            store.client.get_bucket(bucket)
+    except Exception as error:  # the clients' errors share no base class worth naming
+        raise ConfigError(f"--artifacts {location}: cannot reach the bucket: {_first_line(error)}") from None
+    return _Prefixed(store, prefix) if prefix else store
+
+
+class _Prefixed:
+    """An artifact store whose ids live under ``prefix/`` in the wrapped store's bucket."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self._store = store
+        self._prefix = prefix + "/"
+
+    def open_reader(self, artifact_id: str) -> Any:
+        return self._store.open_reader(self._prefix + artifact_id)
+
+    def write(self, artifact_id: str, content_body: Any) -> None:
+        self._store.write(self._prefix + artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self._store.remove(self._prefix + artifact_id)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from greenml.cli import main
 from greenml.errors import ConfigError
 from greenml.storage import (
     Heartbeat,
-    artifact_dir,
+    artifact_location,
     artifact_store,
     helper_name,
     open_storage,
@@ -65,10 +65,13 @@ def test_in_memory_sqlite_is_private_to_one_process() -> None:
 
 
 def test_artifacts_default_beside_a_sqlite_file_else_in_the_working_directory(tmp_path: Path) -> None:
-    assert artifact_dir(f"sqlite:///{tmp_path}/runs/greenml.db") == tmp_path / "runs" / "greenml-artifacts"
-    assert artifact_dir("sqlite:///greenml.db") == Path("greenml-artifacts")
-    assert artifact_dir("postgresql://u@h/db") == Path("greenml-artifacts")
-    assert artifact_dir("postgresql://u@h/db", tmp_path / "shared") == tmp_path / "shared"
+    assert artifact_location(f"sqlite:///{tmp_path}/runs/greenml.db") == str(
+        tmp_path / "runs" / "greenml-artifacts"
+    )
+    assert artifact_location("sqlite:///greenml.db") == "greenml-artifacts"
+    assert artifact_location("postgresql://u@h/db") == "greenml-artifacts"
+    assert artifact_location("postgresql://u@h/db", tmp_path / "shared") == str(tmp_path / "shared")
+    assert artifact_location("postgresql://u@h/db", "s3://bucket/runs") == "s3://bucket/runs"
     store = artifact_store(tmp_path / "new" / "folder")
     assert (tmp_path / "new" / "folder").is_dir() and store is not None
     (tmp_path / "file").write_text("")

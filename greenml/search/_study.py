@@ -31,7 +31,14 @@ from greenml.search._progress import FRONT_HINT, Progress, Step, StepRecorder, t
 from greenml.search._rungs import StudyStopping, counts_toward_trials
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
 from greenml.spaces import SearchSpace, check_data_kind, load_space
-from greenml.storage import artifact_dir, artifact_store, open_storage, shared_by_processes, study_names
+from greenml.storage import (
+    artifact_location,
+    artifact_store,
+    open_storage,
+    remember_artifacts,
+    shared_by_processes,
+    study_names,
+)
 from greenml.trial import TrialContext, TrialStopped, run_trial, window_metrics
 
 __all__ = [
@@ -64,7 +71,8 @@ class SearchRun:
     # This process as a registered worker of the study; None for the parent of --workers N.
     worker: Worker | None = None
     artifacts: Any = None
-    artifacts_dir: Path = Path("greenml-artifacts")
+    # Where the artifacts go, as the user would write it: a folder or an s3:// or gs:// URL.
+    artifacts_at: str = "greenml-artifacts"
     hardware: dict[str, Any] = field(default_factory=dict)
     # The trial itself: greenml.trial.run_trial, or a stand-in (greenml.testing.synthetic).
     evaluate: Evaluate = run_trial
@@ -228,8 +236,8 @@ def prepare(
     dataset = load_dataset(config.dataset, config.seed, config.target)
     check_data_kind(space, dataset.spec.kind)
     _check_devices(config)
-    store_dir = artifact_dir(config.storage_url, config.artifacts)
-    store = artifact_store(store_dir)
+    store_at = artifact_location(config.storage_url, config.artifacts)
+    store = artifact_store(store_at)
     storage = open_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.study_name
     meter = build_meter(dataclasses.replace(config.measure, gpus=config.gpus))
@@ -271,6 +279,7 @@ def prepare(
         }
         for key, value in attributes.items():
             study.set_user_attr(key, value)
+    remember_artifacts(study, config.artifacts)
     # Another worker may have created it at the same moment: the settings that stuck must be ours.
     _check_resumable(study, settings)
     worker = register_worker(study, hardware, config.heartbeat) if register else None
@@ -290,7 +299,7 @@ def prepare(
     notes = _start_notes(config, meter)
     if config.artifacts is None and not config.storage_url.startswith("sqlite"):
         notes.append(
-            f"artifacts (the distillation teacher) go to {store_dir.resolve()}; workers on other machines "
+            f"artifacts (models, the distillation teacher) go to {Path(store_at).resolve()}; workers on other machines "
             "need --artifacts on a filesystem they share"
         )
     return SearchRun(
@@ -304,7 +313,7 @@ def prepare(
         notes,
         worker=worker,
         artifacts=store,
-        artifacts_dir=store_dir,
+        artifacts_at=store_at,
         hardware=hardware,
         evaluate=evaluate or run_trial,
     )

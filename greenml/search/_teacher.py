@@ -141,8 +141,8 @@ def _load(search: Any, record: dict[str, Any]) -> Any:
         except optuna.artifacts.exceptions.ArtifactNotFound:
             raise ConfigError(
                 f"the study's distillation teacher (artifact {record['artifact_id']}) is not in "
-                f"{search.artifacts_dir}; workers on several machines need --artifacts on a filesystem "
-                "they share"
+                f"{search.artifacts_at}; workers on several machines need --artifacts on a filesystem "
+                "or a bucket they share"
             ) from None
         state = torch.load(path, map_location=search.context.device, weights_only=True)
     model.load_state_dict(state)
