@@ -1,7 +1,7 @@
 """Early stopping against none: search energy, final hypervolume, energy to reach 95% of it.
 
     python benchmarks/early_stopping.py [--seeds 5] [--trials 10] [--workdir DIR] [--space cnn]
-                                        [--dataset mnist1d] [--epochs 5:30] [--quick]
+                                        [--dataset mnist1d] [--epochs 5:30] [--threads 1] [--quick]
                                         [--results benchmarks/early_stopping_runs.json] [-o FILE]
 
 For each seed, two studies with the same settings but ``--early-stopping none`` and
@@ -9,6 +9,12 @@ For each seed, two studies with the same settings but ``--early-stopping none`` 
 trials have started and ended (``--trials``: complete, or stopped by the rule), with greenml's
 default sampler (TPE) and objectives (accuracy, energy per inference, latency). Distillation is
 off in both arms: the teacher costs the same in each and would only lengthen the run.
+
+Training runs on ``--threads`` torch threads (1 by default). The energy here is the CPU-time
+estimate (the same meter in both arms, so the machine's own figures are not needed to compare
+them), and a torch thread pool that spin-waits for a busy second core books CPU time that did no
+work: on this 2-core VM one trial's estimate swung 2.7x with another process running beside it.
+One thread keeps the figures stable on a machine that is not entirely idle.
 
 Each study lives in a SQLite file under ``--workdir``, so an interrupted benchmark resumes where it
 stopped: a finished study is read back, not run again (a trial interrupted mid-run is stored as
@@ -223,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dataset", default="mnist1d")
     parser.add_argument("--epochs", default="5:30")
     parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
     parser.add_argument("--workdir", default="benchmarks/.early_stopping")
     parser.add_argument("--quick", action="store_true", help="CI-sized: short measurement windows, η=100")
     parser.add_argument("-o", "--output", type=Path, default=None, help="also write the summary as JSON")
@@ -243,7 +250,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = list(range(args.seeds))
     # Each finished study's rows are kept in --results as soon as it ends, so a benchmark that
     # takes hours can go on in another session (or on another checkout) where it stopped.
-    settings = {k: getattr(args, k) for k in ("trials", "space", "dataset", "epochs", "sampler", "quick")}
+    import torch
+
+    torch.set_num_threads(args.threads)
+    keys = ("trials", "space", "dataset", "epochs", "sampler", "threads", "quick")
+    settings = {k: getattr(args, k) for k in keys}
     kept: dict[str, Any] = {}
     if args.results is not None and args.results.exists():
         kept = json.loads(args.results.read_text())
