@@ -19,6 +19,7 @@ __all__ = [
     "METRIC_NAMES",
     "OBJECTIVE_METRICS",
     "PHASES",
+    "TRAINING_SETTINGS",
     "Metric",
     "describe",
     "metric",
@@ -150,3 +151,22 @@ def describe(names: tuple[str, ...] | None = None) -> str:
         unit = f"{m.unit}, " if m.unit else ""
         lines.append(f"{m.name} ({unit}{m.direction[:3]}): {m.description}")
     return "\n".join(lines)
+
+
+# The parameters greenml samples for every space (greenml.trial's training and compression
+# settings); a trial's other parameters are its space's: its architecture.
+TRAINING_SETTINGS = frozenset(
+    {
+        "lr",
+        "epochs",
+        "batch_size",
+        "distill",
+        "kd_temperature",
+        "kd_alpha",
+        "pruning",
+        "prune_amount",
+        "finetune_epochs",
+        "runtime",
+        "quantization",
+    }
+)

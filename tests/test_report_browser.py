@@ -203,8 +203,9 @@ def test_search_report_renders_with_no_errors(
     assert problems == []
     assert requests == [(work / relative).resolve().as_uri()]  # nothing from the network
     assert page.evaluate("typeof window.__pwned") == "undefined"
-    # 3-D front, projections, hypervolume, phases, per trial, importances
-    assert _assert_every_figure_drawn(page) == 6
+    # 3-D front, projections, hypervolume, learning curves, phases, per trial, importances
+    assert _assert_every_figure_drawn(page) == 7
+    _assert_learning_curves(page, stopped=False)
     assert page.locator("div.figure canvas").count() >= 1  # the 3-D view is WebGL
     assert page.title() == f"greenml report: {HOSTILE_NAME}"
     assert HOSTILE_NAME in page.locator("h1").inner_text()  # shown as text
@@ -395,4 +396,74 @@ def test_units_and_marks_in_the_browser(chromium: Any, tmp_path: Path) -> None:
     assert f"--trial {knee} -o model-{knee}" in str(button.get_attribute("data-copy"))
     assert _assert_titles_clear(page, "units") > 5
     assert problems == []
+    page.close()
+
+
+CURVES = "Learning curves: validation accuracy against each trial's training energy"
+ENERGY_TITLE = re.compile(r"^the trial's training energy so far \((J|Wh|kWh)[,)]")
+
+
+def _assert_learning_curves(page: Any, stopped: bool) -> None:
+    """The learning curves: drawn under a heading that is not cut, their titles whole inside the
+    figure, the energy axis in the page's energy unit (the footprint's), the front's lines solid
+    and (``stopped``) stopped ones dashed and named by the epoch they were stopped at."""
+    figure = page.locator(f'div.figure[aria-label="{CURVES}"]')
+    assert figure.count() == 1
+    figure.scroll_into_view_if_needed()
+    heading = page.locator("#curves ~ h3", has_text="Learning curves").first
+    assert heading.inner_text() == CURVES
+    assert page.evaluate("(e) => e.scrollWidth <= e.clientWidth", heading.element_handle())
+    shape = page.evaluate(_FIGURE_GEOMETRY, figure.get_attribute("id"))
+    titles = dict(shape["titles"])
+    energy = next((text for text in titles if ENERGY_TITLE.match(text)), None)
+    assert energy is not None, list(titles)
+    assert "validation accuracy" in "".join(titles)
+    for text, box in shape["titles"]:
+        assert _inside(box, shape["figure"]) and _inside(box, shape["svg"]), f"{text!r} clipped"
+    kpi = page.locator(".kpi", has_text="energy").first.locator("b").inner_text()
+    assert ENERGY_TITLE.match(energy).group(1) == kpi.split()[-1]  # type: ignore[union-attr]
+    dashes = page.evaluate(
+        "(id) => Object.fromEntries(document.getElementById(id).data"
+        "  .filter((t) => t.mode === 'lines+markers').map((t) => [t.name, t.line.dash]))",
+        figure.get_attribute("id"),
+    )
+    assert dashes["Pareto front"] == "solid"
+    legend = figure.locator(".legendtext").all_text_contents()
+    if stopped:
+        cut = [name for name in legend if name.startswith("stopped at epoch ")]
+        assert cut and all(dashes[name] == "dash" for name in cut)
+    else:
+        assert not any(name.startswith("stopped") for name in legend)
+
+
+def test_learning_curves_and_early_stopping_render(chromium: Any, tmp_path: Path) -> None:
+    """A synthetic study searched with early stopping: curves cut where the rule stopped them,
+    what the stopped trials spent and an estimate of what stopping them saved."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = make_study(None, "early", n_trials=24, seed=6, stop_every=3, watts=8000.0)  # in Wh, not J
+    out = tmp_path / "early.html"
+    out.write_text(report_html(load_record(study), lambda: Importances({}, "none", 0)))
+    page, problems, requests = _open(chromium, out)
+    assert _assert_every_figure_drawn(page) == 6  # no importances given
+    _assert_learning_curves(page, stopped=True)
+    title = page.locator(f'div.figure[aria-label="{CURVES}"] g.g-xtitle').text_content() or ""
+    assert title.startswith("the trial's training energy so far (Wh")
+    # hovering a stopped trial's last point names the epoch it was stopped at
+    shown = page.evaluate(
+        """(id) => {
+            const div = document.getElementById(id);
+            const curve = div.data.findIndex((t) => t.mode === 'markers' && t.marker.symbol === 'x');
+            Plotly.Fx.hover(div, [{curveNumber: curve, pointNumber: 0}], 'xy');
+            return div.querySelector('.hoverlayer').textContent;
+        }""",
+        page.locator(f'div.figure[aria-label="{CURVES}"]').get_attribute("id"),
+    )
+    assert re.search(r"trial \d+ \(stopped at epoch \d+ of \d+\)", shown), shown
+    saved = page.locator("#saved-energy")
+    saved.scroll_into_view_if_needed()
+    assert saved.is_visible() and "estimate" in saved.inner_text() and "≈" in saved.inner_text()
+    assert page.locator("#saving-rule").is_visible()
+    assert _assert_titles_clear(page, "early") > 10
+    assert problems == [] and len(requests) == 1
+    page.screenshot(path=str(ARTIFACTS / "synthetic-early-stopping.png"), full_page=True)
     page.close()

@@ -28,9 +28,11 @@ import numpy as np
 
 from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, ledger_entries, trial_spent_j
-from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES, metric
+from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES, TRAINING_SETTINGS, metric
 from greenml.models import MODEL_ATTR
 from greenml.results import (
+    CURVE_ATTR,
+    STOPPED_ATTR,
     is_stale,
     knee_index,
     retried_as,
@@ -42,6 +44,8 @@ from greenml.results import (
 from greenml.storage import default_storage, redact_url
 
 __all__ = [
+    "CurveLine",
+    "CurvePoint",
     "EnergyBasis",
     "EstimateShare",
     "Footprint",
@@ -49,9 +53,13 @@ __all__ = [
     "HypervolumePoint",
     "Importances",
     "LedgerItem",
+    "StoppedTrial",
+    "StoppingSavings",
     "StudyRecord",
+    "TrialFootprint",
     "TrialRecord",
     "WorkerSummary",
+    "architecture",
     "classify",
     "default_reference",
     "energy_basis",
@@ -64,13 +72,17 @@ __all__ = [
     "hypervolume_history",
     "importances",
     "inference_estimate_shares",
+    "learning_curves",
     "ledger_items",
     "load_record",
     "metric_label",
     "metric_phrase",
     "model_command",
     "parse_reference",
+    "planned_epochs",
     "search_estimate_share",
+    "stopping_rule",
+    "stopping_savings",
     "to_loss",
     "workers",
 ]
@@ -82,6 +94,33 @@ IMPORTANCE_RELIABLE_TRIALS = 10
 # Margin of the default reference point beyond the worst feasible value: without it the trials
 # that are worst in one objective would add no volume at all.
 REFERENCE_MARGIN = 1.1
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of a learning curve: after training epoch ``epoch`` (from 1)."""
+
+    epoch: int
+    accuracy: float  # validation accuracy of the model as trained so far (before compression)
+    energy_j: float  # the trial's training epochs so far, cumulative
+    seconds: float  # likewise
+
+
+def _curve(value: Any) -> tuple[CurvePoint, ...]:
+    """A stored learning curve as points in epoch order; points missing a number are dropped."""
+    points = []
+    for item in value if isinstance(value, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        try:
+            point = CurvePoint(
+                int(item["epoch"]), float(item["accuracy"]), float(item["energy_j"]), float(item["seconds"])
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+        if point.epoch >= 1 and all(map(math.isfinite, (point.accuracy, point.energy_j, point.seconds))):
+            points.append(point)
+    return tuple(sorted(points, key=lambda p: p.epoch))
 
 
 @dataclass(frozen=True)
@@ -116,6 +155,23 @@ class TrialRecord:
     # kept). ``--keep-models front`` deletes the files of trials off the front but leaves this
     # record, so it says a model is kept only for a trial on the front (which never lost it).
     model: dict[str, Any] | None = None
+    # Why the early-stopping rule stopped it (a trial it stopped is stored as PRUNED); None for
+    # every other trial, a pruned surplus trial included.
+    stopped: str | None = None
+    # Its learning curve (greenml.results.CURVE_ATTR), by epoch: after each training epoch the
+    # validation accuracy of the model as trained so far, and the energy (J) and time (s) its
+    # training epochs had spent by then, cumulative. () where it trained no epoch or recorded none.
+    curve: tuple[CurvePoint, ...] = ()
+
+    @property
+    def epochs_run(self) -> int:
+        """The training epochs its curve records: 0 for a trial stopped before training."""
+        return self.curve[-1].epoch if self.curve else 0
+
+    @property
+    def stopped_at(self) -> int | None:
+        """The epoch the rule stopped it after (0: before training); None unless it stopped it."""
+        return None if self.stopped is None else self.epochs_run
 
     @property
     def worker_number(self) -> int | None:
@@ -178,8 +234,9 @@ class StudyRecord:
         return dict(Counter(trial.state for trial in self.trials))
 
     def finished(self) -> list[TrialRecord]:
-        """Complete and failed trials, in the order they finished."""
-        done = [t for t in self.trials if t.state in ("COMPLETE", "FAIL")]
+        """Complete, failed and early-stopped trials, in the order they finished (a pruned
+        surplus trial, which never ran, is not one)."""
+        done = [t for t in self.trials if t.state in ("COMPLETE", "FAIL") or t.stopped is not None]
         return sorted(done, key=lambda t: (t.completed or datetime.max, t.number))
 
 
@@ -232,6 +289,10 @@ def load_record(study: Any, storage_url: str = "", trials: Sequence[Any] | None 
                 retry_of=int(failed_trial) if isinstance(failed_trial, int) else None,
                 stale=is_stale(trial),
                 model=_mapping(attrs.get(MODEL_ATTR)) or None,
+                stopped=str(attrs[STOPPED_ATTR])
+                if trial.state.name == "PRUNED" and attrs.get(STOPPED_ATTR) is not None
+                else None,
+                curve=_curve(attrs.get(CURVE_ATTR)),
             )
         )
     return StudyRecord(
@@ -282,7 +343,8 @@ def front_numbers(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> l
 
 
 def classify(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, str]:
-    """Each trial's place: front, dominated, infeasible, failed, or its Optuna state in lowercase."""
+    """Each trial's place: front, dominated, infeasible, failed, stopped (by the early-stopping
+    rule), or its Optuna state in lowercase."""
     front = set(front_numbers(trials, objectives))
     status = {}
     for trial in trials:
@@ -292,6 +354,8 @@ def classify(trials: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[i
             status[trial.number] = "infeasible" if not trial.feasible else "dominated"
         elif trial.state == "FAIL":
             status[trial.number] = "failed"
+        elif trial.stopped is not None:
+            status[trial.number] = "stopped"
         else:
             status[trial.number] = trial.state.lower()
     return status
@@ -391,9 +455,10 @@ class HypervolumePoint:
     """The front's normalised hypervolume after one more trial finished."""
 
     trial: int
-    finished: int  # trials finished so far, failed ones included
-    energy_j: float  # the search's energy so far, failed trials included
+    finished: int  # trials finished so far, failed and early-stopped ones included
+    energy_j: float  # the search's energy so far, failed and early-stopped trials included
     hypervolume: float
+    stopped: bool = False  # the trial was stopped by the early-stopping rule: energy, no volume
 
     @property
     def energy_kwh(self) -> float:
@@ -405,6 +470,9 @@ def hypervolume_history(
 ) -> list[HypervolumePoint]:
     """Hypervolume after each finished trial, in finishing order, against trials and energy
     (the search's: trials and the study's ledger entries).
+
+    A trial the early-stopping rule stopped advances the trials and the energy (it spent what
+    it spent) but never the hypervolume: only feasible complete trials make the front.
 
     Incremental: a new point dominated by the current front leaves the value as it was, so the
     hypervolume is recomputed (on the front only) just when the front changes.
@@ -430,7 +498,7 @@ def hypervolume_history(
                 keep = ~((point <= front).all(axis=1))
                 front = np.vstack([front[keep], point])
                 value = float(moocore.hypervolume(front, ref=ref)) / box
-        history.append(HypervolumePoint(trial.number, count, energy, value))
+        history.append(HypervolumePoint(trial.number, count, energy, value, trial.stopped is not None))
     return history
 
 
@@ -442,6 +510,7 @@ class TrialFootprint:
     seconds: float
     co2_g: float | None
     phases: dict[str, float]  # energy per phase; "other" holds what no phase window covered
+    stopped_at: int | None = None  # the epoch the early-stopping rule stopped it after (0: before training)
 
 
 @dataclass(frozen=True)
@@ -519,6 +588,8 @@ class Footprint:
     energy_basis: str  # measured, partly estimated, estimated, mixed or unknown (see energy_basis)
     trials: list[TrialFootprint]
     ledger: list[LedgerItem] = field(default_factory=list)
+    # What early stopping spent and saved; None for a study that did not stop trials early.
+    stopping: StoppingSavings | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -564,7 +635,13 @@ def footprint(record: StudyRecord) -> Footprint:
         counted.append(trial)
         rows.append(
             TrialFootprint(
-                trial.number, trial.state, energy, trial.seconds or 0.0, co2_of(trial, energy), phases
+                trial.number,
+                trial.state,
+                energy,
+                trial.seconds or 0.0,
+                co2_of(trial, energy),
+                phases,
+                trial.stopped_at,
             )
         )
     starts = [t.started for t in record.trials if t.started is not None]
@@ -589,7 +666,163 @@ def footprint(record: StudyRecord) -> Footprint:
         energy_basis=bases.pop() if len(bases) == 1 else ("mixed" if bases else "unknown"),
         trials=rows,
         ledger=ledger,
+        stopping=stopping_savings(record.trials)
+        if stopping_rule(record.attrs) is not None or any(t.stopped is not None for t in record.trials)
+        else None,
     )
+
+
+def stopping_rule(attrs: Mapping[str, Any]) -> str | None:
+    """The early-stopping rule a study was searched with (``mo-asha``), from its attributes;
+    None where it was off or not recorded (a study from before early stopping)."""
+    setting = attrs.get("early_stopping", _mapping(attrs.get("comparable")).get("early_stopping"))
+    if isinstance(setting, list) and setting:
+        return str(setting[0])
+    if isinstance(setting, str) and setting not in ("", "none"):
+        return setting
+    return None
+
+
+EPOCHS_PARAM = "epochs"  # a trial's sampled training epochs
+
+# How a stopped trial's saving was estimated (StoppedTrial.basis).
+OWN_CURVE = "own curve"
+SAME_ARCHITECTURE = "same architecture"
+ALL_COMPLETE = "all complete"
+
+
+def planned_epochs(trial: TrialRecord) -> int | None:
+    """E: the training epochs the trial sampled; None where it has no such parameter."""
+    value = trial.params.get(EPOCHS_PARAM)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def architecture(trial: TrialRecord) -> dict[str, Any]:
+    """The trial's architecture parameters: those its space sampled (every parameter but
+    greenml's own training and compression settings, :data:`TRAINING_SETTINGS`)."""
+    return {name: value for name, value in trial.params.items() if name not in TRAINING_SETTINGS}
+
+
+@dataclass(frozen=True)
+class StoppedTrial:
+    """A trial the early-stopping rule stopped: what it spent, and what stopping it saved."""
+
+    number: int
+    epochs_run: int  # k: the training epochs it ran (0: stopped before training)
+    epochs: int | None  # E: the training epochs it sampled; None where not recorded
+    spent_j: float  # its whole energy as measured (cost phase, k epochs), in the search's total
+    saved_j: float | None  # estimated training energy of its E - k epochs not run; None: no basis
+    basis: str | None  # OWN_CURVE, SAME_ARCHITECTURE, ALL_COMPLETE; None: no basis
+
+
+@dataclass(frozen=True)
+class StoppingSavings:
+    """What early stopping cost and saved a study (:func:`stopping_savings`)."""
+
+    trials: tuple[StoppedTrial, ...]
+    cost_phase_j: float  # the cost phase of every trial: measuring the deployment cost before training
+
+    @property
+    def spent_j(self) -> float:
+        """What the stopped trials spent, measured: counted in the search's energy."""
+        return float(sum(t.spent_j for t in self.trials))
+
+    @property
+    def saved_j(self) -> float:
+        """The estimated saving, over the stopped trials that have a basis for one."""
+        return float(sum(t.saved_j for t in self.trials if t.saved_j is not None))
+
+    def covered(self, basis: str | None) -> int:
+        """How many stopped trials' estimates rest on ``basis`` (None: left out, no basis)."""
+        return sum(1 for t in self.trials if t.basis == basis)
+
+    @property
+    def at_rung(self) -> int:
+        return sum(1 for t in self.trials if t.epochs_run > 0)
+
+    @property
+    def before_training(self) -> int:
+        return sum(1 for t in self.trials if t.epochs_run == 0)
+
+
+def _per_epoch_j(trial: TrialRecord) -> float | None:
+    """A trial's training energy per epoch: its curve's energy at its last epoch k, over k."""
+    if not trial.curve:
+        return None
+    last = trial.curve[-1]
+    return last.energy_j / last.epoch
+
+
+def stopping_savings(trials: Sequence[TrialRecord]) -> StoppingSavings:
+    """Energy spent on the trials the early-stopping rule stopped, and an estimate of what
+    stopping them saved: the training energy of the epochs they did not run.
+
+    For a stopped trial that trained k >= 1 of its E sampled epochs (``params["epochs"]``), its
+    own training energy per epoch (its learning curve's energy at epoch k, divided by k) times
+    (E - k). For one stopped before training (k = 0), the median training energy per epoch of
+    the complete trials that share its architecture parameters (:func:`architecture`), or where
+    there are none, of all complete trials, times E. A complete trial's training energy per
+    epoch is likewise its curve's last energy over its last epoch; complete trials without a
+    curve are no basis. A trial with no basis (no sampled E, or no complete trial with a curve
+    for k = 0) has ``saved_j`` None and is left out of the sum.
+
+    The saving counts training epochs only: a stopped trial also skipped its compress,
+    fine-tune, evaluate and benchmark phases, which it leaves out.
+    """
+    complete = [
+        (architecture(t), rate)
+        for t in trials
+        if t.state == "COMPLETE" and (rate := _per_epoch_j(t)) is not None
+    ]
+    stopped = []
+    for trial in trials:
+        if trial.stopped is None:
+            continue
+        epochs = planned_epochs(trial)
+        k = trial.epochs_run
+        saved: float | None = None
+        basis: str | None = None
+        if epochs is not None and k > 0:
+            rate = _per_epoch_j(trial)
+            assert rate is not None
+            saved, basis = rate * max(epochs - k, 0), OWN_CURVE
+        elif epochs is not None:
+            shape = architecture(trial)
+            alike = [rate for arch, rate in complete if shape and arch == shape]
+            if alike:
+                saved, basis = statistics.median(alike) * epochs, SAME_ARCHITECTURE
+            elif complete:
+                saved, basis = statistics.median(rate for _, rate in complete) * epochs, ALL_COMPLETE
+        stopped.append(StoppedTrial(trial.number, k, epochs, trial.energy_j or 0.0, saved, basis))
+    cost = sum(float(t.phases.get("cost", {}).get("energy_j", 0.0)) for t in trials)
+    return StoppingSavings(tuple(stopped), cost)
+
+
+@dataclass(frozen=True)
+class CurveLine:
+    """One trial's learning curve as the report draws it."""
+
+    number: int
+    status: str  # the trial's place (classify): front, dominated, infeasible, stopped, failed
+    points: tuple[CurvePoint, ...]
+    epochs: int | None  # the training epochs it sampled
+    stopped_at: int | None  # the epoch the early-stopping rule stopped it after; None: not stopped
+
+
+def learning_curves(trials: Sequence[TrialRecord], status: Mapping[int, str]) -> list[CurveLine]:
+    """The learning curves of the complete, stopped and failed trials that recorded one, in
+    trial order. Running trials are left out until they finish (their stored curve stops at
+    their last rung), and trials stopped before training have no curve to draw."""
+    lines = []
+    for trial in sorted(trials, key=lambda t: t.number):
+        if not trial.curve or not (trial.state in ("COMPLETE", "FAIL") or trial.stopped is not None):
+            continue
+        lines.append(
+            CurveLine(
+                trial.number, status[trial.number], trial.curve, planned_epochs(trial), trial.stopped_at
+            )
+        )
+    return lines
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,9 @@ def _digits(scale: Scale) -> int:
 def shown_values(
     trials: Iterable[TrialRecord], footprints: Iterable[Footprint] = ()
 ) -> dict[str, list[float]]:
-    """Every value a page shows, by quantity: the trials' metrics, energy and duration, and the
-    footprints' totals by phase, ledger entries and sums."""
+    """Every value a page shows, by quantity: the trials' metrics, energy and duration (and the
+    training energy their learning curves reach), and the footprints' totals by phase, ledger
+    entries, sums and early stopping's figures."""
     values: dict[str, list[float]] = {}
 
     def add(quantity: str | None, items: Iterable[float | None]) -> None:
@@ -84,6 +85,8 @@ def shown_values(
             add(quantity_of(name), [value])
         add("energy", [trial.energy_j])
         add("duration", [trial.seconds])
+        if trial.curve:  # a learning curve's reach: the trial's training energy
+            add("energy", [trial.curve[-1].energy_j])
     for fp in footprints:
         add("energy", [*fp.phase_energy_j.values(), *(i.energy_j for i in fp.ledger), fp.energy_j])
         add(
@@ -91,6 +94,8 @@ def shown_values(
             [*fp.phase_seconds.values(), *(i.seconds for i in fp.ledger), fp.wall_seconds, fp.trial_seconds],
         )
         add("mass", [*fp.phase_co2_g.values(), *(i.co2_g for i in fp.ledger), fp.co2_g])
+        if fp.stopping is not None:
+            add("energy", [fp.stopping.spent_j, fp.stopping.saved_j, fp.stopping.cost_phase_j])
     return values
 
 

@@ -19,10 +19,12 @@ from typing import Any
 
 from greenml.metrics import COMPONENTS, METRIC_NAMES, PHASES
 from greenml.report._data import (
+    CurveLine,
     EnergyBasis,
     Footprint,
     FrontMarks,
     HypervolumePoint,
+    TrialFootprint,
     TrialRecord,
     best_label,
     energy_basis,
@@ -38,6 +40,7 @@ __all__ = [
     "footprint_by_trial",
     "hypervolume_figure",
     "importance_figure",
+    "learning_curves_figure",
     "pareto_figures",
 ]
 
@@ -69,6 +72,9 @@ BEST_STYLES: tuple[dict[str, Any], ...] = (
     {"color": "#000000", "symbol": "hexagon-open", "symbol3d": "square", "size": 17},
 )
 PHASE_COLOURS = {
+    # Measuring the deployment cost before training (early stopping only): vermillion, the one
+    # Okabe-Ito colour the other phases leave (yellow is the fallback, black the ledger's).
+    "cost": "#D55E00",
     "train": "#0072B2",
     "compress": "#E69F00",
     "finetune": "#56B4E9",
@@ -516,9 +522,11 @@ def hypervolume_figure(
     common = {
         "mode": "lines+markers" if len(history) <= BARS_UP_TO else "lines",
         "line": {"shape": "hv", "color": "#0072B2"},
+        # A stopped trial's point is an x: it moves the search along, never the hypervolume.
+        "marker": {"symbol": ["x" if p.stopped else "circle" for p in history], "size": 6},
         "text": [
-            f"trial {p.trial} ({p.finished} finished)<br>{energy.text(p.energy_j)}"
-            f"<br>hypervolume {plain(p.hypervolume, 4)}"
+            f"trial {p.trial}{' (stopped early)' if p.stopped else ''} ({p.finished} finished)"
+            f"<br>{energy.text(p.energy_j)}<br>hypervolume {plain(p.hypervolume, 4)}"
             for p in history
         ],
         "hovertemplate": "%{text}<extra></extra>",
@@ -536,13 +544,159 @@ def hypervolume_figure(
         row=1,
         col=2,
     )
-    fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
+    fig.update_xaxes(title_text=finished_title([history]), row=1, col=1)
     fig.update_xaxes(title_text=energy_label("search energy", energy.unit, basis), row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_xaxes(automargin=True, **PLAIN_TICKS)
     fig.update_yaxes(automargin=True, **PLAIN_TICKS)
     fig.update_layout(**_layout(380))
+    return fig
+
+
+def finished_title(histories: Sequence[Sequence[HypervolumePoint]]) -> str:
+    """The trials axis of a hypervolume history: what it counts besides complete trials."""
+    stopped = any(p.stopped for history in histories for p in history)
+    return f"trials finished (failed{' and early-stopped' if stopped else ''} included)"
+
+
+# How the learning curves draw each kind of trial: the statuses' colours of the front figures,
+# solid for trials that trained all their epochs, dashed and ending in an x for stopped ones.
+CURVE_STYLE: dict[str, dict[str, Any]] = {
+    "dominated": {"color": "#999999", "width": 1.2, "dash": "solid", "name": "dominated"},
+    "infeasible": {
+        "color": "#D55E00",
+        "width": 1.2,
+        "dash": "solid",
+        "name": "infeasible (violates a constraint)",
+    },
+    "failed": {"color": "#999999", "width": 1.2, "dash": "dot", "name": "failed (until it failed)"},
+    "stopped": {"color": "#CC79A7", "width": 1.5, "dash": "dash", "name": "stopped at epoch {epoch}"},
+    "front": {"color": "#0072B2", "width": 3.0, "dash": "solid", "name": "Pareto front"},
+}
+
+
+def _curve_group(line: CurveLine) -> tuple[int, str, int]:
+    """Draw order: dominated, infeasible, failed, stopped (by epoch), the front last, on top."""
+    order = list(CURVE_STYLE)
+    status = line.status if line.status in CURVE_STYLE else "dominated"
+    if line.stopped_at is not None:
+        status = "stopped"
+    return order.index(status), status, line.stopped_at or 0
+
+
+def _curve_label(line: CurveLine, status: str) -> str:
+    if status == "stopped":
+        return f"stopped at epoch {line.stopped_at}"
+    return STATUS_STYLE[status]["name"] if status in STATUS_STYLE else status
+
+
+def learning_curves_figure(
+    lines: Sequence[CurveLine], units: PageUnits, marks: FrontMarks, basis: EnergyBasis | None = None
+) -> Any:
+    """Validation accuracy against each trial's own cumulative training energy, a line per
+    trial: solid for complete trials (the front in bold blue, the knee's last epoch starred),
+    dashed ending in an x for trials the early-stopping rule stopped (a legend entry per epoch
+    it stopped them at), dotted for failed ones. A group of lines is one trace (lines apart by
+    gaps), so a thousand trials draw as fast as a few."""
+    import plotly.graph_objects as go
+
+    energy, duration = units.scale("energy"), units.scale("duration")
+    groups: dict[tuple[int, str, int], list[CurveLine]] = {}
+    for line in lines:
+        groups.setdefault(_curve_group(line), []).append(line)
+    fig = go.Figure()
+    for key in sorted(groups):
+        _, status, epoch = key
+        style = CURVE_STYLE[status]
+        name = style["name"].format(epoch=epoch)
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        texts: list[str | None] = []
+        for line in groups[key]:
+            label = _curve_label(line, status)
+            planned = f" of {line.epochs}" if line.epochs is not None else ""
+            for point in line.points:
+                xs.append(energy.value(point.energy_j))
+                ys.append(point.accuracy)
+                texts.append(
+                    f"trial {line.number} ({label})<br>epoch {point.epoch}{planned} · accuracy "
+                    f"{plain(point.accuracy, FRACTION_DIGITS)}<br>training so far: "
+                    f"{energy.text(point.energy_j)}, {duration.text(point.seconds)}"
+                )
+            xs.append(None)
+            ys.append(None)
+            texts.append(None)
+        common = {"legendgroup": name, "text": texts, "hovertemplate": "%{text}<extra></extra>"}
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                # a point per epoch: a trial that trained one epoch is a point, not an empty line
+                mode="lines+markers",
+                name=name,
+                line={"color": style["color"], "width": style["width"], "dash": style["dash"]},
+                marker={"color": style["color"], "size": 2 * style["width"] + 1},
+                opacity=0.6 if status in ("dominated", "failed") else 1.0,
+                connectgaps=False,
+                **common,
+            )
+        )
+        if status == "stopped":  # where each was cut
+            ends = [line.points[-1] for line in groups[key]]
+            fig.add_trace(
+                go.Scatter(
+                    x=[energy.value(p.energy_j) for p in ends],
+                    y=[p.accuracy for p in ends],
+                    mode="markers",
+                    name=name,
+                    showlegend=False,
+                    marker={"color": style["color"], "symbol": "x", "size": 9},
+                    legendgroup=name,
+                    text=[
+                        f"trial {line.number} (stopped at epoch {line.stopped_at}"
+                        f"{f' of {line.epochs}' if line.epochs is not None else ''})"
+                        for line in groups[key]
+                    ],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
+    knee = next((line for line in lines if line.number == marks.knee), None)
+    if knee is not None:
+        end = knee.points[-1]
+        fig.add_trace(
+            go.Scatter(
+                x=[energy.value(end.energy_j)],
+                y=[end.accuracy],
+                mode="markers",
+                name=f"knee: trial {knee.number}",
+                marker={
+                    "color": KNEE_STYLE["color"],
+                    "symbol": KNEE_STYLE["symbol"],
+                    "size": KNEE_STYLE["size"],
+                    "line": {"width": 2, "color": KNEE_STYLE["color"]},
+                },
+                text=[f"trial {knee.number} (knee), after epoch {end.epoch}"],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    reached = [p.energy_j for line in lines for p in line.points if p.energy_j > 0]
+    log = bool(reached) and max(reached) / min(reached) >= LOG_SPAN
+    unit = f"{energy.unit}, log scale" if log else energy.unit
+    fig.update_layout(
+        xaxis={
+            "title": {"text": energy_label("the trial's training energy so far", unit, basis, lines=True)},
+            "type": "log" if log else "linear",
+            "automargin": True,
+            **PLAIN_TICKS,
+        },
+        yaxis={
+            "title": {"text": "validation accuracy<br>(model as trained)"},
+            "automargin": True,
+            **PLAIN_TICKS,
+        },
+        **_layout(460),
+    )
     return fig
 
 
@@ -594,6 +748,12 @@ BARS_UP_TO = (
 )
 
 
+def _footprint_state(row: TrialFootprint) -> str:
+    if row.stopped_at is None:
+        return row.state.lower()
+    return "stopped before training" if row.stopped_at == 0 else f"stopped at epoch {row.stopped_at}"
+
+
 def footprint_by_trial(fp: Footprint, units: PageUnits, basis: EnergyBasis | None = None) -> Any:
     """Each trial's energy, stacked by phase (failed trials marked in the hover)."""
     import plotly.graph_objects as go
@@ -605,7 +765,7 @@ def footprint_by_trial(fp: Footprint, units: PageUnits, basis: EnergyBasis | Non
     for phase in _spent_parts(fp):
         values = [row.phases[phase] for row in fp.trials]
         texts = [
-            f"trial {row.number} ({row.state.lower()})<br>{phase}: {energy.text(row.phases[phase])}"
+            f"trial {row.number} ({_footprint_state(row)})<br>{phase}: {energy.text(row.phases[phase])}"
             for row in fp.trials
         ]
         hover = "%{text}<extra></extra>"
@@ -772,7 +932,7 @@ def compare_hypervolume(
                 row=1,
                 col=col,
             )
-    fig.update_xaxes(title_text="trials finished (failed included)", row=1, col=1)
+    fig.update_xaxes(title_text=finished_title([h for _, h in histories]), row=1, col=1)
     fig.update_xaxes(title_text=energy_label("search energy", energy.unit, basis), row=1, col=2)
     fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)

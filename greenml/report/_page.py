@@ -157,8 +157,13 @@ def _error_cell(error: str, traceback: str) -> str:
 
 
 def _counts_text(record: StudyRecord) -> str:
+    """``36 complete, 4 fail, 6 stopped early``: a pruned trial the early-stopping rule stopped
+    is "stopped early"; one pruned otherwise (a surplus trial, which never ran) "pruned"."""
     counts = record.counts()
-    order = ["COMPLETE", "FAIL", "RUNNING", "PRUNED", "WAITING"]
+    stopped = sum(1 for t in record.trials if t.stopped is not None)
+    counts["PRUNED"] = counts.get("PRUNED", 0) - stopped
+    counts["STOPPED EARLY"] = stopped
+    order = ["COMPLETE", "FAIL", "STOPPED EARLY", "RUNNING", "PRUNED", "WAITING"]
     parts = [f"{counts[state]} {state.lower()}" for state in order if counts.get(state)]
     return ", ".join(parts) or "no trials"
 
@@ -293,7 +298,8 @@ def trial_table(
     """Columns and rows (escaped markup) of a trial table (numbers carry a sort value): the
     trial's ``marks`` (knee, best per objective) and the ``commands`` that write their models
     where given (the front's table), the worker and host that ran it, the trial it retries, the
-    deploy device, the trial's notes (a ⚠ that opens them), the objectives and every other
+    deploy device, the trial's notes (a ⚠ that opens them), why the early-stopping rule stopped
+    it (a column only where it stopped some trial), the objectives and every other
     metric of the deployed artifact that some trial has, in the page's ``units``, with the
     energy ``basis``."""
     present = {name for t in trials for name in t.metrics}
@@ -301,6 +307,7 @@ def trial_table(
     metric_columns = list(dict.fromkeys([*objectives, *extra]))
     params = list(dict.fromkeys(name for t in trials for name in t.params))
     energy, duration = units.scale("energy"), units.scale("duration")
+    stopping = any(t.stopped is not None for t in trials)
     columns = [
         {"label": "trial", "cls": ""},
         {"label": "status", "cls": "text"},
@@ -311,6 +318,7 @@ def trial_table(
         {"label": "retry of", "cls": ""},
         {"label": "deploy device", "cls": "text"},
         {"label": "notes", "cls": "text"},
+        *([{"label": "why stopped", "cls": "text"}] if stopping else []),
         *({"label": metric_label(name, basis, unit=units.unit(name)), "cls": ""} for name in metric_columns),
         {"label": metric_label("trial_energy_j", basis, unit=energy.unit), "cls": ""},
         {"label": duration.label("time"), "cls": ""},
@@ -336,6 +344,8 @@ def trial_table(
             f'<td class="text">{escape(deployed)}</td>',
             _notes_cell(trial.notes),
         ]
+        if stopping:
+            cells.append(f'<td class="text stopped">{escape(trial.stopped or "")}</td>')
         cells += [
             _number_cell(trial.metrics.get(name), units.cell(name, trial.metrics.get(name)))
             for name in metric_columns
@@ -438,6 +448,15 @@ def report_html(
         )
         final_hv = plain(history[-1].hypervolume, 4) if history else "0"
         reference_text, reference_arg = _reference_text(chosen, units)
+    lines = _data.learning_curves(record.trials, status)
+    curves_figure = (
+        figures.add(
+            "Learning curves: validation accuracy against each trial's training energy",
+            _figures.learning_curves_figure(lines, units, marks, basis),
+        )
+        if lines
+        else None
+    )
     phase_figure = figures.add("Energy and time by phase", _figures.footprint_by_phase(fp, units, basis))
     trial_figure = figures.add("Energy per trial, by phase", _figures.footprint_by_trial(fp, units, basis))
     found = importances()
@@ -474,6 +493,10 @@ def report_html(
         "reference_arg": reference_arg,
         "reference_origin": _reference_origin(reference, objectives),
         "final_hv": final_hv,
+        "hv_stopped": any(t.stopped is not None for t in record.finished()),
+        "curves_figure": curves_figure,
+        "curves": curves_context(lines, fp),
+        "stopping": stopping_context(record, fp, units),
         "footprint": fp,
         "kpi": _kpis(fp, units),
         "ledger": ledger_rows(fp, units),
@@ -494,6 +517,83 @@ def report_html(
         "figures": figures.items,
     }
     return _render("report.html.j2", context)
+
+
+def curves_context(lines: Sequence[_data.CurveLine], fp: _data.Footprint) -> dict[str, Any]:
+    """What the learning curves' note names: whether some drawn line was stopped or failed, and
+    how many stopped trials have no line (stopped before training)."""
+    return {
+        "stopped": any(line.stopped_at is not None for line in lines),
+        "failed": any(line.status == "failed" for line in lines),
+        "unseen": fp.stopping.before_training if fp.stopping is not None else 0,
+    }
+
+
+def stopping_context(record: StudyRecord, fp: _data.Footprint, units: PageUnits) -> dict[str, str] | None:
+    """The footprint's early-stopping figures and the words that define them; None for a study
+    that neither ran under early stopping nor has a stopped trial."""
+    savings = fp.stopping
+    if savings is None:
+        return None
+    energy = units.scale("energy")
+    rule = _data.stopping_rule(record.attrs)
+    who = f"Early stopping ({rule})" if rule else "The early-stopping rule"
+    stopped = [t for t in record.trials if t.stopped is not None]
+    qualifier = _data.energy_basis(stopped).qualifier() if stopped else ""
+    cost = (
+        f"Early stopping's own cost, measuring every trial's deployment cost before its training "
+        f'(the "cost" phase below), was {energy.text(savings.cost_phase_j)}.'
+    )
+    if not savings.trials:
+        return {
+            "summary": f"{who} stopped no trial. {cost}",
+            "spent": "",
+            "spent_basis": "",
+            "saved": "",
+            "rule": "",
+            "cost_phase": energy.text(savings.cost_phase_j),
+        }
+    count = len(savings.trials)
+    trials = f"{count} trial{'s' if count != 1 else ''}"
+    names = sorted({name for t in record.trials for name in _data.architecture(t)})
+    shape = (
+        f"({', '.join(names)})"
+        if names
+        else "(this space records none: every parameter is a training setting)"
+    )
+    rule_text = (
+        "The saving is an estimate, extrapolated, not measured: the training energy the stopped trials "
+        "would have spent had they trained all E epochs they sampled (their epochs parameter). For a "
+        "trial stopped after k ≥ 1 of its E epochs: its own training energy per epoch (its learning "
+        "curve's energy at epoch k, divided by k) × (E − k). For a trial stopped before training (k = 0): "
+        "the median training energy per epoch (a complete trial's curve energy at its last epoch, "
+        f"divided by that epoch) of the complete trials with the same architecture parameters {shape}, "
+        "or where there are none, of all complete trials, × E. It counts training only: a stopped trial "
+        "also skipped compression, fine-tuning, evaluation and the benchmark, which it leaves out."
+    )
+    covered = [
+        (savings.covered(_data.OWN_CURVE), "from their own learning curve"),
+        (savings.covered(_data.SAME_ARCHITECTURE), "from complete trials of the same architecture"),
+        (savings.covered(_data.ALL_COMPLETE), "from all complete trials"),
+    ]
+    parts = [f"{n} {how}" for n, how in covered if n]
+    missing = savings.covered(None)
+    if missing:
+        parts.append(
+            f"{missing} left out, with no basis (no sampled epochs recorded, or no complete trial with "
+            "a learning curve to take a median from)"
+        )
+    estimated = missing < count
+    return {
+        "summary": f"{who} stopped {trials}: {savings.at_rung} at a rung, {savings.before_training} "
+        f"before training. They spent {energy.text(savings.spent_j)}"
+        f"{f' ({qualifier})' if qualifier else ''}, counted in the energy above. {cost}",
+        "spent": energy.text(savings.spent_j),
+        "spent_basis": qualifier or "measured",
+        "saved": f"≈ {energy.text(savings.saved_j)}" if estimated else "not estimated",
+        "rule": f"{rule_text} Estimated here: {'; '.join(parts)}.",
+        "cost_phase": energy.text(savings.cost_phase_j),
+    }
 
 
 def _devices(record: StudyRecord) -> dict[str, str]:
@@ -741,6 +841,7 @@ def comparison_html(
                 "sampler": record.attrs.get("sampler", "?"),
                 "complete": counts.get("COMPLETE", 0),
                 "failed": counts.get("FAIL", 0),
+                "stopped": sum(1 for t in record.trials if t.stopped is not None),
                 "feasible": sum(1 for t in record.trials if t.feasible),
                 "front": sum(1 for v in status.values() if v == "front"),
                 "hypervolume": plain(history[-1].hypervolume, 4) if history else "n/a",
@@ -787,6 +888,7 @@ def comparison_html(
         "reference_text": reference_text,
         "reference_origin": _reference_origin(reference, objectives),
         "mixed_basis": len(bases - {"unknown"}) > 1,
+        "stopped": any(row["stopped"] for row in rows),
         "energy_label": energy.label("search energy"),
         "hv_figure": hv_figure,
         "front_figure": front_figure,

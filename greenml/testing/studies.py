@@ -18,6 +18,17 @@ and machine, and each worker measuring on its own basis. ``ledger`` books study-
 ``stale`` trials die with their worker: failed by the heartbeat with no error, what they spent
 so far recorded, and retried by the next trial as Optuna's retry callback does it (the last
 trial's retry is left waiting, with a copy of the dead trial's attributes).
+
+``curves`` gives every trial that trained a learning curve (``learning_curve``: per epoch,
+validation accuracy and cumulative training energy and time) and the per-phase metrics of every
+phase, the cost phase at 0 where it did not run, as today's search writes them. ``stop_every``
+runs the study under early stopping (``mo-asha``; implies ``curves``): every trial measures its
+deployment cost first (the ``cost`` phase, ``early_cost``), and every ``stop_every``-th trial
+that does not fail is stopped by the rule the way the search stores it: PRUNED, with ``stopped``
+(the rule's reason), ``early_cost``, its curve up to the rung, its energy and phases, and
+``metrics`` holding its early cost and its window's figures. The first stopped trial, and every
+third after it, is stopped before training (no curve) once a trial has completed; the others at
+a rung (epoch 1, 3 or 9) before their last epoch.
 """
 
 from __future__ import annotations
@@ -30,8 +41,9 @@ from typing import Any
 
 from greenml.ledger import SO_FAR_ATTR
 from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES
+from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
 
-__all__ = ["BASES", "PROVENANCE", "make_study", "provenance", "worker"]
+__all__ = ["BASES", "PROVENANCE", "RUNGS", "make_study", "provenance", "worker"]
 
 BASES = ("estimated", "measured", "partly estimated")
 BATCH = 32  # the synthetic "larger batch"
@@ -168,7 +180,10 @@ def _notes(params: dict[str, Any]) -> list[str]:
     return [NO_PRUNABLE_LAYER] if params["pruning"] == "structured" and params["n_layers"] == 1 else []
 
 
-def _metrics(params: dict[str, Any], rng: random.Random) -> dict[str, float]:
+WATTS = 8.0  # the synthetic trials' power, by default
+
+
+def _metrics(params: dict[str, Any], rng: random.Random, watts: float = WATTS) -> dict[str, float]:
     pruned = 0.0 if _notes(params) else params.get("prune_amount", 0.0)
     size = params["n_layers"] * params["width"] * (1 - pruned)
     capacity = 1 - math.exp(-size / 60)
@@ -201,11 +216,80 @@ def _metrics(params: dict[str, Any], rng: random.Random) -> dict[str, float]:
     }
     for phase, seconds in phases.items():
         metrics[f"{phase}_seconds"] = seconds
-        metrics[f"{phase}_energy_j"] = seconds * 8.0
+        metrics[f"{phase}_energy_j"] = seconds * watts
     metrics["trial_seconds"] = sum(phases.values()) + 0.05
-    metrics["trial_energy_j"] = metrics["trial_seconds"] * 8.0
+    metrics["trial_energy_j"] = metrics["trial_seconds"] * watts
     metrics["co2_g"] = metrics["trial_energy_j"] / 3.6e6 * 475.0
     return metrics
+
+
+# MO-ASHA's rungs with --min-epochs 1 and --reduction-factor 3 (the defaults), up to 30 epochs.
+RUNGS = (1, 3, 9, 27)
+REDUCTION_FACTOR = 3
+COST_SECONDS = 2.0  # the cost phase: deploy an untrained copy and benchmark it
+CHANCE = 0.1  # digits: ten classes
+# What the search measures before training, under early stopping (greenml.trial._cost_metrics).
+_COST_METRICS = (
+    "latency_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_stderr_ms",
+    "inference_energy_j",
+    "inference_dynamic_energy_j",
+    "batch_inference_energy_j",
+    "batch_inference_dynamic_energy_j",
+    "model_bytes",
+    "batch_latency_ms",
+    "batch_throughput_per_s",
+    *(f"inference_{c}_energy_j" for c in COMPONENTS),
+)
+
+
+def _learning_curve(
+    params: dict[str, Any], metrics: dict[str, float], rng: random.Random
+) -> list[dict[str, float]]:
+    """A curve over the trial's sampled epochs that rises from chance towards its final accuracy;
+    its epochs take 90% of the train phase's energy and time (the rest: moving data, the teacher)."""
+    epochs = params["epochs"]
+    energy = seconds = 0.0
+    points = []
+    for epoch in range(1, epochs + 1):
+        progress = (1 - math.exp(-3 * epoch / epochs)) / (1 - math.exp(-3))
+        accuracy = CHANCE + (metrics["accuracy"] - CHANCE) * progress + rng.gauss(0, 0.005)
+        energy += 0.9 * metrics["train_energy_j"] / epochs * rng.uniform(0.95, 1.05)
+        seconds += 0.9 * metrics["train_seconds"] / epochs * rng.uniform(0.95, 1.05)
+        points.append(
+            {"epoch": epoch, "accuracy": min(1.0, max(0.0, accuracy)), "energy_j": energy, "seconds": seconds}
+        )
+    return points
+
+
+def _window(phases: Mapping[str, tuple[float, float]], watts: float) -> dict[str, float]:
+    """A trial's own footprint as greenml.trial.window_metrics writes it: every phase, 0 where it
+    did not run, from {phase: (seconds, energy)}."""
+    values: dict[str, float] = {}
+    for phase in PHASES:
+        values[f"{phase}_seconds"], values[f"{phase}_energy_j"] = phases.get(phase, (0.0, 0.0))
+    values["trial_seconds"] = sum(seconds for seconds, _ in phases.values()) + 0.05
+    values["trial_energy_j"] = values["trial_seconds"] * watts
+    values["co2_g"] = values["trial_energy_j"] / 3.6e6 * 475.0
+    return values
+
+
+def _stop_reason(number: int, rung: int, dominator: int | None, best_error: float) -> str:
+    """The rule's reason, worded as greenml.search._stopping.MOASHA words it."""
+    if rung == 0:
+        return (
+            f"stopped before training: complete trial {dominator}, with the best validation error "
+            f"so far ({best_error:.4g}), costs no more on every cost objective and less on one, so "
+            f"trial {number} would be dominated even at that accuracy"
+        )
+    entries = 3 + number % 4
+    keep = -(-entries // REDUCTION_FACTOR)
+    return (
+        f"stopped at epoch {rung}: ranked {entries} of {entries} trials at this rung (Pareto front 2); "
+        f"the best {keep} (1/η with η={REDUCTION_FACTOR:g}, rounded up) go on"
+    )
 
 
 def make_study(
@@ -222,12 +306,18 @@ def make_study(
     workers: Sequence[Mapping[str, Any]] = (),
     ledger: Mapping[str, float] | None = None,
     stale: Sequence[int] = (),
+    curves: bool = False,
+    stop_every: int = 0,
+    watts: float = WATTS,
 ) -> Any:
     """Create a study of ``n_trials`` synthetic trials in ``storage`` (every ``fail_every``-th
     fails with ``error``); ``constraints`` are (metric, lower bound) pairs on maximised metrics
     or upper bounds on the others, stored the way ``Trial.set_constraint`` stores them;
     ``basis`` is the measurement set-up; ``workers`` (made with :func:`worker`), ``ledger``
-    ({name: energy in J}) and ``stale`` (trial numbers) as the module docstring says."""
+    ({name: energy in J}), ``stale`` (trial numbers), ``curves`` and ``stop_every`` as the
+    module docstring says; ``watts``: the trials' power, which scales their energy (a study in
+    Wh rather than J). The defaults make the study they always made: the options add records
+    and draw their numbers from a generator of their own."""
     import optuna
     from optuna.trial import TrialState
 
@@ -239,6 +329,9 @@ def make_study(
     gpu = basis == "partly estimated"
     device = "cuda:0" if gpu else "cpu"
     rng = random.Random(seed)
+    early = stop_every > 0
+    curves = curves or early
+    curve_rng = random.Random(f"curves-{seed}")  # apart from rng: the options change no other number
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -256,7 +349,13 @@ def make_study(
         "constraints": labels,
         "device": device,
         "deploy_device": device,
-        "command": ["greenml", "search", "--study", name],
+        "command": [
+            "greenml",
+            "search",
+            "--study",
+            name,
+            *(["--early-stopping", "mo-asha"] if early else []),
+        ],
         # written by the study's first worker
         "hardware": machines[0][1]
         if machines
@@ -267,6 +366,8 @@ def make_study(
             "platform": "synthetic",
         },
     }
+    if curves:  # as the search's comparable settings record it
+        defaults["early_stopping"] = ["mo-asha", float(REDUCTION_FACTOR), 1, None] if early else "none"
     for key, value in {**defaults, **(attrs or {})}.items():
         study.set_user_attr(key, value)
     for entry, energy in (ledger or {}).items():
@@ -287,13 +388,26 @@ def make_study(
     trials = []
     retry: tuple[dict[str, Any], dict[str, Any]] | None = None  # (params, system attrs) of the next trial
     waiting: Any = None  # the last trial's retry, when its worker died
+    stopped = 0  # trials stopped by the rule so far
+    best: tuple[float, int] | None = None  # (best validation error, its trial) of the complete trials
     for number in range(n_trials):
         params = _params(rng) if retry is None else retry[0]
         system_attrs = {} if retry is None else retry[1]
         retry = None
         used = {key: distributions[key] for key in params}
         failed = fail_every > 0 and number % fail_every == fail_every - 1
-        metrics = _metrics(params, rng)
+        stop = early and not failed and number not in stale and number % stop_every == stop_every - 1
+        metrics = _metrics(params, rng, watts)
+        curve = _learning_curve(params, metrics, curve_rng) if curves else []
+        if curves:  # every phase's figures, the cost phase's under early stopping
+            ran = {
+                p: (metrics[f"{p}_seconds"], metrics[f"{p}_energy_j"])
+                for p in PHASES
+                if f"{p}_seconds" in metrics
+            }
+            if early:
+                ran["cost"] = (COST_SECONDS, COST_SECONDS * watts)
+            metrics.update(_window(ran, watts))
         start = clock
         clock += timedelta(seconds=metrics["trial_seconds"])
         trial_basis, ran_by = basis, {}
@@ -329,8 +443,44 @@ def make_study(
                     user_attrs=dict(dead),
                     system_attrs=retry[1],
                 )
+        elif stop:
+            deploy = trained_on if params["runtime"] == "torch" else "cpu"
+            inference = _split(metrics["inference_energy_j"], on_gpu if deploy != "cpu" else on_cpu)
+            metrics.update({f"inference_{c}_energy_j": v for c, v in inference.items() if v is not None})
+            cost = {key: metrics[key] for key in _COST_METRICS if key in metrics}
+            rungs = [r for r in RUNGS if r < params["epochs"]]
+            rung = 0 if stopped % 3 == 0 and best is not None else curve_rng.choice(rungs[:3])
+            stopped += 1
+            ran = {"cost": (COST_SECONDS, COST_SECONDS * watts)}
+            if rung:
+                share = rung / params["epochs"]
+                ran["train"] = (metrics["train_seconds"] * share, metrics["train_energy_j"] * share)
+            window = _window(ran, watts)
+            # greenml.search._study: _record_window, then the reason and the metrics.
+            user_attrs["deploy_device"] = deploy
+            if rung:  # a trial stopped before training has no curve
+                user_attrs[CURVE_ATTR] = curve[:rung]
+            user_attrs[COST_ATTR] = cost
+            user_attrs["trial_energy_j"] = user_attrs[SO_FAR_ATTR] = window["trial_energy_j"]
+            user_attrs["trial_energy_components_j"] = _split(window["trial_energy_j"], trial_split)
+            user_attrs["phases"] = {
+                p: {"seconds": sec, "energy_j": joules} for p, (sec, joules) in ran.items()
+            }
+            best_error, dominator = best or (1.0, None)
+            user_attrs[STOPPED_ATTR] = _stop_reason(number, rung, dominator, best_error)
+            user_attrs["metrics"] = {**cost, **window}
+            trial = optuna.trial.create_trial(
+                state=TrialState.PRUNED,
+                params=params,
+                distributions=used,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+            )
+            clock = start + timedelta(seconds=window["trial_seconds"])
         elif failed:
             energy = metrics["train_energy_j"] * 0.5
+            if curve[: len(curve) // 2]:  # it failed halfway through training
+                user_attrs[CURVE_ATTR] = curve[: len(curve) // 2]
             user_attrs.update(
                 trial_energy_j=energy,
                 trial_energy_components_j=_split(energy, trial_split),
@@ -362,6 +512,13 @@ def make_study(
             )
             if _notes(params):
                 user_attrs["notes"] = _notes(params)
+            if curves:
+                user_attrs[CURVE_ATTR] = curve
+                user_attrs[SO_FAR_ATTR] = metrics["trial_energy_j"]
+            if early:
+                user_attrs[COST_ATTR] = {key: metrics[key] for key in _COST_METRICS if key in metrics}
+            if best is None or 1 - metrics["accuracy"] < best[0]:
+                best = (1 - metrics["accuracy"], number)
             values = [metrics[m] for m in objectives]
             violations = {
                 label: (bound - metrics[m]) if m in MAXIMIZED else (metrics[m] - bound)
