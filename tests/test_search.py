@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -34,11 +35,17 @@ FAST = [
 def greenml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``greenml ARGS`` run in ``cwd``, in this process (a new interpreter only adds its start-up)."""
     out, err = io.StringIO(), io.StringIO()
+    # The command sets signal handlers for its process; this one's are put back after it, so that
+    # later tests' child processes do not inherit an ignored signal.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(list(args))
         except SystemExit as exit:  # argparse's usage errors
             code = exit.code if isinstance(exit.code, int) else 1
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     return subprocess.CompletedProcess(["greenml", *args], code, out.getvalue(), err.getvalue())
 
 
