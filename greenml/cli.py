@@ -333,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="E1,E2,...",
         help="the rungs' epochs, instead of the geometric ladder (e.g. 1,3,9,27)",
     )
+    stopping.add_argument(
+        "--no-keep-front",
+        dest="keep_front",
+        action="store_false",
+        help="also stop trials that no other trial at their rung dominates, when they fall outside "
+        "the best 1/ETA (MO-ASHA as published; default: such trials go on)",
+    )
     report_group = search.add_mutually_exclusive_group()
     report_group.add_argument(
         "--report",
@@ -645,6 +652,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         reduction_factor=args.reduction_factor,
         min_epochs=args.min_epochs,
         rungs=args.rungs,
+        keep_front=args.keep_front,
     )
     from greenml.search import pareto_rows, prepare, run, run_workers
     from greenml.search._study import interrupted_message
@@ -662,6 +670,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"greenml: {line}", file=sys.stderr)
     from greenml.search._progress import Progress
 
+    sigterm = signal.getsignal(signal.SIGTERM)
     if config.workers == 1:
         # A scheduler's SIGTERM (preemption, a time limit) stops the search as Ctrl-C does: the
         # running trial is marked failed and the study stays resumable. (The parent of
@@ -677,6 +686,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         )
         return 130
     finally:
+        signal.signal(signal.SIGTERM, sigterm)  # main() may run inside a longer-lived process
         search.close()
     print(
         f"greenml: stopped after {outcome.stop_reason}: {outcome.completed} complete, {outcome.failed} failed; "

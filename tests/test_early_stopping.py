@@ -120,8 +120,10 @@ def _config(tmp_path: Path, **overrides: Any) -> SearchConfig:
         "distillation": False,
         "artifacts": str(tmp_path / "artifacts"),
         "early_stopping": "mo-asha",
-        # Only the best trial at a rung goes on: trials are stopped from the second one on.
+        # Only the best trial at a rung goes on (the first front too): trials are stopped from
+        # the second one on.
         "reduction_factor": 100.0,
+        "keep_front": False,
         "rungs": (1,),
         "sampler": "random",
         **FAST,
@@ -262,6 +264,12 @@ def test_early_stopping_settings_are_checked_and_part_of_what_makes_a_study_comp
     prepare(config).close()
     with pytest.raises(ConfigError, match="--early-stopping"):
         prepare(_config(tmp_path, trials=1, study=config.study, reduction_factor=3.0))
+    with pytest.raises(ConfigError, match="--no-keep-front"):
+        prepare(_config(tmp_path, trials=1, study=config.study, keep_front=True))
+    # A study from before the setting stored four values (and behaved as --no-keep-front): it
+    # still resumes under --no-keep-front.
+    study = optuna.load_study(study_name=config.study, storage=config.storage_url)
+    assert study.user_attrs["comparable"]["early_stopping"] == ["mo-asha", 100.0, 1, [1]]
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,11 @@ def greenml(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         except SystemExit as exit:  # argparse's usage errors
             code = exit.code if isinstance(exit.code, int) else 1
         finally:
+            left = signal.getsignal(signal.SIGTERM)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
+    # The command itself puts SIGTERM back: main() may run inside a longer-lived process.
+    assert left == handlers[signal.SIGTERM], f"greenml {args[0]} left SIGTERM set to {left!r}"
     return subprocess.CompletedProcess(["greenml", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -142,7 +142,7 @@ def test_epsilon_net_decides_inside_a_front() -> None:
     assert rung_order(front) == (0, 3, 1, 2)
     # Unnormalised, energy (~1e-5) would not count and the third pick would be t2, the error
     # nearest the middle; taking the front in trial order would give (0, 1, 2, 3).
-    rule = MOASHA(reduction_factor=2)  # the best ⌈4/2⌉ = 2 go on
+    rule = MOASHA(reduction_factor=2, keep_front=False)  # the best ⌈4/2⌉ = 2 go on
     verdicts = {e.trial: rule.decide(9, e, front) for e in front}
     assert {t: d.front for t, d in verdicts.items()} == {0: 1, 1: 1, 2: 1, 3: 1}
     assert {t: d.rank for t, d in verdicts.items()} == {0: 1, 1: 3, 2: 4, 3: 2}
@@ -162,9 +162,56 @@ def test_normalisation_is_over_the_front_not_the_rung() -> None:
 def test_equal_losses_go_to_the_lower_trial_number() -> None:
     same = (0.1, 1e-5)
     assert rung_order([RungEntry(5, same), RungEntry(2, same)]) == (2, 5)
-    rule = MOASHA(reduction_factor=2)
+    rule = MOASHA(reduction_factor=2, keep_front=False)
     assert not rule.decide(1, RungEntry(2, same), [RungEntry(5, same)]).stop
     assert rule.decide(1, RungEntry(5, same), [RungEntry(2, same)]).stop
+    # Equal losses do not dominate each other: with the front kept, both go on.
+    assert not MOASHA(reduction_factor=2).decide(1, RungEntry(5, same), [RungEntry(2, same)]).stop
+
+
+# --- keep_front: the first front is never stopped --------------------------------------------------
+
+
+def test_keep_front_is_the_default() -> None:
+    assert MOASHA().keep_front is True
+
+
+def test_a_cheaper_less_accurate_trial_goes_on_with_the_front_kept() -> None:
+    # The benchmark's failure: the second trial at a rung is cheaper but less accurate than the
+    # first. Both are on front 1; ⌈2/3⌉ = 1 goes on, and the ε-net puts the lower error first.
+    first = entries((0.10, 3e-5))
+    cheaper = RungEntry(1, (0.30, 1e-5))
+    published = MOASHA(keep_front=False).decide(1, cheaper, first)
+    assert published.stop and (published.rank, published.keep, published.front) == (2, 1, 1)
+    kept = MOASHA().decide(1, cheaper, first)
+    assert not kept.stop
+    assert (kept.rank, kept.keep, kept.front) == (2, 1, 1)
+    assert kept.reason == (
+        "goes on after epoch 1: no trial at this rung dominates it (ranked 2 of 2 trials at this rung "
+        "(Pareto front 1); the best 1 (1/η with η=3, rounded up) go on, and every trial on front 1)"
+    )
+
+
+def test_keep_front_still_stops_dominated_trials() -> None:
+    # Fronts: {0, 1, 2} and {3} (2 dominates 3). ⌈4/3⌉ = 2 go on. Front 1 goes on whole
+    # (t2 is ranked 3, outside the quota); t3, dominated and ranked 4, is stopped.
+    table = entries((0.10, 3e-5), (0.30, 1e-5), (0.20, 2e-5), (0.25, 2.5e-5))
+    rule = MOASHA()
+    verdicts = {e.trial: rule.decide(3, e, table) for e in table}
+    assert {t: d.front for t, d in verdicts.items()} == {0: 1, 1: 1, 2: 1, 3: 2}
+    assert [t for t, d in verdicts.items() if d.stop] == [3]
+    assert verdicts[3].reason.startswith("stopped at epoch 3: ranked 4 of 4 trials at this rung (Pareto front 2)")
+    # A dominated trial inside the quota goes on as before: add t4, dominated by all, so 5
+    # entries; with η=1.25, ⌈5/1.25⌉ = 4 go on: t3 (4th) goes on and t4 (5th) stops.
+    fifth = RungEntry(4, (0.90, 9e-5))
+    loose = MOASHA(reduction_factor=1.25)
+    assert not loose.decide(3, table[3], [*table, fifth]).stop
+    assert loose.decide(3, fifth, table).stop
+
+
+def test_keep_front_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match="keep_front must be true or false"):
+        MOASHA(keep_front="yes")  # type: ignore[arg-type]
 
 
 def test_same_table_in_any_order_gives_the_same_decisions() -> None:

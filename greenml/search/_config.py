@@ -114,6 +114,7 @@ class SearchConfig:
     reduction_factor: float = 3.0
     min_epochs: int = 1
     rungs: tuple[int, ...] | None = None
+    keep_front: bool = True  # mo-asha: never stop a trial no other trial at its rung dominates
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device, "--device"))
@@ -176,6 +177,7 @@ class SearchConfig:
             reduction_factor=self.reduction_factor,
             min_epochs=self.min_epochs,
             rungs=self.rungs,
+            keep_front=self.keep_front,
         )
 
     @property

@@ -167,7 +167,7 @@ COMPARABLE: tuple[tuple[str, str], ...] = (
     ("energy_window_s", "--min-energy-window"),
     ("latency_s", "--min-latency-window"),
     ("heartbeat", "--heartbeat-interval and --grace-period"),
-    ("early_stopping", "--early-stopping, --reduction-factor, --min-epochs, --rungs"),
+    ("early_stopping", "--early-stopping, --reduction-factor, --min-epochs, --rungs, --no-keep-front"),
 )
 # All of COMPARABLE in one study attribute (older studies have only the separate ones).
 COMPARABLE_ATTR = "comparable"
@@ -203,6 +203,9 @@ def comparable_settings(
                 config.reduction_factor,
                 config.min_epochs,
                 None if config.rungs is None else list(config.rungs),
+                # Appended only when on, so studies from before the setting (which behaved as
+                # --no-keep-front) still compare equal when resumed with --no-keep-front.
+                *([True] if config.keep_front else []),
             ]
         ),
     }
@@ -355,8 +358,17 @@ def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+            fields: dict[str, str] = {}
+            for line in info:
+                key, _, value = line.partition(":")
+                if not key.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
+        cpu = fields.get("model name", cpu)
+        # Cloud VMs may name only the brand ("AMD EPYC"): the family and model tell generations
+        # apart (two "AMD EPYC" VMs here differed 3x in latency).
+        if "cpu family" in fields and "model" in fields:
+            cpu += f" (family {fields['cpu family']}, model {fields['model']})"
     except OSError:
         pass
     names = []
