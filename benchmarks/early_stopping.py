@@ -219,7 +219,11 @@ def _table(summary: dict[str, Any]) -> str:
 
 
 def _reusable(
-    kept: dict[str, Any], seed: int, settings: dict[str, Any], cpu: str, arms: tuple[str, ...] = ("none", "mo-asha")
+    kept: dict[str, Any],
+    seed: int,
+    settings: dict[str, Any],
+    cpu: str,
+    arms: tuple[str, ...] = ("none", "mo-asha"),
 ) -> set[str]:
     """The kept arms of ``seed`` that can be reused: both arms of a seed run on one CPU model.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from greenml import __version__
+from greenml.bench._cli import add_bench_parser, cmd_bench
 from greenml.config import METER_CHOICES, MeasureConfig
 from greenml.errors import ConfigError, GreenMLError
 from greenml.storage import Heartbeat
@@ -440,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("spaces", help="list the available search spaces")
     commands.add_parser("datasets", help="list the available datasets and the data files --dataset takes")
 
+    add_bench_parser(commands, _add_meter_options, _Parser)
+
     proxy = commands.add_parser(
         "storage-proxy",
         help="serve a database storage to many workers over gRPC (Optuna's gRPC storage proxy)",
@@ -473,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "datasets": _cmd_datasets,
             "storage-proxy": _cmd_storage_proxy,
             "model": _cmd_model,
+            "bench": lambda args: cmd_bench(args, _measure_config),
         }[args.command]
         return handler(args)
     except GreenMLError as error:

@@ -104,6 +104,9 @@ class TrialContext:
     # The running trial's learning curve: after each training epoch, the validation accuracy of
     # the model as trained so far and the cumulative energy (J) and time (s) of its epochs.
     curve: list[dict[str, float]] = field(default_factory=list, repr=False)
+    # Also record the test accuracy after each epoch (greenml bench build), outside the epoch's
+    # measurement window, so the curve's energy is a search's.
+    test_curve: bool = False
     # The deployment cost measured before training (early stopping only).
     early_cost: dict[str, float] | None = field(default=None, repr=False)
 
@@ -190,7 +193,12 @@ def _train(
             assert window is not None
             energy_j += window.result.total_energy_j
             seconds += window.result.seconds
-            curve.append({"epoch": epoch + 1, "accuracy": accuracy, "energy_j": energy_j, "seconds": seconds})
+            point = {"epoch": epoch + 1, "accuracy": accuracy, "energy_j": energy_j, "seconds": seconds}
+            if ctx.test_curve:
+                model.eval()
+                point["test_accuracy"] = _accuracy(_predictor(model, "torch", ctx.device), ctx, "test")
+                model.train()
+            curve.append(point)
         if ctx.on_progress is not None:
             ctx.on_progress(phase, epoch + 1, epochs)
         if epoch + 1 in rungs:

@@ -200,7 +200,9 @@ def test_keep_front_still_stops_dominated_trials() -> None:
     verdicts = {e.trial: rule.decide(3, e, table) for e in table}
     assert {t: d.front for t, d in verdicts.items()} == {0: 1, 1: 1, 2: 1, 3: 2}
     assert [t for t, d in verdicts.items() if d.stop] == [3]
-    assert verdicts[3].reason.startswith("stopped at epoch 3: ranked 4 of 4 trials at this rung (Pareto front 2)")
+    assert verdicts[3].reason.startswith(
+        "stopped at epoch 3: ranked 4 of 4 trials at this rung (Pareto front 2)"
+    )
     # A dominated trial inside the quota goes on as before: add t4, dominated by all, so 5
     # entries; with η=1.25, ⌈5/1.25⌉ = 4 go on: t3 (4th) goes on and t4 (5th) stops.
     fifth = RungEntry(4, (0.90, 9e-5))

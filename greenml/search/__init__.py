@@ -15,7 +15,7 @@ from greenml.search._config import (
     parse_constraint,
 )
 from greenml.search._pool import run_workers
-from greenml.search._study import SearchOutcome, SearchRun, pareto_rows, prepare, run
+from greenml.search._study import SearchOutcome, SearchRun, make_sampler, pareto_rows, prepare, run
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -25,6 +25,7 @@ __all__ = [
     "SearchOutcome",
     "SearchRun",
     "default_storage",
+    "make_sampler",
     "pareto_rows",
     "parse_constraint",
     "prepare",

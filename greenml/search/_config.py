@@ -115,6 +115,11 @@ class SearchConfig:
     min_epochs: int = 1
     rungs: tuple[int, ...] | None = None
     keep_front: bool = True  # mo-asha: never stop a trial no other trial at its rung dominates
+    # Run only the trials queued in the study (greenml bench build's grid points), never a
+    # sampled one, and stop when none is left.
+    queued_only: bool = False
+    # Also record the test accuracy after each epoch in the learning curve (greenml bench build).
+    test_curve: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device, "--device"))

@@ -297,7 +297,9 @@ class MOASHA:
         protected = self.keep_front and front == 1
         stop = position >= keep and not protected
         verdict = f"stopped at epoch {rung}" if stop else f"goes on after epoch {rung}"
-        ranked = f"ranked {position + 1} of {n} trial{'s' if n != 1 else ''} at this rung (Pareto front {front})"
+        ranked = (
+            f"ranked {position + 1} of {n} trial{'s' if n != 1 else ''} at this rung (Pareto front {front})"
+        )
         best = f"the best {keep} (1/η with η={self.reduction_factor:g}, rounded up) go on"
         if protected and position >= keep:
             reason = f"{verdict}: no trial at this rung dominates it ({ranked}; {best}, and every trial on front 1)"

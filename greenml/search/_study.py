@@ -26,7 +26,7 @@ from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
 from greenml.models import prune_models, save_model
 from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
-from greenml.search._config import SearchConfig
+from greenml.search._config import SAMPLERS, SearchConfig
 from greenml.search._progress import FRONT_HINT, Progress, Step, StepRecorder, trial_line
 from greenml.search._rungs import StudyStopping, counts_toward_trials
 from greenml.search._workers import Worker, live_workers, register_worker, worker_seed
@@ -117,35 +117,46 @@ def population_size(config: SearchConfig) -> int | None:
     Optuna's default of 50 makes a 12-trial search a random search: every trial is in the first,
     random generation. None for other samplers.
     """
-    if config.sampler not in ("nsga2", "nsga3"):
+    return _population(config.sampler, config.trials)
+
+
+def _population(sampler: str, trials: int | None) -> int | None:
+    if sampler not in ("nsga2", "nsga3"):
         return None
-    if config.trials is None:
+    if trials is None:
         return 50
-    return max(4, min(50, config.trials // 3))
+    return max(4, min(50, trials // 3))
 
 
 def _make_sampler(config: SearchConfig, seed: int) -> Any:
-    """The sampler of one worker, seeded with that worker's seed.
+    return make_sampler(config.sampler, seed, config.trials)
+
+
+def make_sampler(name: str, seed: int, trials: int | None = None) -> Any:
+    """The sampler ``name`` (one of :data:`SAMPLERS`) as a search of ``trials`` trials runs it.
 
     TPE runs with Optuna's ``constant_liar`` (its default): a running trial counts as a bad one,
     so parallel workers do not all sample near the same good trial. NSGA-II/III keep their
-    generations in the storage, so workers share one population.
+    generations in the storage, so workers share one population. (``greenml bench run`` replays
+    with the same samplers.)
     """
     import optuna
 
-    if config.sampler == "tpe":
+    if name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed,
-            n_startup_trials=min(10, max(2, (config.trials or 10) // 2)),
+            n_startup_trials=min(10, max(2, (trials or 10) // 2)),
             constant_liar=True,
         )
-    if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(config) or 50)
-    if config.sampler == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size(config) or 50)
-    if config.sampler == "gp":
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=_population(name, trials) or 50)
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=_population(name, trials) or 50)
+    if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
 
 
 # What makes two trials of a study comparable: a resumed or joining worker must agree on each.
@@ -298,6 +309,7 @@ def prepare(
         energy_window_s=config.energy_window_s,
         latency_s=config.latency_s,
         save_models=config.keep_models != "none",
+        test_curve=config.test_curve,
     )
     notes = _start_notes(config, meter)
     if config.artifacts is None and not config.storage_url.startswith("sqlite"):
@@ -457,7 +469,14 @@ def run(
                 None if rule is None else StudyStopping(rule, study, trial, config.objectives)
             )
             # A dead worker's parameters, queued again, are never dropped as surplus.
-            retry = "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
+            system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+            retry = "failed_trial" in system_attrs
+            if config.queued_only and not retry and "fixed_params" not in system_attrs:
+                # Another worker took the last queued trial in the same instant: this one was
+                # sampled, not queued. It ends before sampling anything, with nothing spent.
+                surplus = "no queued trial was left"
+                trial.set_user_attr(SURPLUS_ATTR, surplus)
+                raise optuna.TrialPruned(surplus)
             if config.trials is not None and not retry and _ahead(study, trial, config) >= config.trials:
                 # Another worker started the last trial in the same instant: this one would be
                 # one too many. It ends before sampling anything, as pruned, with nothing spent.
@@ -521,6 +540,12 @@ def run(
             raise KeyboardInterrupt
         _fail_stale(study, config.heartbeat.grace_s)
         state.reason = _budget_spent(search, state)
+        if (
+            not state.reason
+            and config.queued_only
+            and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        ):
+            state.reason = "no queued trial left"
         if state.reason:
             break
         if config.trials is not None and _pending(study) >= config.trials:

@@ -1,0 +1,169 @@
+"""A benchmark table as an optimisation problem any Optuna study can run against.
+
+:class:`TableProblem` has the shape of OptunaHub's benchmark problems
+(``optunahub.benchmarks.BaseProblem``): ``search_space`` (Optuna distributions), ``directions``,
+``metric_names``, ``evaluate(params)`` and ``__call__(trial)``, so ``study.optimize(problem,
+n_trials=...)`` works without optunahub installed.
+
+The search space, and proposals outside the grid
+    The space is the one a live search samples (the space's own ranges for numbers, so a
+    sampler sees the same problem as in a live search), with two exceptions: ``epochs`` is not
+    a parameter (it is the table's fidelity: each row trains to the grid's epochs), and a
+    categorical parameter offers only the grid's values (a category has no nearest neighbour).
+    A proposal is **snapped to the nearest grid point that has a row**, parameter by parameter,
+    in the order the trial asks for them, each among the rows that match the parameters before
+    it: a number to the nearest value (in log space for a log-scaled parameter; a tie goes to the
+    lower value), a category exactly. A parameter the grid point does not ask for
+    (``prune_amount`` of an unpruned configuration) is ignored. A grid point whose row is missing
+    (its build trial failed) is never returned: its proposals go to the nearest row that exists.
+    A categorical value outside the grid is refused (ValueError); the search space offers none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from greenml.bench.table import Table, load_table
+from greenml.metrics import MAXIMIZED
+
+__all__ = ["DEFAULT_OBJECTIVES", "TableProblem", "suggest_all"]
+
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms")
+
+
+class TableProblem:
+    """The table as a problem: ``evaluate(params)`` returns the nearest grid point's objectives."""
+
+    def __init__(self, table: Table | str, objectives: Sequence[str] | None = None) -> None:
+        from optuna.distributions import CategoricalDistribution
+
+        self.table = load_table(table) if isinstance(table, str) else table
+        self.objectives = tuple(objectives or self.table.meta.get("objectives") or DEFAULT_OBJECTIVES)
+        self._losses = self.table.losses(self.objectives)  # also checks the names
+        grid = self.table.meta["grid"]
+        self._space: dict[str, Any] = {}
+        for name in self.table.params:
+            distribution = self.table.distributions[name]
+            if isinstance(distribution, CategoricalDistribution):
+                distribution = CategoricalDistribution([c for c in distribution.choices if c in grid[name]])
+            self._space[name] = distribution
+        frame = self.table.frame
+        self._columns = {name: frame[f"param_{name}"].to_numpy(dtype=object) for name in self._space}
+        self._present = {
+            name: np.array([not _missing(v) for v in column]) for name, column in self._columns.items()
+        }
+
+    # --- OptunaHub's BaseProblem shape ---------------------------------------------------------
+
+    @property
+    def search_space(self) -> dict[str, Any]:
+        return dict(self._space)
+
+    @property
+    def directions(self) -> list[Any]:
+        from optuna.study import StudyDirection
+
+        return [
+            StudyDirection.MAXIMIZE if n in MAXIMIZED else StudyDirection.MINIMIZE for n in self.objectives
+        ]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.objectives)
+
+    def evaluate(self, params: dict[str, Any]) -> tuple[float, ...]:
+        return self.values(self.row(params))
+
+    def __call__(self, trial: Any) -> tuple[float, ...]:
+        return self.evaluate(suggest_all(trial, self._space))
+
+    # --- the table behind it -------------------------------------------------------------------
+
+    def values(self, row: int) -> tuple[float, ...]:
+        """Row ``row``'s objectives, in the objectives' units and directions."""
+        return tuple(
+            float(-loss if name in MAXIMIZED else loss)
+            for name, loss in zip(self.objectives, self._losses[row], strict=True)
+        )
+
+    def losses(self, row: int) -> tuple[float, ...]:
+        return tuple(float(v) for v in self._losses[row])
+
+    def row(self, params: dict[str, Any]) -> int:
+        """The row of the grid point nearest ``params`` (see the module docstring)."""
+        keep = np.ones(len(self.table), dtype=bool)
+        for name, distribution in self._space.items():
+            present = self._present[name] & keep
+            if not present.any():
+                continue  # no remaining grid point asks for it
+            if name not in params:
+                raise ValueError(
+                    f"missing parameter {name!r}; the problem's parameters: {', '.join(self._space)}"
+                )
+            column = self._columns[name]
+            chosen = _snap(name, params[name], [column[i] for i in np.flatnonzero(present)], distribution)
+            matches = np.array(
+                [p and _same(v, chosen) for p, v in zip(self._present[name], column, strict=True)]
+            )
+            keep &= ~self._present[name] | matches
+        return int(np.flatnonzero(keep)[0])  # the first of equals: rows differ in a parameter asked
+
+
+def suggest_all(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """Ask ``trial`` for every parameter of ``space`` through its public ``suggest_*`` methods."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    params: dict[str, Any] = {}
+    for name, d in space.items():
+        if isinstance(d, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, d.choices)
+        elif isinstance(d, IntDistribution):
+            params[name] = trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        elif isinstance(d, FloatDistribution):
+            params[name] = trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+        else:
+            raise TypeError(f"{name}: unsupported distribution {d!r}")
+    return params
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (bool, np.bool_)) or isinstance(b, (bool, np.bool_)):
+        return bool(a) == bool(b) and type(bool(a)) is type(bool(b))
+    if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
+
+
+def _snap(name: str, value: Any, options: list[Any], distribution: Any) -> Any:
+    from optuna.distributions import CategoricalDistribution
+
+    distinct: list[Any] = []
+    for option in options:
+        if not any(_same(option, d) for d in distinct):
+            distinct.append(option)
+    if (
+        isinstance(distribution, CategoricalDistribution)
+        or not isinstance(value, (int, float, np.number))
+        or isinstance(value, bool)
+    ):
+        for option in distinct:
+            if _same(option, value):
+                return option
+        raise ValueError(f"{name} = {value!r} is not in the grid; valid: {', '.join(map(repr, distinct))}")
+    log = (
+        bool(getattr(distribution, "log", False)) and float(value) > 0 and all(float(o) > 0 for o in distinct)
+    )
+
+    def distance(option: Any) -> tuple[float, float]:
+        a, b = float(value), float(option)
+        return (abs(math.log(a) - math.log(b)) if log else abs(a - b), b)
+
+    return min(distinct, key=distance)

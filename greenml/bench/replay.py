@@ -1,0 +1,288 @@
+"""Replay a search strategy against a table: no training, the table's measured energy charged.
+
+One replay is one seed of one strategy: an in-memory Optuna study with the strategy's sampler
+asks for parameters from :class:`~greenml.bench.problem.TableProblem`'s search space, the
+proposal is snapped to the nearest grid point, and the study is told that row's objectives.
+Trials run one after another (one worker).
+
+What each trial is charged (all figures are the table's, measured when it was built)
+    Without early stopping: the row's whole trial energy (``trial_energy_j``: training,
+    compression, fine-tuning, evaluation, benchmark).
+    With an early-stopping rule (greenml's own rules, :mod:`greenml.search._stopping`, fed the
+    table's numbers exactly as a live search feeds them): the cost phase first, then
+    - stopped before training: the cost phase only;
+    - stopped at rung *r*: the cost phase and the energy of epochs 1..*r*;
+    - complete: the cost phase and the whole trial.
+    The cost phase is **estimated** as the row's compress and benchmark energy (a live cost
+    phase compresses, deploys and benchmarks an untrained copy the same way; the table was built
+    without one). The rule ranks trials at a rung on the validation accuracy after *r* epochs
+    (the row's curve) and the row's deployment cost, and compares complete trials on their
+    deployed accuracy.
+    A proposal is snapped to the nearest grid point that has a row
+    (:class:`~greenml.bench.problem.TableProblem`); the sampler is told that row's objectives.
+
+The hypervolume of a replay counts complete trials only, on the table's one reference point
+(:meth:`~greenml.bench.table.Table.reference_point`), as a fraction of the hypervolume of the
+table's true front (every row, enumerated).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from greenml.bench.problem import TableProblem, suggest_all
+from greenml.bench.table import hypervolume
+from greenml.errors import ConfigError
+from greenml.search._config import SAMPLERS
+from greenml.search._stopping import STOPPING_RULES, RungEntry, StoppingRule, stopping_rule
+
+__all__ = ["Replay", "Strategy", "parse_strategies", "replay"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named search strategy: a sampler factory (seed, trial budget -> sampler) and a stopping rule."""
+
+    name: str
+    sampler: Callable[[int, int | None], Any]
+    stopping: str = "none"
+
+    def rule(self) -> StoppingRule | None:
+        return None if self.stopping == "none" else stopping_rule(self.stopping)
+
+
+@dataclass
+class Replay:
+    """One seed of one strategy: per evaluation, what it cost and where the hypervolume stood."""
+
+    strategy: str
+    seed: int
+    rows: list[int] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)  # complete or stopped
+    epochs: list[int] = field(default_factory=list)
+    energy_j: list[float] = field(default_factory=list)  # charged per evaluation
+    hv_fraction: list[float] = field(default_factory=list)  # after each evaluation
+
+    @property
+    def cumulative_energy_j(self) -> np.ndarray:
+        return np.cumsum(self.energy_j)
+
+    def energy_to_reach(self, fraction: float) -> float | None:
+        """The energy spent when the hypervolume first reached ``fraction`` of the true front's."""
+        cumulative = self.cumulative_energy_j
+        for index, value in enumerate(self.hv_fraction):
+            if value >= fraction - 1e-12:
+                return float(cumulative[index])
+        return None
+
+
+def _builtin(name: str) -> Callable[[int, int | None], Any]:
+    from greenml.search import make_sampler
+
+    return lambda seed, trials: make_sampler(name, seed, trials)
+
+
+def _user_sampler(spec: str) -> Callable[[int, int | None], Any]:
+    """``module:attr`` or ``path/to/file.py:attr``: a BaseSampler instance, or a callable taking
+    ``seed`` (and ``trials``, if it accepts it) that returns one."""
+
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr:
+        raise ConfigError(
+            f"unknown sampler {spec!r}; valid: {', '.join(SAMPLERS)}, or MODULE:NAME / FILE.py:NAME"
+        )
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise ConfigError(f"sampler {spec!r}: no file {where!r}")
+            module_spec = importlib.util.spec_from_file_location(f"greenml_user_sampler_{path.stem}", path)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise ConfigError(
+            f"sampler {spec!r}: cannot import {where!r} ({type(error).__name__}: {error})"
+        ) from None
+    if not hasattr(module, attr):
+        raise ConfigError(f"sampler {spec!r}: {where!r} has no {attr!r}")
+    obj = getattr(module, attr)
+    return sampler_factory(obj, spec)
+
+
+def sampler_factory(obj: Any, name: str = "sampler") -> Callable[[int, int | None], Any]:
+    """A factory (seed, trials) -> sampler from a BaseSampler instance, class or function."""
+    import copy
+    import inspect
+
+    import optuna
+
+    if isinstance(obj, optuna.samplers.BaseSampler):
+        # One instance serves every seed: a fresh copy for each replay, reseeded where it can be.
+        def from_instance(seed: int, _trials: int | None) -> Any:
+            sampler = copy.deepcopy(obj)
+            if hasattr(sampler, "reseed_rng"):
+                sampler.reseed_rng()
+            return sampler
+
+        return from_instance
+    if not callable(obj):
+        raise ConfigError(f"sampler {name!r} is neither an optuna BaseSampler nor a callable returning one")
+    try:
+        accepted = set(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        accepted = {"seed"}
+
+    def from_callable(seed: int, trials: int | None) -> Any:
+        kwargs: dict[str, Any] = {"seed": seed} if "seed" in accepted else {}
+        if "trials" in accepted:
+            kwargs["trials"] = trials
+        sampler = obj(**kwargs)
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise ConfigError(
+                f"sampler {name!r} returned a {type(sampler).__name__}, not an optuna BaseSampler"
+            )
+        return sampler
+
+    return from_callable
+
+
+def parse_strategies(
+    samplers: str | Sequence[Any], early_stopping: Sequence[str] = ("none",)
+) -> list[Strategy]:
+    """Strategies from ``--samplers`` (names, ``MODULE:NAME``, ``FILE.py:NAME``, or sampler objects),
+    each crossed with every rule of ``early_stopping``; ``NAME+RULE`` names one pair directly."""
+    items: list[Any] = (
+        [s.strip() for s in samplers.split(",") if s.strip()] if isinstance(samplers, str) else list(samplers)
+    )
+    if not items:
+        raise ConfigError(f"--samplers is empty; valid: {', '.join(SAMPLERS)}")
+    for rule in early_stopping:
+        if rule not in STOPPING_RULES:
+            raise ConfigError(f"unknown stopping rule {rule!r}; valid: {', '.join(sorted(STOPPING_RULES))}")
+    strategies: list[Strategy] = []
+    for item in items:
+        if not isinstance(item, str):
+            label = type(item).__name__
+            strategies.extend(
+                Strategy(label if rule == "none" else f"{label}+{rule}", sampler_factory(item, label), rule)
+                for rule in early_stopping
+            )
+            continue
+        base, plus, rule = item.partition("+")
+        rules = [rule] if plus else list(early_stopping)
+        if plus and rule not in STOPPING_RULES:
+            raise ConfigError(
+                f"{item!r}: unknown stopping rule {rule!r}; valid: {', '.join(sorted(STOPPING_RULES))}"
+            )
+        factory = _builtin(base) if base in SAMPLERS else _user_sampler(base)
+        strategies.extend(Strategy(base if r == "none" else f"{base}+{r}", factory, r) for r in rules)
+    names = [s.name for s in strategies]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise ConfigError(f"--samplers names the strategy {duplicate!r} twice")
+    return strategies
+
+
+def replay(
+    problem: TableProblem,
+    strategy: Strategy,
+    seed: int,
+    budget_trials: int | None = None,
+    budget_energy_j: float | None = None,
+) -> Replay:
+    """Replay ``strategy`` with ``seed`` until ``budget_trials`` evaluations or ``budget_energy_j``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if budget_trials is None and budget_energy_j is None:
+        raise ConfigError("give a budget: --budget-trials N or --budget-energy J")
+    table = problem.table
+    objectives = problem.objectives
+    rule = strategy.rule()
+    if rule is not None and "accuracy" not in objectives:
+        raise ConfigError(
+            f"{strategy.name}: early stopping ranks trials on accuracy; add accuracy to the objectives"
+        )
+    frame = table.frame
+    trial_energy = frame["trial_energy_j"].to_numpy(dtype=float)
+    cost_phase = np.zeros(len(table))
+    for column in ("compress_energy_j", "benchmark_energy_j"):
+        if column in frame.columns:
+            cost_phase += np.nan_to_num(frame[column].to_numpy(dtype=float))
+    epoch_energy = np.cumsum(table.epoch_energy, axis=1)
+    accuracy_at = table.val_curves
+    losses = table.losses(objectives)
+    reference = table.reference_point(objectives)
+    true_hv = hypervolume(losses[table.true_front(objectives)], reference)
+    error_index = objectives.index("accuracy") if rule is not None else 0
+    cost_indices = [i for i, name in enumerate(objectives) if name != "accuracy"]
+    rungs = tuple(rule.rungs(table.epochs)) if rule is not None else ()
+
+    sampler = strategy.sampler(seed, budget_trials)
+    study = optuna.create_study(directions=problem.directions, sampler=sampler)
+    out = Replay(strategy.name, seed)
+    complete: list[RungEntry] = []
+    complete_rows: list[int] = []
+    at_rung: dict[int, list[RungEntry]] = {r: [] for r in rungs}
+    spent = 0.0
+    hv = 0.0
+    number = 0
+    while (budget_trials is None or number < budget_trials) and (
+        budget_energy_j is None or spent < budget_energy_j
+    ):
+        trial = study.ask()
+        row = problem.row(suggest_all(trial, problem.search_space))
+        state, epochs, charge = "complete", table.epochs, 0.0
+        if rule is None:
+            charge = float(trial_energy[row])
+        else:
+            costs = tuple(float(losses[row][i]) for i in cost_indices)
+            charge = float(cost_phase[row])
+            decision = rule.before_training(number, costs, complete)
+            stopped_at = 0 if decision.stop else None
+            if stopped_at is None:
+                for rung in rungs:
+                    entry = RungEntry(number, (1.0 - float(accuracy_at[row][rung - 1]), *costs))
+                    decision = rule.decide(rung, entry, at_rung[rung])
+                    at_rung[rung].append(entry)
+                    if decision.stop:
+                        stopped_at = rung
+                        break
+            if stopped_at is None:
+                charge += float(trial_energy[row])
+            else:
+                state, epochs = "stopped", stopped_at
+                charge += float(epoch_energy[row][stopped_at - 1]) if stopped_at else 0.0
+                study.tell(trial, state=TrialState.PRUNED)
+        if state == "complete":
+            study.tell(trial, list(problem.values(row)))
+            if rule is not None:
+                error = float(losses[row][error_index])  # -accuracy as a loss
+                complete.append(
+                    RungEntry(number, (1.0 + error, *(float(losses[row][i]) for i in cost_indices)))
+                )
+            complete_rows.append(row)
+            hv = hypervolume(losses[complete_rows], reference) / true_hv if true_hv > 0 else 0.0
+        spent += charge
+        out.rows.append(row)
+        out.states.append(state)
+        out.epochs.append(epochs)
+        out.energy_j.append(charge)
+        out.hv_fraction.append(hv)
+        number += 1
+    if not math.isfinite(spent):
+        raise ConfigError(f"{table.source}: a row's energy is not a number")
+    return out
