@@ -313,9 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stopping.add_argument(
         "--early-stopping",
-        choices=["none", "mo-asha"],
-        default="none",
-        help="the stopping rule (default: none)",
+        choices=["auto", "none", "mo-asha"],
+        default="auto",
+        help="the stopping rule (default: auto = mo-asha when accuracy is an objective, else none)",
     )
     stopping.add_argument(
         "--reduction-factor",
@@ -333,6 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="E1,E2,...",
         help="the rungs' epochs, instead of the geometric ladder (e.g. 1,3,9,27)",
+    )
+    stopping.add_argument(
+        "--cost-window",
+        type=float,
+        default=0.25,
+        metavar="S",
+        help="seconds of each latency and energy window of the cost phase, which only ranks trials "
+        "(default: 0.25; never longer than --min-latency-window and --min-energy-window)",
     )
     stopping.add_argument(
         "--no-keep-front",
@@ -657,6 +665,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         min_epochs=args.min_epochs,
         rungs=args.rungs,
         keep_front=args.keep_front,
+        cost_window_s=args.cost_window,
     )
     from greenml.search import pareto_rows, prepare, run, run_workers
     from greenml.search._study import interrupted_message

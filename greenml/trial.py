@@ -82,6 +82,9 @@ class TrialContext:
     finetune_epochs: tuple[int, int] = (0, 5)
     latency_s: float = 1.0
     energy_window_s: float = 1.0
+    # The cost phase (early stopping) times shorter windows: its figures only rank trials, and
+    # it runs for every trial, stopped or not. (Each window is the shorter of this and the above.)
+    cost_window_s: float = 0.25
     teacher: Callable[[], Any] | None = None
     last_window: WindowResult | None = field(default=None, repr=False)
     # What makes the running trial's record less than it looks (a pruning step that did nothing).
@@ -310,7 +313,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 shaped = copy.deepcopy(model)
                 _prune(shaped, settings, example, [])
                 artifact, model_bytes = _deploy(shaped, settings, ctx, example)
-                ctx.early_cost = _cost_metrics(_benchmark(artifact, settings, ctx, example), model_bytes)
+                bench = _benchmark(artifact, settings, ctx, example, window_s=ctx.cost_window_s)
+                ctx.early_cost = _cost_metrics(bench, model_bytes)
                 del shaped, artifact
             reason = ctx.early_stopping.before_training(ctx.early_cost)
             if reason:
@@ -371,7 +375,10 @@ def _deploy(model: Any, settings: dict[str, Any], ctx: TrialContext, example: An
     return artifact, compress.serialized_size_bytes(artifact)
 
 
-def _benchmark(artifact: Any, settings: dict[str, Any], ctx: TrialContext, example: Any) -> Any:
+def _benchmark(
+    artifact: Any, settings: dict[str, Any], ctx: TrialContext, example: Any, window_s: float | None = None
+) -> Any:
+    """Benchmark the artifact; ``window_s`` shortens the latency and energy windows to at most that."""
     from greenml.measure.inference import benchmark_inference
 
     return benchmark_inference(
@@ -379,8 +386,8 @@ def _benchmark(artifact: Any, settings: dict[str, Any], ctx: TrialContext, examp
         example.to(ctx.deploy_device) if settings["runtime"] == "torch" else example.cpu().numpy(),
         meter=ctx.meter,
         device=ctx.deploy_device,
-        min_latency_s=ctx.latency_s,
-        min_energy_window_s=ctx.energy_window_s,
+        min_latency_s=ctx.latency_s if window_s is None else min(ctx.latency_s, window_s),
+        min_energy_window_s=ctx.energy_window_s if window_s is None else min(ctx.energy_window_s, window_s),
         **BENCHMARK_SETTINGS,
     )
 

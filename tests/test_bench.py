@@ -163,6 +163,20 @@ def test_problem_snaps_to_the_nearest_grid_point(tmp_path: Path) -> None:
     assert problem.row({"kind": "a", "size": 1, "lr": 0.01}) == 0
     with pytest.raises(ValueError, match="not in the grid"):
         problem.row({"kind": "c", "size": 1, "lr": 0.001})
+    # Where both learning rates remain, the log scale decides: 0.004 -> 0.01, 0.002 -> 0.001.
+    both = TableProblem(
+        str(
+            make_table(
+                tmp_path / "lr.parquet",
+                [
+                    {"kind": "a", "size": 1, "lr": 0.001, "acc": 0.9, "energy": 1.0, "latency": 1.0},
+                    {"kind": "a", "size": 1, "lr": 0.01, "acc": 0.8, "energy": 1.0, "latency": 1.0},
+                ],
+            )
+        )
+    )
+    assert both.row({"kind": "a", "size": 1, "lr": 0.004}) == 1
+    assert both.row({"kind": "a", "size": 1, "lr": 0.002}) == 0
 
 
 def test_the_problem_drives_a_plain_optuna_study(tmp_path: Path) -> None:
@@ -520,3 +534,38 @@ def test_build_measures_every_grid_point_and_resumes(tmp_path: Path) -> None:
     # The table replays: every proposal lands on one of its rows.
     result = run_bench(TableProblem(table), parse_strategies("random"), seeds=2, budget_trials=5, jobs=1)
     assert all(r in range(4) for run in result.replays for r in run.rows)
+
+
+def test_the_shipped_table() -> None:
+    """benchmarks/tables/mlp-digits.parquet: the grid greenml ships, measured on this project's machine."""
+    table = load_table(SHIPPED)
+    meta = table.meta
+    assert meta["space"] == "mlp" and meta["dataset"] == "digits" and meta["grid_size"] == 576
+    assert len(table) >= 500 and len(table) + meta["missing"] == 576
+    assert table.epochs == 20 and table.val_curves.shape == (len(table), 20)
+    assert meta["hardware"]["cpu"] and meta["footprint"]["energy_j"] > 0
+    assert meta["command"][:3] == ["greenml", "bench", "build"]
+    problem = TableProblem(table)
+    front = table.true_front(problem.objectives)
+    assert 1 <= len(front) < len(table)
+    # Every row is a distinct grid point, and each snaps back to itself.
+    for row in range(0, len(table), 37):
+        assert problem.row(table.config_params(row)) == row
+
+
+def test_two_workers_build_each_grid_point_once(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'bench.db'}"
+    table_path = tmp_path / "table.parquet"
+    grid = _grid(tmp_path / "g.toml", "32, 64")
+    args = ["bench", "build", "--storage", storage, "--study", "w", "--grid", str(grid), "-o", str(table_path)]
+    code, _, err = _greenml(*args, "--workers", "2", *FAST_BUILD)
+    assert code == 0, err
+    study = optuna.load_study(study_name="w", storage=storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    assert len({json.dumps(sorted(t.params.items())) for t in complete}) == 4  # each point once
+    # A worker that found the queue empty in the same instant ends its sampled trial at once.
+    extra = [t for t in study.trials if t.state.name != "COMPLETE"]
+    assert all(t.state.name == "PRUNED" and not t.params for t in extra)
+    assert {t.user_attrs["worker"]["number"] for t in complete} <= {0, 1}
+    assert len(load_table(table_path)) == 4

@@ -110,6 +110,33 @@ def test_the_cost_measured_before_training_agrees_with_the_final_artifacts(param
     assert energies[-1] <= final["train_energy_j"] * (1 + 1e-6)
 
 
+def test_the_cost_phase_times_shorter_windows_than_the_final_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    import greenml.measure.inference as inference
+
+    windows: list[tuple[float, float]] = []
+    original = inference.benchmark_inference
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        windows.append((kwargs["min_latency_s"], kwargs["min_energy_window_s"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "benchmark_inference", spy)
+    ctx = TrialContext(
+        space=load_space("mlp"),
+        dataset=load_dataset("digits", 0),
+        meter=Meter([ConstantPowerSource({"cpu": 10.0})]),
+        latency_s=0.2,
+        energy_window_s=0.3,
+        cost_window_s=0.05,
+        epochs=(1, 1),
+        early_stopping=_NeverStops(),
+    )
+    fixed = {"n_layers": 1, "width": 32, "dropout": 0.0, "lr": 3e-3, "epochs": 1, "batch_size": 64}
+    run_trial(optuna.trial.FixedTrial({**fixed, "distill": False, "pruning": "none", "runtime": "torch"}), ctx)
+    # The cost phase first, at the cost window; the final artifact's benchmark at the search's own.
+    assert windows == [(0.05, 0.05), (0.2, 0.3)]
+
+
 def _config(tmp_path: Path, **overrides: Any) -> SearchConfig:
     settings: dict[str, Any] = {
         "storage": f"sqlite:///{tmp_path}/es.db",
@@ -345,3 +372,29 @@ def test_the_benchmark_in_ci_size(tmp_path: Path) -> None:
     assert seed["none_energy_j"] == pytest.approx(sum(r["energy_j"] for r in none))
     assert 0 < seed["none_hypervolume"] <= 1 and 0 < seed["mo-asha_hypervolume"] <= 1
     assert seed["none_energy_to_95_j"] is not None and seed["none_energy_to_95_j"] <= seed["none_energy_j"]
+
+
+def test_the_default_is_mo_asha_when_accuracy_is_an_objective_and_old_studies_resume_without(
+    tmp_path: Path,
+) -> None:
+    assert SearchConfig().early_stopping == "mo-asha"
+    assert SearchConfig(objectives=("inference_energy_j", "latency_ms")).early_stopping == "none"
+    assert SearchConfig(early_stopping="none").early_stopping == "none"
+    # A study started without early stopping (every study before it was the default) resumes
+    # without it when --early-stopping is left at auto; an explicit mo-asha is still refused.
+    old = _config(tmp_path, trials=1, early_stopping="none", rungs=None)
+    prepare(old).close()
+    resumed = prepare(_config(tmp_path, trials=1, study=old.study, early_stopping="auto", rungs=None))
+    try:
+        assert resumed.config.early_stopping == "none"
+    finally:
+        resumed.close()
+    with pytest.raises(ConfigError, match="--early-stopping"):
+        prepare(_config(tmp_path, trials=1, study=old.study, early_stopping="mo-asha", rungs=None))
+    # A new study under auto stops early.
+    fresh = prepare(_config(tmp_path, trials=1, early_stopping="auto", rungs=None))
+    try:
+        assert fresh.config.early_stopping == "mo-asha"
+        assert fresh.study.user_attrs["comparable"]["early_stopping"][0] == "mo-asha"
+    finally:
+        fresh.close()

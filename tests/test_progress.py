@@ -169,6 +169,8 @@ def _search_argv(tmp_path: Path) -> list[str]:
         "--no-report",
         "--idle-seconds",
         "0",
+        "--early-stopping",
+        "none",
         "--storage",
         f"sqlite:///{tmp_path}/cli.db",
         "--artifacts",

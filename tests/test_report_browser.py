@@ -467,3 +467,22 @@ def test_learning_curves_and_early_stopping_render(chromium: Any, tmp_path: Path
     assert problems == [] and len(requests) == 1
     page.screenshot(path=str(ARTIFACTS / "synthetic-early-stopping.png"), full_page=True)
     page.close()
+
+
+def test_bench_report_renders_labelled_as_replayed(chromium: Any, tmp_path: Path) -> None:
+    """greenml bench run's report on the shipped table: drawn, titles clear, labelled as replayed."""
+    table = Path(__file__).resolve().parents[1] / "benchmarks" / "tables" / "mlp-digits.parquet"
+    out = tmp_path / "bench.html"
+    args = ["bench", "run", "--table", str(table), "--samplers", "random,tpe+mo-asha", "--seeds", "3"]
+    assert main([*args, "--budget-trials", "15", "--jobs", "1", "-o", str(out)]) == 0
+    page, problems, requests = _open(chromium, out)
+    assert _assert_every_figure_drawn(page) == 2
+    assert _assert_titles_clear(page, "bench.html") > 5
+    text = page.locator("body").inner_text()
+    assert "replayed from a table built on AMD EPYC (family 25, model 17); deployed on cpu" in text
+    assert "No model was trained for this page" in text
+    legend = page.locator("#fig1 g.legend").inner_text()
+    assert "random" in legend and "tpe+mo-asha" in legend
+    assert problems == [] and len(requests) == 1
+    page.screenshot(path=str(ARTIFACTS / "bench.png"), full_page=True)
+    page.close()

@@ -29,6 +29,10 @@ FAST = [
     "0",
     "--no-distillation",
     "--no-report",
+    # These tests count complete trials; tests/test_early_stopping.py covers the default rule
+    # (and test_each_builtin_space_runs runs it).
+    "--early-stopping",
+    "none",
 ]
 
 
@@ -74,12 +78,13 @@ def test_each_builtin_space_runs(tmp_path: Path, space: str) -> None:
         storage,
         "--study",
         space,
-        *FAST,
+        *FAST[:-2],  # the default early stopping: one trial, so nothing to stop it against
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
     trials = _complete(storage, space)
     assert len(trials) == 1
+    assert trials[0].user_attrs["metrics"]["cost_seconds"] > 0  # the cost phase ran first
     for trial in trials:
         metrics = trial.user_attrs["metrics"]
         assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -98,9 +103,11 @@ def test_each_builtin_space_runs(tmp_path: Path, space: str) -> None:
 
 def test_resume_counts_complete_trials_in_total(tmp_path: Path) -> None:
     storage = _storage(tmp_path)
+    # Without early stopping --trials counts complete trials (with it: complete or stopped).
     first = greenml("search", "--trials", "2", "--storage", storage, *FAST, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    second = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)
+    # Left at auto, the study keeps the rule it was started with.
+    second = greenml("search", "--trials", "3", "--storage", storage, *FAST[:-2], cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     # One search study, and greenml's coordination study beside it (worker numbers, claims).

@@ -158,9 +158,9 @@ def _build(args: argparse.Namespace, measure: Any) -> int:
         latency_s=args.min_latency_window,
         workers=args.workers,
         keep_models="none",
+        early_stopping="none",
         queued_only=True,
         test_curve=True,
-        max_consecutive_failures=10**9,
     )
     command = (
         ["greenml", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else ["greenml", "bench", "build"]
@@ -198,9 +198,11 @@ def _run(args: argparse.Namespace) -> int:
     objectives = parse_objectives(args.objectives) if args.objectives else None
     problem = TableProblem(str(args.table), objectives)
     output = args.output or default_report_path(f"bench-{args.table.stem}")
-    for path in (output, args.csv, args.json):
-        if path is not None and not Path(path).parent.is_dir() and path is not output:
-            raise ConfigError(f"directory {str(Path(path).parent)!r} does not exist")
+    for path, flag in ((args.output, "-o"), (args.csv, "--csv"), (args.json, "--json")):
+        if path is not None and path.is_dir():
+            raise ConfigError(f"{flag}: {str(path)!r} is a directory; give a file name")
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(f"{flag}: directory {str(path.parent)!r} does not exist")
     budget_trials = (
         args.budget_trials if args.budget_trials is not None or args.budget_energy is not None else 100
     )

@@ -7,16 +7,18 @@ n_trials=...)`` works without optunahub installed.
 
 The search space, and proposals outside the grid
     The space is the one a live search samples (the space's own ranges for numbers, so a
-    sampler sees the same problem as in a live search), with two exceptions: ``epochs`` is not
-    a parameter (it is the table's fidelity: each row trains to the grid's epochs), and a
-    categorical parameter offers only the grid's values (a category has no nearest neighbour).
+    sampler sees the same problem as in a live search), with three exceptions: a parameter
+    with one value in the grid is fixed, not searched (``epochs``, the table's fidelity, is
+    one: each row trains to the grid's epochs); and a categorical parameter offers only the
+    grid's values that have rows (a category has no nearest neighbour).
     A proposal is **snapped to the nearest grid point that has a row**, parameter by parameter,
     in the order the trial asks for them, each among the rows that match the parameters before
     it: a number to the nearest value (in log space for a log-scaled parameter; a tie goes to the
     lower value), a category exactly. A parameter the grid point does not ask for
     (``prune_amount`` of an unpruned configuration) is ignored. A grid point whose row is missing
-    (its build trial failed) is never returned: its proposals go to the nearest row that exists.
-    A categorical value outside the grid is refused (ValueError); the search space offers none.
+    (its build trial failed) is never returned: its proposals go to the nearest row that exists
+    (for a category, the first, in the grid's order, that has a row among the matching ones). A
+    category with no row at all is not offered; one outside the space is refused (ValueError).
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ class TableProblem:
         grid = self.table.meta["grid"]
         self._space: dict[str, Any] = {}
         for name in self.table.params:
+            if len(grid[name]) == 1:
+                continue  # one value in the grid: fixed, not searched
             distribution = self.table.distributions[name]
             if isinstance(distribution, CategoricalDistribution):
-                distribution = CategoricalDistribution([c for c in distribution.choices if c in grid[name]])
+                present = self.table.frame[f"param_{name}"].dropna().tolist()
+                distribution = CategoricalDistribution(
+                    [c for c in distribution.choices if c in grid[name] and any(_same(c, v) for v in present)]
+                )
             self._space[name] = distribution
         frame = self.table.frame
         self._columns = {name: frame[f"param_{name}"].to_numpy(dtype=object) for name in self._space}
@@ -157,6 +164,8 @@ def _snap(name: str, value: Any, options: list[Any], distribution: Any) -> Any:
         for option in distinct:
             if _same(option, value):
                 return option
+        if any(_same(value, choice) for choice in getattr(distribution, "choices", ())):
+            return distinct[0]  # a category of the space with no row among the matching ones
         raise ValueError(f"{name} = {value!r} is not in the grid; valid: {', '.join(map(repr, distinct))}")
     log = (
         bool(getattr(distribution, "log", False)) and float(value) > 0 and all(float(o) > 0 for o in distinct)

@@ -40,6 +40,14 @@ def _one(job: tuple[int, int]) -> Replay:
     return replay(_STATE["problem"], _STATE["strategies"][index], seed, _STATE["trials"], _STATE["energy"])
 
 
+def _one_thread() -> None:
+    """A pool process's torch (GPSampler's acquisition optimisation) keeps to one thread: the
+    pool already has a process per core."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def run_bench(
     problem: TableProblem,
     strategies: Sequence[Strategy],
@@ -66,7 +74,7 @@ def run_bench(
         else:
             # Slow samplers (GP) first, so the pool does not end on one long job.
             order = sorted(work, key=lambda job: "gp" not in strategies[job[0]].name)
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            with multiprocessing.get_context("fork").Pool(jobs, initializer=_one_thread) as pool:
                 done = pool.map(_one, order, chunksize=1)
             by_job = dict(zip(order, done, strict=True))
             replays = [by_job[job] for job in work]

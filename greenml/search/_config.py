@@ -110,11 +110,15 @@ class SearchConfig:
     artifacts: str | None = None  # None: beside a SQLite file, else ./greenml-artifacts
     keep_models: str = "front"  # front, all or none (greenml.models)
     # Multi-objective early stopping (greenml.search._stopping): none or mo-asha, and its ladder.
-    early_stopping: str = "none"
+    # "auto": mo-asha when accuracy is an objective (the early-stopping benchmark's finding,
+    # README), else none.
+    early_stopping: str = "auto"
     reduction_factor: float = 3.0
     min_epochs: int = 1
     rungs: tuple[int, ...] | None = None
     keep_front: bool = True  # mo-asha: never stop a trial no other trial at its rung dominates
+    # The cost phase's latency and energy windows (at most the benchmark's own).
+    cost_window_s: float = 0.25
     # Run only the trials queued in the study (greenml bench build's grid points), never a
     # sampled one, and stop when none is left.
     queued_only: bool = False
@@ -149,6 +153,8 @@ class SearchConfig:
             raise ConfigError(f"epochs range must satisfy 1 <= low <= high, got {low}..{high}")
         if not (math.isfinite(self.energy_window_s) and self.energy_window_s > 0):
             raise ConfigError(f"--min-energy-window must be > 0 seconds, got {self.energy_window_s:g}")
+        if not (math.isfinite(self.cost_window_s) and self.cost_window_s > 0):
+            raise ConfigError(f"--cost-window must be > 0 seconds, got {self.cost_window_s:g}")
         if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
             raise ConfigError(f"--min-latency-window must be >= 0 seconds, got {self.latency_s:g}")
         needs_idle = [
@@ -163,6 +169,11 @@ class SearchConfig:
             raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
         if self.keep_models not in ("front", "all", "none"):
             raise ConfigError(f"unknown --keep-models {self.keep_models!r}; valid: front, all, none")
+        if self.early_stopping == "auto":
+            rule = "mo-asha" if "accuracy" in self.objectives else "none"
+            object.__setattr__(self, "early_stopping", rule)
+            # Resuming a study, greenml.search.prepare keeps the rule it was started with.
+            object.__setattr__(self, "stopping_chosen", False)
         self.stopping_rule()  # a one-line error for an unknown rule or a bad ladder
         if self.early_stopping != "none" and "accuracy" not in self.objectives:
             raise ConfigError(

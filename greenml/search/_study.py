@@ -255,8 +255,14 @@ def prepare(
     storage = open_storage(config.storage_url, heartbeat=config.heartbeat)
     name = config.study_name
     meter = build_meter(dataclasses.replace(config.measure, gpus=config.gpus))
-    settings = comparable_settings(config, space, dataset, meter)
     existing = name in study_names(storage)
+    if existing and getattr(config, "stopping_chosen", True) is False:
+        # --early-stopping left at auto: a study started without early stopping (as every study
+        # was before it became the default) resumes without it.
+        stored = optuna.load_study(study_name=name, storage=storage).user_attrs
+        if (stored.get(COMPARABLE_ATTR) or stored).get("early_stopping", "none") == "none":
+            config = dataclasses.replace(config, early_stopping="none")
+    settings = comparable_settings(config, space, dataset, meter)
     if existing:
         _check_resumable(optuna.load_study(study_name=name, storage=storage), settings)
     hardware = {**host_info(config.gpus), "meter": meter.name}
@@ -308,6 +314,7 @@ def prepare(
         epochs=config.epochs,
         energy_window_s=config.energy_window_s,
         latency_s=config.latency_s,
+        cost_window_s=config.cost_window_s,
         save_models=config.keep_models != "none",
         test_curve=config.test_curve,
     )
