@@ -57,6 +57,8 @@ ARMS: dict[str, dict[str, Any]] = {
 def arm_settings(arm: str, settings: dict[str, Any]) -> dict[str, Any]:
     """What must match for a kept arm to be reused: the run's settings and the arm's rule."""
     return {**settings, **{k: v for k, v in ARMS[arm].items() if k != "early_stopping"}}
+
+
 OBJECTIVES = ("accuracy", "inference_energy_j", "latency_ms")
 
 
@@ -240,7 +242,9 @@ def _reusable(
     run here.
     """
     keys = {f"{arm}-{seed}": arm for arm in arms}
-    same = {key for key, arm in keys.items() if kept.get(key, {}).get("settings") == arm_settings(arm, settings)}
+    same = {
+        key for key, arm in keys.items() if kept.get(key, {}).get("settings") == arm_settings(arm, settings)
+    }
     models = {kept[key]["cpu"] for key in same}
     if same == set(keys) and len(models) == 1:
         return same

@@ -23,7 +23,15 @@ from greenml.measure import Meter, WindowResult
 from greenml.metrics import PHASES
 from greenml.spaces import SearchSpace
 
-__all__ = ["BENCHMARK_SETTINGS", "EarlyStopping", "TrialContext", "TrialFailed", "TrialStopped", "run_trial"]
+__all__ = [
+    "BENCHMARK_SETTINGS",
+    "COST_WINDOW_S",
+    "EarlyStopping",
+    "TrialContext",
+    "TrialFailed",
+    "TrialStopped",
+    "run_trial",
+]
 
 # How a search benchmarks each deployed artifact (with ``TrialContext.latency_s`` as
 # ``min_latency_s``); benchmarks/latency_stability.py measures with the same settings.
@@ -38,6 +46,10 @@ BENCHMARK_SETTINGS: dict[str, Any] = {
     "max_rounds": 3,
     "settle_rel": 0.05,
 }
+
+
+# The cost phase's longest latency and energy window, in seconds (``--cost-window``).
+COST_WINDOW_S = 0.25
 
 
 class TrialFailed(GreenMLError):
@@ -84,7 +96,7 @@ class TrialContext:
     energy_window_s: float = 1.0
     # The cost phase (early stopping) times shorter windows: its figures only rank trials, and
     # it runs for every trial, stopped or not. (Each window is the shorter of this and the above.)
-    cost_window_s: float = 0.25
+    cost_window_s: float = COST_WINDOW_S
     teacher: Callable[[], Any] | None = None
     last_window: WindowResult | None = field(default=None, repr=False)
     # What makes the running trial's record less than it looks (a pruning step that did nothing).

@@ -121,6 +121,7 @@ def test_a_search_keeps_its_front_models_in_the_bucket_and_greenml_model_takes_t
         measure=MeasureConfig(meter="estimate", idle_seconds=0),
         artifacts=url,
         keep_models="front",
+        early_stopping="none",  # every queued deployment must complete
     )
     search = prepare(config)
     assert search.artifacts_at == url

@@ -25,7 +25,7 @@ from optuna.distributions import (
 
 from greenml.bench.grid import load_grid, parse_grid
 from greenml.bench.problem import TableProblem
-from greenml.bench.replay import Strategy, parse_strategies, replay, sampler_factory
+from greenml.bench.replay import Strategy, cost_phase_estimate, parse_strategies, replay, sampler_factory
 from greenml.bench.run import run_bench
 from greenml.bench.summary import rank_test
 from greenml.bench.table import TABLE_VERSION, load_table, write_table
@@ -84,6 +84,9 @@ def make_table(path: Path, rows: list[dict[str, Any]], epochs: int = 3) -> Path:
         },
         "grid_size": len(rows),
         "missing": 0,
+        # As fast as the cost phase's windows: the cost phase is estimated as the row's whole
+        # compress and benchmark energy.
+        "benchmark_windows_s": {"latency": 0.25, "energy": 0.25},
         "objectives": OBJECTIVES,
         "footprint": {"energy_j": 1.0, "energy_basis": "estimated"},
         "command": ["hand", "made"],
@@ -113,15 +116,15 @@ def four(path: Path) -> Path:
 def test_true_front_is_exact_on_a_hand_made_table(tmp_path: Path) -> None:
     table = load_table(four(tmp_path / "t.parquet"))
     assert table.true_front(OBJECTIVES).tolist() == [0, 1, 3]
-    # Reference: accuracy 0 (loss 0), 1.1 x the worst energy (4.4) and latency (3.3). Hypervolume
-    # of {0, 1, 3} in (-acc, energy, latency), worked by slicing on energy:
-    #   energy 1..2: only row 1 -> area over (-acc, latency) = 0.80 x (3.3 - 1) = 1.84, x 1 = 1.84
-    #   energy 2..4: rows 1, 0 -> union of [-.8,0]x[1,3.3] and [-.9,0]x[2,3.3]
-    #                = 0.8 x 2.3 + 0.1 x 1.3 = 1.97, x 2 = 3.94
-    #   energy 4..4.4: rows 1, 0, 3 -> adds [-.95,0]x[1.5,3.3] to the union:
-    #                acc slices: 0..0.8: lat 1..3.3 = 2.3; 0.8..0.9: lat 1.5..3.3 = 1.8; 0.9..0.95: 1.8
-    #                = 0.8 x 2.3 + 0.1 x 1.8 + 0.05 x 1.8 = 2.11, x 0.4 = 0.844
-    assert table.hypervolume([0, 1, 3], OBJECTIVES) == pytest.approx(1.84 + 3.94 + 0.844)
+    # Reference: the front's nadir (-0.8, 4, 2) plus a tenth of its range (0.15, 3, 1):
+    # (-0.785, 4.3, 2.1). Hypervolume of {0, 1, 3}, slice by slice on energy:
+    #   energy 1..2 (row 1): 0.015 x 1.1 = 0.0165, x 1 = 0.0165
+    #   energy 2..4 (rows 1, 0): 0.0165 + 0.115 x 0.1 - overlap 0.015 x 0.1 = 0.0265, x 2 = 0.053
+    #   energy 4..4.3 (rows 1, 0, 3), by -accuracy: [-.95,-.9] lat 1.5..2.1: 0.05 x 0.6 = 0.03;
+    #     [-.9,-.8] lat 1.5..2.1: 0.1 x 0.6 = 0.06; [-.8,-.785] lat 1..2.1: 0.015 x 1.1 = 0.0165;
+    #     = 0.1065, x 0.3 = 0.03195
+    assert table.reference_point(OBJECTIVES) == pytest.approx([-0.785, 4.3, 2.1])
+    assert table.hypervolume([0, 1, 3], OBJECTIVES) == pytest.approx(0.0165 + 0.053 + 0.03195)
     # The dominated row adds nothing.
     assert table.hypervolume([0, 1, 2, 3], OBJECTIVES) == pytest.approx(
         table.hypervolume([0, 1, 3], OBJECTIVES)
@@ -279,6 +282,10 @@ def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
     assert run.states == ["complete", "stopped", "complete", "stopped"]
     assert run.epochs == [10, 0, 10, 1]
     assert run.energy_j == pytest.approx([12.0, 2.0, 12.0, 3.0])
+    # A table benchmarked at 1 s windows: the cost phase's 0.25 s windows cost a quarter of its
+    # benchmark energy, 0.5 + 1.5 / 4.
+    problem.table.meta["benchmark_windows_s"] = {"latency": 1.0, "energy": 0.5}
+    assert cost_phase_estimate(problem.table).tolist() == [0.875] * 4
     # Without stopping every trial is charged its whole trial energy, and row 2 (0.95) completes.
     plain = replay(problem, Strategy("seq", sampler_factory(Sequence_(order))), 0, budget_trials=4)
     assert plain.energy_j == [10.0] * 4 and plain.states == ["complete"] * 4
@@ -440,7 +447,7 @@ def test_a_grid_with_an_unknown_parameter_is_refused_before_anything_is_written(
         'epochs = [2]\npruning = ["none"]\nruntime = ["torch"]\nmomentum = [0.9]\n'
     )
     db = tmp_path / "b.db"
-    code, _, err = _greenml(
+    build = [
         "bench",
         "build",
         "--grid",
@@ -449,7 +456,8 @@ def test_a_grid_with_an_unknown_parameter_is_refused_before_anything_is_written(
         f"sqlite:///{db}",
         "-o",
         str(tmp_path / "t.parquet"),
-    )
+    ]
+    code, _, err = _greenml(*build)
     assert code == 2
     (line,) = err.strip().splitlines()
     assert "no configuration asks for 'momentum'; valid parameters: " in line and "n_layers" in line
@@ -457,16 +465,7 @@ def test_a_grid_with_an_unknown_parameter_is_refused_before_anything_is_written(
     grid.write_text(
         grid.read_text().replace("momentum = [0.9]\n", "").replace("width = [32]", "width = [48]")
     )
-    code, _, err = _greenml(
-        "bench",
-        "build",
-        "--grid",
-        str(grid),
-        "--storage",
-        f"sqlite:///{db}",
-        "-o",
-        str(tmp_path / "t.parquet"),
-    )
+    code, _, err = _greenml(*build)
     assert code == 2 and "width = 48 is outside the space; valid: one of 32, 64, 128, 256" in err
 
 
@@ -557,7 +556,18 @@ def test_two_workers_build_each_grid_point_once(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'bench.db'}"
     table_path = tmp_path / "table.parquet"
     grid = _grid(tmp_path / "g.toml", "32, 64")
-    args = ["bench", "build", "--storage", storage, "--study", "w", "--grid", str(grid), "-o", str(table_path)]
+    args = [
+        "bench",
+        "build",
+        "--storage",
+        storage,
+        "--study",
+        "w",
+        "--grid",
+        str(grid),
+        "-o",
+        str(table_path),
+    ]
     code, _, err = _greenml(*args, "--workers", "2", *FAST_BUILD)
     assert code == 0, err
     study = optuna.load_study(study_name="w", storage=storage)

@@ -110,7 +110,9 @@ def test_the_cost_measured_before_training_agrees_with_the_final_artifacts(param
     assert energies[-1] <= final["train_energy_j"] * (1 + 1e-6)
 
 
-def test_the_cost_phase_times_shorter_windows_than_the_final_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cost_phase_times_shorter_windows_than_the_final_benchmark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import greenml.measure.inference as inference
 
     windows: list[tuple[float, float]] = []
@@ -132,7 +134,9 @@ def test_the_cost_phase_times_shorter_windows_than_the_final_benchmark(monkeypat
         early_stopping=_NeverStops(),
     )
     fixed = {"n_layers": 1, "width": 32, "dropout": 0.0, "lr": 3e-3, "epochs": 1, "batch_size": 64}
-    run_trial(optuna.trial.FixedTrial({**fixed, "distill": False, "pruning": "none", "runtime": "torch"}), ctx)
+    run_trial(
+        optuna.trial.FixedTrial({**fixed, "distill": False, "pruning": "none", "runtime": "torch"}), ctx
+    )
     # The cost phase first, at the cost window; the final artifact's benchmark at the search's own.
     assert windows == [(0.05, 0.05), (0.2, 0.3)]
 

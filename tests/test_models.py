@@ -39,6 +39,7 @@ def _search(tmp_path: Path, keep: str, trials: int = 4) -> Any:
         latency_s=0.05,
         measure=MeasureConfig(meter="estimate", idle_seconds=0),
         keep_models=keep,
+        early_stopping="none",  # every queued deployment must complete
     )
     search = prepare(config)
     for params in DEPLOYMENTS[:trials]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,8 @@ def _run(args: argparse.Namespace) -> int:
     write_atomic(csv_path, csv_text(result))
     if args.json is not None:
         summary = as_dict(result.summaries, result.test)
+        if result.hv_test is not None:
+            summary["hv_test"] = as_dict([], result.hv_test)["test"]
         summary.update(
             table=str(args.table), hardware=problem.table.hardware, seconds=result.seconds, verdicts=verdicts
         )
@@ -266,12 +269,19 @@ def _text(result: Any, verdicts: list[str]) -> str:
         median = s.median_energy_to_target_j
         lines.append(
             f"{s.name:24s} {('never' if median is None else f'{median:.4g}'):>16s} {f'{s.reached}/{s.seeds}':>8s} "
-            f"{s.mean_rank:9.2f} {sorted(s.final_hv)[len(s.final_hv) // 2]:16.3f}"
+            f"{s.mean_rank:9.2f} {statistics.median(s.final_hv):16.3f}"
         )
     test = result.test
     if test.test == "none":
         lines.append(f"rank test: none ({test.note})")
     else:
-        lines.append(f"rank test: {test.test}, statistic {test.statistic:.3g}, p = {test.p_value:.3g}")
+        lines.append(
+            f"rank test on the energy to 95%: {test.test}, statistic {test.statistic:.3g}, p = {test.p_value:.3g}"
+        )
+    hv = result.hv_test
+    if hv is not None and hv.test != "none":
+        lines.append(
+            f"rank test on the final hypervolume: {hv.test}, statistic {hv.statistic:.3g}, p = {hv.p_value:.3g}"
+        )
     lines.extend(verdicts)
     return "\n".join(lines)

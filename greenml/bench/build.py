@@ -147,6 +147,8 @@ def write_build_table(
         },
         "grid_size": len(configs),
         "missing": len(configs) - len(frame),
+        # The final benchmark's windows: a replay scales its estimate of the cost phase by them.
+        "benchmark_windows_s": {"latency": search.config.latency_s, "energy": search.config.energy_window_s},
         "objectives": list(search.config.objectives),
         "hardware": study.user_attrs.get("hardware"),
         "meter": search.meter.name,

@@ -16,7 +16,7 @@ from typing import Any
 
 from greenml.bench.problem import TableProblem
 from greenml.bench.replay import Replay, Strategy, replay
-from greenml.bench.summary import RankTest, StrategySummary, summarise
+from greenml.bench.summary import RankTest, StrategySummary, rank_test, summarise
 
 __all__ = ["BenchResult", "csv_text", "run_bench"]
 
@@ -26,10 +26,11 @@ class BenchResult:
     problem: TableProblem
     replays: list[Replay]
     summaries: list[StrategySummary]
-    test: RankTest
+    test: RankTest  # on the per-seed energy to 95% of the true front's hypervolume
     budget_trials: int | None
     budget_energy_j: float | None
     seconds: float
+    hv_test: RankTest | None = None  # on the per-seed final hypervolume (higher is better)
 
 
 _STATE: dict[str, Any] = {}
@@ -81,8 +82,16 @@ def run_bench(
     finally:
         _STATE.clear()
     summaries, test = summarise(replays)
+    hv_test = rank_test({s.name: [-v for v in s.final_hv] for s in summaries})
     return BenchResult(
-        problem, replays, summaries, test, budget_trials, budget_energy_j, time.perf_counter() - started
+        problem,
+        replays,
+        summaries,
+        test,
+        budget_trials,
+        budget_energy_j,
+        time.perf_counter() - started,
+        hv_test,
     )
 
 

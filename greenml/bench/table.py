@@ -166,17 +166,21 @@ class Table:
         return np.column_stack(columns)
 
     def reference_point(self, objectives: Sequence[str]) -> np.ndarray:
-        """One fixed hypervolume reference point for the table, in losses: accuracy 0 for
-        accuracies, else 1.1 x the worst value in the table (0 for a loss whose worst is 0)."""
-        losses = self.losses(objectives)
-        ref = []
-        for index, name in enumerate(objectives):
-            if name in ("accuracy", "test_accuracy"):
-                ref.append(0.0)
-            else:
-                worst = float(losses[:, index].max())
-                ref.append(worst * 1.1 if worst > 0 else worst * 0.9 if worst < 0 else 1e-12)
-        return np.array(ref)
+        """One fixed hypervolume reference point for the table, in losses: the true front's nadir
+        plus a tenth of the front's range on each objective.
+
+        Set just beyond the front, so the hypervolume measures how much of the front a search
+        found. (A loose point, such as accuracy 0, fills most of the volume with what any trained
+        model covers: on the shipped table every strategy reached 95% of it within its first 4
+        random trials.) An objective on which the front has no spread gets a tenth of its value,
+        or 1e-12 at 0.
+        """
+        front = self.losses(objectives)[self.true_front(objectives)]
+        nadir, ideal = front.max(axis=0), front.min(axis=0)
+        spread = nadir - ideal
+        spread = np.where(spread > 0, spread, np.where(nadir != 0, np.abs(nadir), 1e-11))
+        reference: np.ndarray = nadir + 0.1 * spread
+        return reference
 
     def true_front(self, objectives: Sequence[str]) -> np.ndarray:
         """The rows on the table's Pareto front, by exhaustive non-dominated sorting of every row."""

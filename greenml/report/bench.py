@@ -216,6 +216,16 @@ def bench_html(result: Any, verdicts: Sequence[str]) -> str:
         "names": names,
         "pairwise": pairwise,
         "test": result.test,
+        "hv_test": result.hv_test,
+        "hv_pairwise": [
+            [
+                ""
+                if a == b or result.hv_test is None
+                else _fmt(result.hv_test.pairwise.get((a, b), result.hv_test.pairwise.get((b, a))), 3)
+                for b in names
+            ]
+            for a in names
+        ],
         "verdicts": list(verdicts),
         "seconds": f"{result.seconds:.1f}",
         "hv_figure": hv,

@@ -12,6 +12,7 @@ from greenml.devices import cuda_index, parse_device
 from greenml.errors import ConfigError
 from greenml.metrics import CONSTRAINABLE, MAXIMIZED, OBJECTIVE_METRICS, metric
 from greenml.storage import Heartbeat, default_storage
+from greenml.trial import COST_WINDOW_S
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -118,7 +119,7 @@ class SearchConfig:
     rungs: tuple[int, ...] | None = None
     keep_front: bool = True  # mo-asha: never stop a trial no other trial at its rung dominates
     # The cost phase's latency and energy windows (at most the benchmark's own).
-    cost_window_s: float = 0.25
+    cost_window_s: float = COST_WINDOW_S
     # Run only the trials queued in the study (greenml bench build's grid points), never a
     # sampled one, and stop when none is left.
     queued_only: bool = False
