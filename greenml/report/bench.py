@@ -32,7 +32,7 @@ def _rgba(colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def hypervolume_figure(result: Any, label: str) -> Any:
+def hypervolume_figure(result: Any) -> Any:
     """Median and interquartile range over seeds of the hypervolume fraction, against
     evaluations and against search energy (J, log scale), one colour per strategy."""
     import plotly.graph_objects as go
@@ -82,7 +82,7 @@ def hypervolume_figure(result: Any, label: str) -> Any:
     for col in (1, 2):
         fig.add_hline(y=0.95, line={"dash": "dot", "color": "#888"}, row=1, col=col)
     fig.update_xaxes(title_text="evaluations (replayed)", row=1, col=1)
-    fig.update_xaxes(title_text=f"search energy, J ({label})", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="search energy, J (replayed)", type="log", row=1, col=2)
     fig.update_yaxes(title_text="hypervolume / true front's", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(automargin=True, **PLAIN_TICKS)
@@ -99,7 +99,7 @@ def _at_energy(run: Any, energies: np.ndarray) -> np.ndarray:
     return np.where(positions >= 0, hv[np.clip(positions, 0, len(hv) - 1)], 0.0)
 
 
-def front_figure(problem: Any, label: str) -> Any:
+def front_figure(problem: Any) -> Any:
     """Every row of the table against the first objective, the true front marked: one panel per
     other objective."""
     import plotly.graph_objects as go
@@ -145,9 +145,7 @@ def front_figure(problem: Any, label: str) -> Any:
     fig.update_yaxes(title_text=objectives[0], row=1, col=1)
     fig.update_xaxes(automargin=True, **PLAIN_TICKS)
     fig.update_yaxes(automargin=True, **PLAIN_TICKS)
-    fig.update_layout(
-        **_layout(420), title={"text": f"Replayed table: {html.escape(label)}", "font": {"size": 13}}
-    )
+    fig.update_layout(**_layout(420))  # the page's heading says where the table was measured
     return fig
 
 
@@ -163,9 +161,9 @@ def bench_html(result: Any, verdicts: Sequence[str]) -> str:
     figures = _Figures()
     hv = figures.add(
         "Hypervolume against evaluations and against search energy (median, IQR over seeds)",
-        hypervolume_figure(result, label),
+        hypervolume_figure(result),
     )
-    fr = figures.add("The table and its true Pareto front", front_figure(result.problem, label))
+    fr = figures.add("The table and its true Pareto front", front_figure(result.problem))
     rows = [
         {
             "name": s.name,
