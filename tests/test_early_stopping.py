@@ -48,6 +48,17 @@ class _NeverStops:
         return None
 
 
+def _mlp_context(rule: Any, **settings: Any) -> TrialContext:
+    """A trial context for the MLP space on digits, metered at a constant 10 W, asking ``rule``."""
+    return TrialContext(
+        space=load_space("mlp"),
+        dataset=load_dataset("digits", 0),
+        meter=Meter([ConstantPowerSource({"cpu": 10.0})]),
+        early_stopping=rule,
+        **settings,
+    )
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -75,16 +86,7 @@ def test_the_cost_measured_before_training_agrees_with_the_final_artifacts(param
     attempts = []
     for _ in range(3):
         rule = _NeverStops()
-        ctx = TrialContext(
-            space=load_space("mlp"),
-            dataset=load_dataset("digits", 0),
-            meter=Meter([ConstantPowerSource({"cpu": 10.0})]),
-            latency_s=0.3,
-            energy_window_s=0.3,
-            epochs=(1, 5),
-            finetune_epochs=(0, 2),
-            early_stopping=rule,
-        )
+        ctx = _mlp_context(rule, latency_s=0.3, energy_window_s=0.3, epochs=(1, 5), finetune_epochs=(0, 2))
         final = run_trial(optuna.trial.FixedTrial({**fixed, "distill": False, **params}), ctx)
         early = ctx.early_cost
         assert early is not None
@@ -123,16 +125,7 @@ def test_the_cost_phase_times_shorter_windows_than_the_final_benchmark(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(inference, "benchmark_inference", spy)
-    ctx = TrialContext(
-        space=load_space("mlp"),
-        dataset=load_dataset("digits", 0),
-        meter=Meter([ConstantPowerSource({"cpu": 10.0})]),
-        latency_s=0.2,
-        energy_window_s=0.3,
-        cost_window_s=0.05,
-        epochs=(1, 1),
-        early_stopping=_NeverStops(),
-    )
+    ctx = _mlp_context(_NeverStops(), latency_s=0.2, energy_window_s=0.3, cost_window_s=0.05, epochs=(1, 1))
     fixed = {"n_layers": 1, "width": 32, "dropout": 0.0, "lr": 3e-3, "epochs": 1, "batch_size": 64}
     run_trial(
         optuna.trial.FixedTrial({**fixed, "distill": False, "pruning": "none", "runtime": "torch"}), ctx
