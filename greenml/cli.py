@@ -349,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also stop trials that no other trial at their rung dominates, when they fall outside "
         "the best 1/ETA (MO-ASHA as published; default: such trials go on)",
     )
+    stopping.add_argument(
+        "--stop-before-training",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop a trial before it trains when its measured deployment cost would be dominated "
+        "even at the best accuracy seen so far (default: on)",
+    )
     report_group = search.add_mutually_exclusive_group()
     report_group.add_argument(
         "--report",
@@ -665,6 +672,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         min_epochs=args.min_epochs,
         rungs=args.rungs,
         keep_front=args.keep_front,
+        stop_before_training=args.stop_before_training,
         cost_window_s=args.cost_window,
     )
     from greenml.search import pareto_rows, prepare, run, run_workers

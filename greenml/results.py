@@ -12,7 +12,9 @@ from typing import Any
 from greenml.metrics import METRIC_NAMES
 
 __all__ = [
+    "ARTIFACT_KEY_ATTR",
     "COST_ATTR",
+    "COST_FROM_ATTR",
     "CURVE_ATTR",
     "KNEE_RULE",
     "STALE_ERROR",
@@ -37,6 +39,11 @@ __all__ = [
 CURVE_ATTR = "learning_curve"
 # The deployment cost measured before training, under early stopping (the cost metrics' names).
 COST_ATTR = "early_cost"
+# What decides the deployed artifact's cost (greenml.compress.artifact_key): trials with one key
+# deploy artifacts of one shape, so a trial reuses the cost an earlier one measured for its key.
+ARTIFACT_KEY_ATTR = "artifact_key"
+# The trial whose measured cost a trial reused in its cost phase (early stopping).
+COST_FROM_ATTR = "early_cost_from"
 # Why the early-stopping rule stopped a trial (stored as PRUNED).
 STOPPED_ATTR = "stopped"
 
@@ -176,6 +183,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         row["notes"] = "; ".join(trial.user_attrs.get("notes", [])) or None
         row["stopped"] = trial.user_attrs.get(STOPPED_ATTR)
         row["learning_curve"] = trial.user_attrs.get(CURVE_ATTR)
+        row["artifact_key"] = trial.user_attrs.get(ARTIFACT_KEY_ATTR)
         row["error"] = trial_error(trial, retries.get(trial.number))
         rows.append(row)
     return rows

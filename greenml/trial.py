@@ -71,6 +71,10 @@ class EarlyStopping(Protocol):
         """The epochs, of a trial that trains ``epochs`` in all, after which the rule decides."""
         ...
 
+    def known_cost(self, key: str) -> tuple[dict[str, float], int] | None:
+        """The cost another trial measured for an artifact of key ``key``, and that trial's number."""
+        ...
+
     def before_training(self, cost: dict[str, float]) -> str | None:
         """A reason to stop a trial whose deployment cost is ``cost``, before it trains, or None."""
         ...
@@ -122,8 +126,12 @@ class TrialContext:
     # Also record the test accuracy after each epoch (greenml bench build), outside the epoch's
     # measurement window, so the curve's energy is a search's.
     test_curve: bool = False
-    # The deployment cost measured before training (early stopping only).
+    # The deployment cost measured before training (early stopping only), and the trial that
+    # measured it when it was reused (another trial's artifact of the same key).
     early_cost: dict[str, float] | None = field(default=None, repr=False)
+    cost_from: int | None = field(default=None, repr=False)
+    # The deployed artifact's key (greenml.compress.artifact_key).
+    artifact_key: str | None = field(default=None, repr=False)
 
 
 def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
@@ -294,6 +302,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     ctx.notes = []
     ctx.curve = []
     ctx.early_cost = None
+    ctx.cost_from = None
+    ctx.artifact_key = None
     window = ctx.meter.begin(f"trial {trial.number}")
 
     @contextlib.contextmanager
@@ -322,12 +332,22 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 # The cost objectives depend on the artifact's shape (architecture, structured
                 # pruning, quantization, runtime), not on what its weights learn: measure them on
                 # an untrained copy compressed the same way, before paying for training.
+                # An artifact of a shape already measured in this study is not measured again:
+                # its cost is that measurement's (same key: same shape, runtime, quantization).
                 shaped = copy.deepcopy(model)
                 _prune(shaped, settings, example, [])
-                artifact, model_bytes = _deploy(shaped, settings, ctx, example)
-                bench = _benchmark(artifact, settings, ctx, example, window_s=ctx.cost_window_s)
-                ctx.early_cost = _cost_metrics(bench, model_bytes)
-                del shaped, artifact
+                ctx.artifact_key = compress.artifact_key(
+                    shaped, settings["runtime"], settings["quantization"], ctx.deploy_device
+                )
+                known = ctx.early_stopping.known_cost(ctx.artifact_key)
+                if known is not None:
+                    ctx.early_cost, ctx.cost_from = dict(known[0]), known[1]
+                else:
+                    artifact, model_bytes = _deploy(shaped, settings, ctx, example)
+                    bench = _benchmark(artifact, settings, ctx, example, window_s=ctx.cost_window_s)
+                    ctx.early_cost = _cost_metrics(bench, model_bytes)
+                    del artifact
+                del shaped
             reason = ctx.early_stopping.before_training(ctx.early_cost)
             if reason:
                 raise TrialStopped(reason)
@@ -343,6 +363,9 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher, "finetune")
         with phase("compress"):
             model.eval()
+            ctx.artifact_key = compress.artifact_key(
+                model, settings["runtime"], settings["quantization"], ctx.deploy_device
+            )
             artifact, model_bytes = _deploy(model, settings, ctx, example)
             if ctx.save_models:
                 ctx.last_model = {

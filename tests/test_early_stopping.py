@@ -19,7 +19,7 @@ from greenml.data import load_dataset
 from greenml.errors import ConfigError
 from greenml.ledger import spent_energy_j
 from greenml.measure import Meter
-from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR, trial_rows
+from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, COST_FROM_ATTR, CURVE_ATTR, STOPPED_ATTR, trial_rows
 from greenml.search import SearchConfig, prepare, run
 from greenml.search._rungs import StudyStopping
 from greenml.search._stopping import MOASHA, Decision, RungEntry
@@ -39,6 +39,9 @@ class _NeverStops:
 
     def rungs(self, epochs: int) -> tuple[int, ...]:
         return (1,)
+
+    def known_cost(self, key: str) -> None:
+        return None
 
     def before_training(self, cost: dict[str, float]) -> str | None:
         return None
@@ -132,6 +135,62 @@ def test_the_cost_phase_times_shorter_windows_than_the_final_benchmark(
     )
     # The cost phase first, at the cost window; the final artifact's benchmark at the search's own.
     assert windows == [(0.05, 0.05), (0.2, 0.3)]
+
+
+def test_an_artifact_of_a_shape_already_measured_reuses_that_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenml.measure.inference as inference
+
+    benchmarked: list[float] = []
+    original = inference.benchmark_inference
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        benchmarked.append(kwargs["min_latency_s"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "benchmark_inference", spy)
+    study = optuna.create_study(
+        study_name="s",
+        storage=open_storage(f"sqlite:///{tmp_path}/keys.db"),
+        directions=["maximize", "minimize", "minimize"],
+    )
+    objectives = ("accuracy", "inference_energy_j", "latency_ms")
+    base = {"n_layers": 1, "epochs": 1, "batch_size": 64, "distill": False, "runtime": "onnxruntime"}
+    base |= {"quantization": "none", "pruning": "structured", "prune_amount": 0.5, "finetune_epochs": 0}
+    # Same shape (dropout and the learning rate change what is learnt, not the artifact), then
+    # another width, then the first shape on another runtime.
+    variants = [
+        {"width": 64, "dropout": 0.0, "lr": 3e-3},
+        {"width": 64, "dropout": 0.2, "lr": 8e-3},
+        {"width": 32, "dropout": 0.0, "lr": 3e-3},
+        {"width": 64, "dropout": 0.0, "lr": 3e-3, "runtime": "torch"},
+    ]
+    costs, keys, cost_from, calls = [], [], [], []
+    for variant in variants:
+        params = {**base, **variant}
+        if params["runtime"] == "torch":
+            del params["quantization"]
+        study.enqueue_trial(params)
+        trial = study.ask()
+        ctx = _mlp_context(
+            StudyStopping(MOASHA(stop_before_training=False), study, trial, objectives),
+            latency_s=0.1, energy_window_s=0.1, cost_window_s=0.05, epochs=(1, 1),
+        )
+        before = len(benchmarked)
+        run_trial(trial, ctx)
+        calls.append(benchmarked[before:])
+        costs.append(ctx.early_cost)
+        cost_from.append(ctx.cost_from)
+        keys.append(trial.user_attrs[ARTIFACT_KEY_ATTR])
+        # The key taken before training is the final (trained, pruned) artifact's.
+        assert ctx.artifact_key == keys[-1]
+        study.tell(trial, [0.5, 1e-4, 0.01])
+    assert keys[0] == keys[1] and len(set(keys)) == 3
+    # Measured at the cost window, then the final benchmark; the same shape only the final one.
+    assert calls == [[0.05, 0.1], [0.1], [0.05, 0.1], [0.05, 0.1]]
+    assert cost_from == [None, 0, None, None]
+    assert costs[1] == costs[0] and costs[2] != costs[0]
 
 
 def _config(tmp_path: Path, **overrides: Any) -> SearchConfig:

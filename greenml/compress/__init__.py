@@ -8,12 +8,13 @@ where they are used.
 """
 
 from greenml.compress.distill import distillation_loss
-from greenml.compress.export import export_onnx, export_torch_program, serialized_size_bytes
+from greenml.compress.export import artifact_key, export_onnx, export_torch_program, serialized_size_bytes
 from greenml.compress.prune import PruneReport, prune_structured, prune_unstructured
 from greenml.compress.quantize import quantize_onnx_dynamic, quantize_onnx_static, quantize_torch_dynamic
 
 __all__ = [
     "PruneReport",
+    "artifact_key",
     "distillation_loss",
     "export_onnx",
     "export_torch_program",

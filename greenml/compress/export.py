@@ -127,3 +127,29 @@ def serialized_size_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
+
+
+def artifact_key(model: Any, runtime: str, quantization: str, device: str) -> str:
+    """A digest of what decides a deployed artifact's cost, but not of its weights.
+
+    Two models with the same key deploy to artifacts of the same shape on the same runtime,
+    quantization and device, so their latency, energy per inference and size are the same up
+    to measurement noise (dense kernels do the same work whatever the weights hold; zeroed
+    weights are still stored and multiplied). The key is taken after pruning, from every module's
+    type and ``extra_repr`` (layer sizes, strides, activations) and every state-dict entry's name,
+    shape and dtype. Dropout, the identity at inference, is keyed by its type alone, so the dropout
+    rate does not split a key; anything else a module prints does, which errs on the side of
+    measuring again.
+    """
+    import hashlib
+    import json
+
+    import torch
+
+    modules = []
+    for name, module in model.named_modules():
+        extra = "" if isinstance(module, torch.nn.modules.dropout._DropoutNd) else module.extra_repr()
+        modules.append([name, f"{type(module).__module__}.{type(module).__qualname__}", extra])
+    tensors = [[name, list(value.shape), str(value.dtype)] for name, value in model.state_dict().items()]
+    text = json.dumps([runtime, quantization, device, modules, tensors], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

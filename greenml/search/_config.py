@@ -118,6 +118,8 @@ class SearchConfig:
     min_epochs: int = 1
     rungs: tuple[int, ...] | None = None
     keep_front: bool = True  # mo-asha: never stop a trial no other trial at its rung dominates
+    # mo-asha: stop a trial dominated even at the best accuracy seen so far before it trains.
+    stop_before_training: bool = True
     # The cost phase's latency and energy windows (at most the benchmark's own).
     cost_window_s: float = COST_WINDOW_S
     # Run only the trials queued in the study (greenml bench build's grid points), never a
@@ -195,6 +197,7 @@ class SearchConfig:
             min_epochs=self.min_epochs,
             rungs=self.rungs,
             keep_front=self.keep_front,
+            stop_before_training=self.stop_before_training,
         )
 
     @property

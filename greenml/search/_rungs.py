@@ -7,6 +7,10 @@ rung before it asks the rule. The rung table of epoch *r* is then every other tr
 whichever worker runs it, whose stored curve reaches *r*: complete, stopped, running or failed.
 The rule itself (:mod:`greenml.search._stopping`) sees plain numbers only.
 
+A trial whose deployed artifact has the key (:func:`greenml.compress.artifact_key`) of one an
+earlier trial measured does not measure it again: it reuses that trial's stored cost (user
+attribute ``early_cost_from`` names the trial), so its cost phase is only a build and a prune.
+
 Each trial's entry is ``(1 - validation accuracy at the rung, *cost losses)``: the early cost of
 each cost objective, in the objectives' order (negated where maximised). Complete trials compared
 before training use their final accuracy and cost.
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from greenml.metrics import MAXIMIZED
-from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
+from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._stopping import RungEntry
 
 __all__ = ["StudyStopping", "counts_toward_trials", "curve_at", "is_stopped"]
@@ -77,6 +81,19 @@ class StudyStopping:
             for t in self.study.get_trials(deepcopy=False)
             if t.number != self.trial.number and t.state.name != "WAITING"
         ]
+
+    def known_cost(self, key: str) -> tuple[dict[str, float], int] | None:
+        """The cost the lowest-numbered other trial stored for an artifact of key ``key``, if any.
+
+        Every trial of one key then ranks on one measurement, whichever worker ran it. The key is
+        stored on this trial at once, so trials that start while it trains find its cost.
+        """
+        self.trial.set_user_attr(ARTIFACT_KEY_ATTR, key)
+        for other in sorted(self._others(), key=lambda t: t.number):
+            cost = other.user_attrs.get(COST_ATTR)
+            if cost and other.user_attrs.get(ARTIFACT_KEY_ATTR) == key:
+                return dict(cost), other.number
+        return None
 
     def before_training(self, cost: dict[str, float]) -> str | None:
         self.trial.set_user_attr(COST_ATTR, cost)

@@ -134,6 +134,8 @@ __all__ = [
     "StoppingRule",
     "dominated_at_best_error",
     "dominates",
+    "parse_rule",
+    "rule_label",
     "rung_order",
     "stopping_rule",
 ]
@@ -224,6 +226,9 @@ class MOASHA:
     rungs are ``min_epochs * η**k`` epochs apart. ``rungs``, when given, replaces that ladder.
     ``keep_front`` (default): a trial that no other trial at its rung dominates goes on too, even
     outside the best ⌈n/η⌉ (see "Never stop the first front" in the module docstring).
+    ``stop_before_training``: a trial dominated even at the best accuracy seen so far is stopped
+    before it trains (see "Before training" in the module docstring); off, every trial trains to
+    the first rung and is judged there.
     """
 
     def __init__(
@@ -232,6 +237,7 @@ class MOASHA:
         min_epochs: int = 1,
         rungs: tuple[int, ...] | None = None,
         keep_front: bool = True,
+        stop_before_training: bool = True,
     ) -> None:
         if (
             not isinstance(reduction_factor, (int, float))
@@ -257,6 +263,11 @@ class MOASHA:
                 )
         if not isinstance(keep_front, bool):
             raise ConfigError(f"mo-asha keep_front must be true or false; got {keep_front!r}")
+        if not isinstance(stop_before_training, bool):
+            raise ConfigError(
+                f"mo-asha stop_before_training must be true or false; got {stop_before_training!r}"
+            )
+        self.stop_before_training = stop_before_training
         self.reduction_factor = float(reduction_factor)
         self.keep_front = keep_front
         self.min_epochs = min_epochs
@@ -265,7 +276,8 @@ class MOASHA:
     def __repr__(self) -> str:
         return (
             f"MOASHA(reduction_factor={self.reduction_factor:g}, min_epochs={self.min_epochs}, "
-            f"rungs={self.fixed_rungs!r}, keep_front={self.keep_front})"
+            f"rungs={self.fixed_rungs!r}, keep_front={self.keep_front}, "
+            f"stop_before_training={self.stop_before_training})"
         )
 
     def rungs(self, epochs: int) -> tuple[int, ...]:
@@ -310,6 +322,8 @@ class MOASHA:
     def before_training(
         self, trial: int, costs: tuple[float, ...], complete: Sequence[RungEntry]
     ) -> Decision:
+        if not self.stop_before_training:
+            return Decision(stop=False, reason="trains: stopping before training is off")
         dominator = dominated_at_best_error(costs, complete)
         if not complete:
             return Decision(stop=False, reason="trains: no trial has completed yet to compare its costs with")
@@ -445,3 +459,61 @@ def stopping_rule(name: str, **settings: object) -> StoppingRule:
             f"stopping rule {name!r} has no setting {unknown[0]!r}; valid: {', '.join(accepted)}"
         )
     return factory(**settings)
+
+
+def parse_rule(spec: str) -> tuple[str, dict[str, object]]:
+    """``NAME`` or ``NAME(key=value,...)`` as a rule's name and settings (ConfigError otherwise).
+
+    Values are ``true``/``false``, numbers, or epochs joined by ``/`` for ``rungs`` (``1/3/9``):
+    ``mo-asha(reduction_factor=2,stop_before_training=false)``. Used where several variants of a
+    rule are compared side by side (``greenml bench run``); ``greenml search`` has a flag for each.
+    """
+    text = spec.strip()
+    name, paren, rest = text.partition("(")
+    name = name.strip()
+    if name not in STOPPING_RULES:
+        raise ConfigError(f"unknown stopping rule {name!r}; valid: {', '.join(sorted(STOPPING_RULES))}")
+    if not paren:
+        return name, {}
+    if not rest.endswith(")"):
+        raise ConfigError(f"stopping rule {spec!r}: settings go in parentheses, e.g. {name}(key=value,key=value)")
+    settings: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in rest[:-1].split(","))):
+        key, equals, value = (s.strip() for s in item.partition("="))
+        if not equals or not key or not value:
+            raise ConfigError(f"stopping rule {spec!r}: {item!r} is not key=value")
+        settings[key] = _setting_value(key, value)
+    stopping_rule(name, **settings)  # a one-line error for an unknown setting or a bad value
+    return name, settings
+
+
+def rule_label(name: str, settings: dict[str, object]) -> str:
+    """The spec :func:`parse_rule` reads back: ``name`` and its settings, in the order given."""
+    if not settings:
+        return name
+
+    def text(value: object) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, tuple | list):
+            return "/".join(str(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return f"{name}({','.join(f'{k}={text(v)}' for k, v in settings.items())})"
+
+
+def _setting_value(key: str, value: str) -> object:
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if key == "rungs" or "/" in value:
+        try:
+            return tuple(int(part) for part in value.split("/"))
+        except ValueError:
+            raise ConfigError(f"{value!r}: rungs are whole epochs joined by '/', e.g. 1/3/9") from None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

@@ -25,7 +25,7 @@ from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, build_meter
 from greenml.models import prune_models, save_model
-from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
+from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, COST_FROM_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._config import SAMPLERS, SearchConfig
 from greenml.search._progress import FRONT_HINT, Progress, Step, StepRecorder, trial_line
 from greenml.search._rungs import StudyStopping, counts_toward_trials
@@ -178,7 +178,7 @@ COMPARABLE: tuple[tuple[str, str], ...] = (
     ("energy_window_s", "--min-energy-window"),
     ("latency_s", "--min-latency-window"),
     ("heartbeat", "--heartbeat-interval and --grace-period"),
-    ("early_stopping", "--early-stopping, --reduction-factor, --min-epochs, --rungs, --no-keep-front"),
+    ("early_stopping", "--early-stopping, --reduction-factor, --min-epochs, --rungs, --no-keep-front, --[no-]stop-before-training"),
 )
 # All of COMPARABLE in one study attribute (older studies have only the separate ones).
 COMPARABLE_ATTR = "comparable"
@@ -217,6 +217,8 @@ def comparable_settings(
                 # Appended only when on, so studies from before the setting (which behaved as
                 # --no-keep-front) still compare equal when resumed with --no-keep-front.
                 *([True] if config.keep_front else []),
+                # Likewise: studies from before this setting stopped before training.
+                *([] if config.stop_before_training else ["no-stop-before-training"]),
             ]
         ),
     }
@@ -730,7 +732,7 @@ def _start_trial(trial: Any, search: SearchRun, so_far: list[float]) -> None:
         trial.set_user_attr("worker", search.worker.record)
     trial.set_user_attr("hardware", search.hardware)
     # A retried trial copies its dead original's attributes: not its outcome, curve or cost.
-    for key in ("error", "traceback", "trial_energy_j", CURVE_ATTR, COST_ATTR):
+    for key in ("error", "traceback", "trial_energy_j", CURVE_ATTR, COST_ATTR, COST_FROM_ATTR, ARTIFACT_KEY_ATTR):
         if key in trial.user_attrs:
             trial.set_user_attr(key, None)
 
@@ -740,6 +742,7 @@ def _start_trial(trial: Any, search: SearchRun, so_far: list[float]) -> None:
 
     ctx.on_phase = on_phase
     ctx.curve, ctx.early_cost, ctx.last_window = [], None, None
+    ctx.cost_from, ctx.artifact_key = None, None
     ctx.shared_host_note = _shared_host_note(search)
 
 
@@ -777,6 +780,10 @@ def _record_window(trial: Any, ctx: TrialContext) -> None:
         trial.set_user_attr(CURVE_ATTR, list(ctx.curve))
     if ctx.early_cost is not None:
         trial.set_user_attr(COST_ATTR, ctx.early_cost)
+    if ctx.cost_from is not None:
+        trial.set_user_attr(COST_FROM_ATTR, ctx.cost_from)
+    if ctx.artifact_key is not None:
+        trial.set_user_attr(ARTIFACT_KEY_ATTR, ctx.artifact_key)
     window = ctx.last_window
     if window is None:
         return
