@@ -39,11 +39,13 @@ OBJECTIVES = ["accuracy", "inference_energy_j", "latency_ms"]
 def make_table(path: Path, rows: list[dict[str, Any]], epochs: int = 3) -> Path:
     """A table of ``rows``: each gives ``kind`` ('a'/'b'), ``size`` (int 1..4), ``lr`` (log float),
     ``acc`` (final deployed accuracy), ``curve`` (validation accuracy per epoch), ``energy``
-    (inference J), ``latency`` (ms), ``epoch_j`` (per-epoch training J) and ``trial_j``."""
+    (inference J), ``latency`` (ms), ``epoch_j`` (per-epoch training J), ``trial_j`` and,
+    optionally, ``key`` (the artifact key)."""
     records = []
     for index, row in enumerate(rows):
         records.append(
             {
+                **({"artifact_key": row["key"]} if "key" in row else {}),
                 "config": index,
                 "param_kind": row["kind"],
                 "param_size": row["size"],
@@ -58,6 +60,7 @@ def make_table(path: Path, rows: list[dict[str, Any]], epochs: int = 3) -> Path:
                 "inference_energy_j": row["energy"],
                 "latency_ms": row["latency"],
                 "trial_energy_j": row.get("trial_j", 10.0),
+                "train_energy_j": row.get("epoch_j", 1.0) * epochs,
                 "compress_energy_j": row.get("compress_j", 0.5),
                 "benchmark_energy_j": row.get("benchmark_j", 1.5),
                 "energy_basis": "estimated",
@@ -245,16 +248,18 @@ def test_energy_budget_and_hypervolume_fraction(tmp_path: Path) -> None:
 
 def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
     # Epochs 10 -> mo-asha rungs 1, 3, 9. Cost phase = compress 0.5 + benchmark 1.5 = 2 J; an
-    # epoch 1 J; a whole trial 10 J. Losses at a rung: (error at the rung, energy, latency).
-    # t0, row 0 (final 0.9, costs 2, 2): nothing to compare with; completes: 2 + 10 = 12 J.
+    # epoch 1 J; a whole trial 12.25 J, of which 0.25 J outside its phases (its overhead).
+    # Losses at a rung: (error at the rung, energy, latency).
+    # t0, row 0 (final 0.9, costs 2, 2): nothing to compare with; completes: 2 + 12.25 J.
     # t1, row 2 (costs 3, 3): at t0's error, 0.1, it would be dominated by t0's (0.1, 2, 2):
-    #     stopped before training (though it would reach 0.95): the cost phase, 2 J.
+    #     stopped before training (though it would reach 0.95): cost phase and overhead, 2.25 J.
     # t2, row 1 (costs 1, 1): cheaper than t0, so it trains. At each rung (0.5, 1, 1) against t0's
     #     (0.4, 2, 2): both on front 1; ⌈2/3⌉ = 1 goes on and the ε-net puts t0 first, but the
-    #     front is kept: it completes, 12 J.
+    #     front is kept: it completes, 14.25 J.
     # t3, row 3 (0.3 at every epoch, costs 1.5, 1.5): not hopeless (t0 costs more, t2's final
     #     error 0.2 is above the best, 0.1). At rung 1, (0.7, 1.5, 1.5) is dominated by t2's
-    #     (0.5, 1, 1): front 2, ranked 3 of 3, ⌈3/3⌉ = 1 goes on: stopped after epoch 1, 2 + 1 = 3 J.
+    #     (0.5, 1, 1): front 2, ranked 3 of 3, ⌈3/3⌉ = 1 goes on: stopped after epoch 1,
+    #     2 + 0.25 + 1 = 3.25 J.
     rows = [
         {"kind": "a", "size": 1, "lr": 0.001, "acc": 0.9, "energy": 2.0, "latency": 2.0, "curve": [0.6] * 10},
         {"kind": "a", "size": 2, "lr": 0.001, "acc": 0.8, "energy": 1.0, "latency": 1.0, "curve": [0.5] * 10},
@@ -269,6 +274,8 @@ def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
         },
         {"kind": "b", "size": 2, "lr": 0.001, "acc": 0.3, "energy": 1.5, "latency": 1.5, "curve": [0.3] * 10},
     ]
+    for row in rows:
+        row["trial_j"] = 12.25
     problem = TableProblem(str(make_table(tmp_path / "t.parquet", rows, epochs=10)))
     order = [
         {"kind": "a", "size": 1, "lr": 0.001},
@@ -281,14 +288,33 @@ def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
     assert run.rows == [0, 2, 1, 3]
     assert run.states == ["complete", "stopped", "complete", "stopped"]
     assert run.epochs == [10, 0, 10, 1]
-    assert run.energy_j == pytest.approx([12.0, 2.0, 12.0, 3.0])
+    assert run.energy_j == pytest.approx([14.25, 2.25, 14.25, 3.25])
     # A table benchmarked at 1 s windows: the cost phase's 0.25 s windows cost a quarter of its
     # benchmark energy, 0.5 + 1.5 / 4.
     problem.table.meta["benchmark_windows_s"] = {"latency": 1.0, "energy": 0.5}
     assert cost_phase_estimate(problem.table).tolist() == [0.875] * 4
     # Without stopping every trial is charged its whole trial energy, and row 2 (0.95) completes.
     plain = replay(problem, Strategy("seq", sampler_factory(Sequence_(order))), 0, budget_trials=4)
-    assert plain.energy_j == [10.0] * 4 and plain.states == ["complete"] * 4
+    assert plain.energy_j == [12.25] * 4 and plain.states == ["complete"] * 4
+    # Rows 1 and 3 deploy one artifact shape (one key): t3 measures no cost phase and ranks on
+    # row 1's cost, (0.7, 1, 1), which t2's (0.5, 1, 1) dominates: stopped after epoch 1, 0.25 + 1 J.
+    for row, key in zip(rows, ["k0", "k1", "k2", "k1"], strict=True):
+        row["key"] = key
+    keyed = TableProblem(str(make_table(tmp_path / "keyed.parquet", rows, epochs=10)))
+    run = replay(keyed, strategy, 0, budget_trials=4)
+    assert run.states == ["complete", "stopped", "complete", "stopped"] and run.epochs == [10, 0, 10, 1]
+    assert run.energy_j == pytest.approx([14.25, 2.25, 14.25, 1.25])
+    # Without stopping before training, t1 (row 2) trains; at rung 1 its (0.4, 3, 3) is dominated
+    # by t0's (0.4, 2, 2): stopped after epoch 1, 2 + 0.25 + 1 J.
+    eager = Strategy(
+        "seq+mo-asha(stop_before_training=false)",
+        sampler_factory(Sequence_(order)),
+        "mo-asha",
+        {"stop_before_training": False},
+    )
+    run = replay(keyed, eager, 0, budget_trials=2)
+    assert run.states == ["complete", "stopped"] and run.epochs == [10, 1]
+    assert run.energy_j == pytest.approx([14.25, 3.25])
 
 
 def test_a_user_sampler_object_and_file(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def _build(args: argparse.Namespace, measure: Any) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from greenml.bench.problem import TableProblem
-    from greenml.bench.replay import parse_strategies
+    from greenml.bench.replay import parse_strategies, split_list
     from greenml.bench.run import csv_text, run_bench
     from greenml.bench.summary import as_dict
     from greenml.report import default_report_path
@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget-trials must be >= 1, got {args.budget_trials}")
     if args.budget_energy is not None and not args.budget_energy > 0:
         raise ConfigError(f"--budget-energy must be > 0 J, got {args.budget_energy}")
-    rules = [r.strip() for r in args.early_stopping.split(",") if r.strip()] or ["none"]
+    rules = split_list(args.early_stopping) or ["none"]
     strategies = parse_strategies(args.samplers, rules)
     objectives = parse_objectives(args.objectives) if args.objectives else None
     problem = TableProblem(str(args.table), objectives)
@@ -229,8 +229,21 @@ def default_strategy() -> str:
     """The strategy ``greenml search`` runs by default: its sampler with its early-stopping rule."""
     from greenml.search import SearchConfig
 
+    import inspect
+
+    from greenml.search._stopping import STOPPING_RULES, rule_label
+
     config = SearchConfig()
-    return config.sampler if config.early_stopping == "none" else f"{config.sampler}+{config.early_stopping}"
+    if config.early_stopping == "none":
+        return config.sampler
+    # The search's settings where they differ from the rule's own defaults, as bench names them.
+    parameters = inspect.signature(STOPPING_RULES[config.early_stopping]).parameters
+    settings = {}
+    for name, parameter in parameters.items():
+        value = getattr(config, name, parameter.default)
+        if value != parameter.default:
+            settings[name] = value
+    return f"{config.sampler}+{rule_label(config.early_stopping, settings)}"
 
 
 def verdict_lines(result: Any) -> list[str]:

@@ -23,7 +23,7 @@ from greenml.bench.grid import FIDELITY, Grid, expand
 from greenml.bench.table import TABLE_VERSION, write_table
 from greenml.errors import ConfigError
 
-__all__ = ["BuildResult", "build", "grid_configs", "queue_grid", "table_frame", "write_build_table"]
+__all__ = ["BuildResult", "artifact_key_of", "build", "grid_configs", "queue_grid", "table_frame", "write_build_table"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,31 @@ def grid_configs(grid: Grid, space: Any, spec: Any) -> tuple[list[dict[str, Any]
     return expand(grid, suggest)
 
 
+def artifact_key_of(space: Any, spec: Any, params: dict[str, Any], deploy_device: str = "cpu") -> str:
+    """The deployed artifact's key (:func:`greenml.compress.artifact_key`) of the configuration
+    ``params``, found as a trial's cost phase finds it: the model built untrained and pruned.
+    (For rows of a build whose trials did not record their key.)"""
+    from types import SimpleNamespace
+
+    import optuna
+    import torch
+
+    from greenml import compress
+    from greenml.trial import _prune, _suggest_settings
+
+    trial = optuna.trial.FixedTrial(params)
+    epochs = params.get("epochs", 1)
+    finetune = params.get("finetune_epochs", 0)
+    ctx = SimpleNamespace(epochs=(epochs, epochs), finetune_epochs=(finetune, finetune), teacher=None)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = space.build(trial, spec)
+        settings = _suggest_settings(trial, ctx)  # type: ignore[arg-type]
+        example = torch.zeros((1, *spec.input_shape), dtype=torch.float32)
+        _prune(model, settings, example, [])
+    return compress.artifact_key(model, settings["runtime"], settings["quantization"], deploy_device)
+
+
 def _key(params: dict[str, Any]) -> str:
     return json.dumps(sorted(params.items()), default=str)
 
@@ -75,8 +100,13 @@ def queue_grid(search: Any, configs: list[dict[str, Any]]) -> int:
     return queued
 
 
-def table_frame(study: Any, configs: list[dict[str, Any]]) -> Any:
-    """The table's rows: the study's complete trials that are grid points, one per point."""
+def table_frame(
+    study: Any, configs: list[dict[str, Any]], key_of: Any = None
+) -> Any:
+    """The table's rows: the study's complete trials that are grid points, one per point.
+
+    ``key_of(params, deploy_device)`` gives the artifact key of a trial that did not record one.
+    """
     import pandas as pd
 
     from greenml.results import trial_hardware, trial_rows
@@ -113,6 +143,8 @@ def table_frame(study: Any, configs: list[dict[str, Any]]) -> Any:
             "error",
         }
         out.update({k: v for k, v in row.items() if not k.startswith("param_") and k not in skip})
+        if out.get("artifact_key") is None and key_of is not None:
+            out["artifact_key"] = key_of(trial.params, row.get("deploy_device") or "cpu")
         out["cpu"] = hardware.get("cpu")
         out["trial"] = trial.number
         rows[config] = out
@@ -131,7 +163,10 @@ def write_build_table(
     from greenml.storage import redact_url
 
     study = search.study
-    frame = table_frame(study, configs)
+    spec = search.dataset.spec
+    frame = table_frame(
+        study, configs, lambda params, device: artifact_key_of(search.space, spec, params, device)
+    )
     if len(frame) == 0:
         raise ConfigError(f"no grid point of study {study.study_name!r} has completed yet; nothing to write")
     seconds = sum(t.duration.total_seconds() for t in study.get_trials(deepcopy=False) if t.duration)

@@ -10,11 +10,14 @@ What each trial is charged (all figures are the table's, measured when it was bu
     compression, fine-tuning, evaluation, benchmark).
     With an early-stopping rule (greenml's own rules, :mod:`greenml.search._stopping`, fed the
     table's numbers exactly as a live search feeds them): the cost phase first, then
-    - stopped before training: the cost phase only;
-    - stopped at rung *r*: the cost phase and the energy of epochs 1..*r*;
+    - stopped before training: the cost phase and the trial's overhead (its energy outside any
+      phase: building the model, set-up);
+    - stopped at rung *r*: the cost phase, the overhead and the energy of epochs 1..*r*;
     - complete: the cost phase and the whole trial.
-    The cost phase is **estimated** (:func:`cost_phase_estimate`; the table was built without
-    one): the row's compress energy and its benchmark energy scaled by the cost phase's window
+    A row whose artifact key (column ``artifact_key``) an earlier evaluation of the replay
+    measured is charged no cost phase and ranked on that evaluation's cost, as a live search
+    reuses the cost of an artifact shape it has measured. The cost phase is **estimated**
+    (:func:`cost_phase_estimate`; the table was built without one): the row's compress energy and its benchmark energy scaled by the cost phase's window
     (0.25 s) over the final benchmark's. On the 25 complete trials of the early-stopping
     benchmark (CNN, MNIST-1D), the measured cost phase was 1.04x this estimate (median;
     quartiles 0.81x and 1.27x). The rule ranks trials at a rung on the validation accuracy after *r* epochs
@@ -44,10 +47,11 @@ from greenml.bench.problem import TableProblem, suggest_all
 from greenml.bench.table import hypervolume
 from greenml.errors import ConfigError
 from greenml.search._config import SAMPLERS
-from greenml.search._stopping import STOPPING_RULES, RungEntry, StoppingRule, stopping_rule
+from greenml.search._stopping import RungEntry, StoppingRule, parse_rule, rule_label, stopping_rule
+from greenml.metrics import PHASES
 from greenml.trial import COST_WINDOW_S
 
-__all__ = ["Replay", "Strategy", "parse_strategies", "replay"]
+__all__ = ["Replay", "Strategy", "parse_strategies", "replay", "split_list"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,10 @@ class Strategy:
     name: str
     sampler: Callable[[int, int | None], Any]
     stopping: str = "none"
+    settings: dict[str, Any] = field(default_factory=dict)  # the rule's, e.g. reduction_factor
 
     def rule(self) -> StoppingRule | None:
-        return None if self.stopping == "none" else stopping_rule(self.stopping)
+        return None if self.stopping == "none" else stopping_rule(self.stopping, **self.settings)
 
 
 @dataclass
@@ -162,36 +167,52 @@ def sampler_factory(obj: Any, name: str = "sampler") -> Callable[[int, int | Non
     return from_callable
 
 
+def split_list(text: str) -> list[str]:
+    """A comma-separated list whose items may hold commas in parentheses (``mo-asha(a=1,b=2)``)."""
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(text[start:index])
+            start = index + 1
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
 def parse_strategies(
     samplers: str | Sequence[Any], early_stopping: Sequence[str] = ("none",)
 ) -> list[Strategy]:
     """Strategies from ``--samplers`` (names, ``MODULE:NAME``, ``FILE.py:NAME``, or sampler objects),
-    each crossed with every rule of ``early_stopping``; ``NAME+RULE`` names one pair directly."""
-    items: list[Any] = (
-        [s.strip() for s in samplers.split(",") if s.strip()] if isinstance(samplers, str) else list(samplers)
-    )
+    each crossed with every rule of ``early_stopping``; ``NAME+RULE`` names one pair directly. A
+    rule is a name or a name with settings, ``mo-asha(reduction_factor=4,stop_before_training=false)``
+    (:func:`greenml.search._stopping.parse_rule`)."""
+    items: list[Any] = split_list(samplers) if isinstance(samplers, str) else list(samplers)
     if not items:
         raise ConfigError(f"--samplers is empty; valid: {', '.join(SAMPLERS)}")
-    for rule in early_stopping:
-        if rule not in STOPPING_RULES:
-            raise ConfigError(f"unknown stopping rule {rule!r}; valid: {', '.join(sorted(STOPPING_RULES))}")
+    rules = [parse_rule(rule) for rule in early_stopping]
+
+    def crossed(label: str, factory: Callable[[int, int | None], Any], pairs: Any) -> list[Strategy]:
+        return [
+            Strategy(label if name == "none" else f"{label}+{rule_label(name, settings)}", factory, name, settings)
+            for name, settings in pairs
+        ]
+
     strategies: list[Strategy] = []
     for item in items:
         if not isinstance(item, str):
             label = type(item).__name__
-            strategies.extend(
-                Strategy(label if rule == "none" else f"{label}+{rule}", sampler_factory(item, label), rule)
-                for rule in early_stopping
-            )
+            strategies.extend(crossed(label, sampler_factory(item, label), rules))
             continue
         base, plus, rule = item.partition("+")
-        rules = [rule] if plus else list(early_stopping)
-        if plus and rule not in STOPPING_RULES:
-            raise ConfigError(
-                f"{item!r}: unknown stopping rule {rule!r}; valid: {', '.join(sorted(STOPPING_RULES))}"
-            )
+        if plus:
+            try:
+                pairs = [parse_rule(rule)]
+            except ConfigError as error:
+                raise ConfigError(f"{item!r}: {error}") from None
+        else:
+            pairs = rules
         factory = _builtin(base) if base in SAMPLERS else _user_sampler(base)
-        strategies.extend(Strategy(base if r == "none" else f"{base}+{r}", factory, r) for r in rules)
+        strategies.extend(crossed(base, factory, pairs))
     names = [s.name for s in strategies]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
@@ -213,6 +234,15 @@ def cost_phase_estimate(table: Any, window_s: float = COST_WINDOW_S) -> np.ndarr
         np.asarray(bench, dtype=float)
     )
     return np.broadcast_to(estimate, (len(frame),)).astype(float)
+
+
+def trial_overhead(table: Any) -> np.ndarray:
+    """Each row's energy outside its phases (building the model, the trial's set-up): a stopped
+    trial spends it too."""
+    frame = table.frame
+    phases = [c for c in frame.columns if c.endswith("_energy_j") and c.removesuffix("_energy_j") in PHASES]
+    inside = np.nansum(np.column_stack([frame[c].to_numpy(dtype=float) for c in phases]), axis=1)
+    return np.clip(frame["trial_energy_j"].to_numpy(dtype=float) - inside, 0.0, None)
 
 
 def replay(
@@ -238,6 +268,7 @@ def replay(
     frame = table.frame
     trial_energy = frame["trial_energy_j"].to_numpy(dtype=float)
     cost_phase = cost_phase_estimate(table)
+    overhead = trial_overhead(table)
     epoch_energy = np.cumsum(table.epoch_energy, axis=1)
     accuracy_at = table.val_curves
     losses = table.losses(objectives)
@@ -246,6 +277,11 @@ def replay(
     error_index = objectives.index("accuracy") if rule is not None else 0
     cost_indices = [i for i, name in enumerate(objectives) if name != "accuracy"]
     rungs = tuple(rule.rungs(table.epochs)) if rule is not None else ()
+    # A row whose artifact key an earlier evaluation measured reuses that cost phase, as a live
+    # search does (greenml.search._rungs.StudyStopping.known_cost): charged nothing for it, and
+    # ranked on the first row's cost. A table without keys charges every cost phase.
+    keys = list(frame["artifact_key"]) if "artifact_key" in frame.columns else [None] * len(frame)
+    measured: dict[Any, int] = {}  # artifact key -> the row whose cost phase measured it
 
     sampler = strategy.sampler(seed, budget_trials)
     study = optuna.create_study(directions=problem.directions, sampler=sampler)
@@ -265,8 +301,13 @@ def replay(
         if rule is None:
             charge = float(trial_energy[row])
         else:
-            costs = tuple(float(losses[row][i]) for i in cost_indices)
-            charge = float(cost_phase[row])
+            key = keys[row]
+            source = measured.get(key) if key is not None else None
+            if source is None:
+                source, charge = row, float(cost_phase[row])
+                if key is not None:
+                    measured[key] = row
+            costs = tuple(float(losses[source][i]) for i in cost_indices)
             decision = rule.before_training(number, costs, complete)
             stopped_at = 0 if decision.stop else None
             if stopped_at is None:
@@ -281,6 +322,7 @@ def replay(
                 charge += float(trial_energy[row])
             else:
                 state, epochs = "stopped", stopped_at
+                charge += float(overhead[row])
                 charge += float(epoch_energy[row][stopped_at - 1]) if stopped_at else 0.0
                 study.tell(trial, state=TrialState.PRUNED)
         if state == "complete":

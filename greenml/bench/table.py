@@ -18,6 +18,9 @@ Schema (one row per grid point that completed; ``TABLE_VERSION`` 1)
         figure the trial measured), and the trial's footprint: ``trial_energy_j``,
         ``trial_seconds``, and per phase ``train_energy_j``, ``compress_energy_j``,
         ``finetune_energy_j``, ``evaluate_energy_j``, ``benchmark_energy_j`` (and ``_seconds``).
+    ``artifact_key``
+        The deployed artifact's key (:func:`greenml.compress.artifact_key`): rows with one key
+        deploy artifacts of one shape, so a replay charges the cost phase once per key.
     ``energy_basis``, ``device``, ``deploy_device``, ``host``, ``cpu``
         How the energy was obtained (measured, estimated ...) and where the trial ran.
     ``trial``
