@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--sampler",
-        default="tpe",
+        default="random",
         choices=["tpe", "nsga2", "nsga3", "gp", "random"],
         help="Optuna sampler (default: tpe)",
     )
@@ -352,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     stopping.add_argument(
         "--stop-before-training",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="stop a trial before it trains when its measured deployment cost would be dominated "
-        "even at the best accuracy seen so far (default: on)",
+        "even at the best accuracy seen so far (default: off; every trial trains to the first rung)",
     )
     report_group = search.add_mutually_exclusive_group()
     report_group.add_argument(

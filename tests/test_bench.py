@@ -283,7 +283,12 @@ def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
         {"kind": "a", "size": 2, "lr": 0.001},
         {"kind": "b", "size": 2, "lr": 0.001},
     ]
-    strategy = Strategy("seq+mo-asha", sampler_factory(Sequence_(order)), "mo-asha")
+    strategy = Strategy(
+        "seq+mo-asha(stop_before_training=true)",
+        sampler_factory(Sequence_(order)),
+        "mo-asha",
+        {"stop_before_training": True},
+    )
     run = replay(problem, strategy, 0, budget_trials=4)
     assert run.rows == [0, 2, 1, 3]
     assert run.states == ["complete", "stopped", "complete", "stopped"]
@@ -304,15 +309,9 @@ def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
     run = replay(keyed, strategy, 0, budget_trials=4)
     assert run.states == ["complete", "stopped", "complete", "stopped"] and run.epochs == [10, 0, 10, 1]
     assert run.energy_j == pytest.approx([14.25, 2.25, 14.25, 1.25])
-    # Without stopping before training, t1 (row 2) trains; at rung 1 its (0.4, 3, 3) is dominated
+    # Without stopping before training (mo-asha's default), t1 (row 2) trains; at rung 1 its (0.4, 3, 3) is dominated
     # by t0's (0.4, 2, 2): stopped after epoch 1, 2 + 0.25 + 1 J.
-    eager = Strategy(
-        "seq+mo-asha(stop_before_training=false)",
-        sampler_factory(Sequence_(order)),
-        "mo-asha",
-        {"stop_before_training": False},
-    )
-    run = replay(keyed, eager, 0, budget_trials=2)
+    run = replay(keyed, Strategy("seq+mo-asha", sampler_factory(Sequence_(order)), "mo-asha"), 0, budget_trials=2)
     assert run.states == ["complete", "stopped"] and run.epochs == [10, 1]
     assert run.energy_j == pytest.approx([14.25, 3.25])
 
@@ -439,6 +438,12 @@ def _greenml(*args: str) -> tuple[int, str, str]:
         ),
         ("good", ["--samplers", "tpe+hyperband"], "unknown stopping rule 'hyperband'; valid: mo-asha, none"),
         ("good", ["--early-stopping", "asha"], "unknown stopping rule 'asha'; valid: mo-asha, none"),
+        (
+            "good",
+            ["--samplers", "random,tpe+mo-asha(eta=4,keep_front=false)"],
+            "'tpe+mo-asha(eta=4,keep_front=false)': stopping rule 'mo-asha' has no setting 'eta'; "
+            "valid: reduction_factor, min_epochs, rungs, keep_front, stop_before_training",
+        ),
         ("good", ["--objectives", "accuracy,flops"], "unknown objective 'flops'"),
         ("good", ["--seeds", "0"], "--seeds must be >= 1"),
         ("empty", [], "has no rows"),

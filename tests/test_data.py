@@ -220,7 +220,7 @@ def test_the_cnn_refuses_a_table_and_the_mlp_searches_it(
     assert main(["search", "--space", "mlp", *common]) == 0
     import optuna
 
-    study = optuna.load_study(study_name="mlp-cancer-tpe-seed0", storage="sqlite:///greenml.db")
+    study = optuna.load_study(study_name="mlp-cancer-random-seed0", storage="sqlite:///greenml.db")
     assert study.user_attrs["data_spec"]["features"][0] == "mean radius"
     assert study.user_attrs["preprocessing"]["kind"] == "standardize"
     assert study.trials[0].user_attrs["metrics"]["accuracy"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,7 @@ class _Recorder:
         return Decision(stop=False, reason="goes on")
 
     def before_training(self, trial: int, costs: Any, complete: Any) -> Decision:
-        return MOASHA().before_training(trial, costs, complete)
+        return MOASHA(stop_before_training=True).before_training(trial, costs, complete)
 
 
 def test_rung_tables_come_from_the_storage_so_workers_see_each_others_trials(tmp_path: Path) -> None:
@@ -324,12 +325,12 @@ def test_a_trial_dominated_even_at_the_best_accuracy_is_stopped_before_training(
     )
     study.add_trial(best)
     trial = study.ask()
-    stopping = StudyStopping(MOASHA(), study, trial, objectives)
+    stopping = StudyStopping(MOASHA(stop_before_training=True), study, trial, objectives)
     reason = stopping.before_training({"inference_energy_j": 2e-4, "latency_ms": 0.05})
     assert reason is not None and "complete trial 0" in reason
     cheaper = study.ask()
     assert (
-        StudyStopping(MOASHA(), study, cheaper, objectives).before_training(
+        StudyStopping(MOASHA(stop_before_training=True), study, cheaper, objectives).before_training(
             {"inference_energy_j": 5e-5, "latency_ms": 0.05}
         )
         is None
@@ -343,16 +344,23 @@ def test_early_stopping_settings_are_checked_and_part_of_what_makes_a_study_comp
         _config(tmp_path, objectives=("inference_energy_j", "latency_ms"))
     with pytest.raises(ConfigError, match="rungs"):
         _config(tmp_path, rungs=(3, 1))
-    config = _config(tmp_path, trials=1)
+    config = _config(tmp_path, trials=1, stop_before_training=True)
     prepare(config).close()
     with pytest.raises(ConfigError, match="--early-stopping"):
-        prepare(_config(tmp_path, trials=1, study=config.study, reduction_factor=3.0))
+        prepare(_config(tmp_path, trials=1, study=config.study, reduction_factor=3.0, stop_before_training=True))
     with pytest.raises(ConfigError, match="--no-keep-front"):
-        prepare(_config(tmp_path, trials=1, study=config.study, keep_front=True))
-    # A study from before the setting stored four values (and behaved as --no-keep-front): it
-    # still resumes under --no-keep-front.
+        prepare(_config(tmp_path, trials=1, study=config.study, keep_front=True, stop_before_training=True))
+    # A study from before these settings stored four values (and behaved as --no-keep-front
+    # --stop-before-training): it still resumes under those flags.
     study = optuna.load_study(study_name=config.study, storage=config.storage_url)
     assert study.user_attrs["comparable"]["early_stopping"] == ["mo-asha", 100.0, 1, [1]]
+    # Resumed with today's default (no stop before training), it is refused.
+    with pytest.raises(ConfigError, match=re.escape("--[no-]stop-before-training")):
+        prepare(_config(tmp_path, trials=1, study=config.study))
+    default = _config(tmp_path, trials=1)
+    prepare(default).close()
+    stored = optuna.load_study(study_name=default.study, storage=default.storage_url).user_attrs
+    assert stored["comparable"]["early_stopping"][-1] == "no-stop-before-training"
 
 
 @pytest.mark.parametrize(

@@ -222,5 +222,5 @@ def test_greenml_search_into_a_log_writes_plain_lines(
     assert re.search(
         r"^\[1/1 complete\] trial 0 ok: .* \| front size 1 \| search energy [\d.]+ J$", err, re.M
     )
-    study = optuna.load_study(study_name="mlp-digits-tpe-seed0", storage=f"sqlite:///{tmp_path}/cli.db")
+    study = optuna.load_study(study_name="mlp-digits-random-seed0", storage=f"sqlite:///{tmp_path}/cli.db")
     assert study.trials[0].user_attrs[STEP_ATTR]["phase"] == "benchmark"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import pytest
 
@@ -21,6 +22,8 @@ from greenml.search._stopping import (
     StoppingRule,
     dominated_at_best_error,
     dominates,
+    parse_rule,
+    rule_label,
     rung_order,
     stopping_rule,
 )
@@ -269,7 +272,7 @@ COMPLETE = entries((0.08, 2e-5, 0.02), (0.20, 0.5e-5, 0.01), (0.08, 3e-5, 0.01))
 
 
 def test_hopeless_when_dominated_even_at_the_best_accuracy() -> None:
-    rule = MOASHA()
+    rule = MOASHA(stop_before_training=True)
     decision = rule.before_training(7, (2.5e-5, 0.03), COMPLETE)
     # Trial 0 reached the best error (0.08) with lower energy and latency.
     assert decision.stop
@@ -282,31 +285,31 @@ def test_hopeless_when_dominated_even_at_the_best_accuracy() -> None:
 
 def test_not_hopeless_when_cheaper_on_one_cost() -> None:
     # Cheaper latency than both trials with the best error: at that error it would be on the front.
-    assert not MOASHA().before_training(7, (4e-5, 0.005), COMPLETE).stop
+    assert not MOASHA(stop_before_training=True).before_training(7, (4e-5, 0.005), COMPLETE).stop
 
 
 def test_cheaper_but_less_accurate_trials_do_not_make_a_trial_hopeless() -> None:
     # Trial 1 is cheaper on both costs, but its error (0.20) is worse than the best (0.08) the
     # candidate is credited with; trials 0 and 2, at 0.08, are not cheaper on both.
     assert dominated_at_best_error((1e-5, 0.015), COMPLETE) is None
-    assert not MOASHA().before_training(7, (1e-5, 0.015), COMPLETE).stop
+    assert not MOASHA(stop_before_training=True).before_training(7, (1e-5, 0.015), COMPLETE).stop
 
 
 def test_equal_costs_are_a_tie_not_a_domination() -> None:
-    assert not MOASHA().before_training(7, (2e-5, 0.02), COMPLETE).stop
+    assert not MOASHA(stop_before_training=True).before_training(7, (2e-5, 0.02), COMPLETE).stop
     # Equal on latency, dearer on energy: dominated by trial 0 (and by trial 2: lower latency).
-    decision = MOASHA().before_training(7, (2.1e-5, 0.02), COMPLETE)
+    decision = MOASHA(stop_before_training=True).before_training(7, (2.1e-5, 0.02), COMPLETE)
     assert decision.stop and decision.dominated_by == 0
 
 
 def test_of_several_dominators_the_lowest_trial_number_is_named() -> None:
     # Trials 5 and 3 both reach the best error and both dominate the candidate; 5 is the cheaper.
     complete = [RungEntry(5, (0.08, 1e-5, 0.01)), RungEntry(3, (0.08, 2e-5, 0.01))]
-    assert MOASHA().before_training(7, (3e-5, 0.02), complete).dominated_by == 3
+    assert MOASHA(stop_before_training=True).before_training(7, (3e-5, 0.02), complete).dominated_by == 3
 
 
 def test_nothing_is_hopeless_before_a_trial_completes() -> None:
-    decision = MOASHA().before_training(0, (1.0, 1.0), [])
+    decision = MOASHA(stop_before_training=True).before_training(0, (1.0, 1.0), [])
     assert not decision.stop
     assert "no trial has completed" in decision.reason
 
@@ -365,3 +368,33 @@ def test_no_stopping_never_stops() -> None:
     table = chain(10)
     assert not rule.decide(1, RungEntry(99, (1.0, 1.0)), table).stop
     assert not rule.before_training(99, (1.0, 1.0), COMPLETE).stop
+
+
+def test_stopping_before_training_is_a_setting() -> None:
+    # The trial test_hopeless_when_dominated_even_at_the_best_accuracy stops, it trains when off.
+    decision = MOASHA(stop_before_training=False).before_training(7, (2.5e-5, 0.03), COMPLETE)
+    assert not decision.stop and "off" in decision.reason
+    with pytest.raises(ConfigError, match="stop_before_training must be true or false"):
+        MOASHA(stop_before_training="no")  # type: ignore[arg-type]
+
+
+def test_rules_with_settings_are_parsed_and_named_back() -> None:
+    name, settings = parse_rule("mo-asha(reduction_factor=4, stop_before_training=false, rungs=1/3)")
+    assert name == "mo-asha"
+    assert settings == {"reduction_factor": 4, "stop_before_training": False, "rungs": (1, 3)}
+    assert rule_label(name, settings) == "mo-asha(reduction_factor=4,stop_before_training=false,rungs=1/3)"
+    assert parse_rule(rule_label(name, settings)) == (name, settings)
+    assert parse_rule("none") == ("none", {}) and rule_label("mo-asha", {}) == "mo-asha"
+    rule = stopping_rule(name, **settings)
+    assert rule.rungs(20) == (1, 3) and not rule.stop_before_training
+    for bad, message in [
+        ("moasha", "unknown stopping rule 'moasha'; valid: mo-asha, none"),
+        ("mo-asha(eta=4)", "has no setting 'eta'; valid: reduction_factor"),
+        ("mo-asha(keep_front=maybe)", "keep_front must be true or false"),
+        ("mo-asha(rungs=1/x)", "rungs are whole epochs joined by '/'"),
+        ("mo-asha(reduction_factor=4", "settings go in parentheses"),
+        ("mo-asha(reduction_factor)", "is not key=value"),
+        ("none(a=1)", "takes no settings"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_rule(bad)

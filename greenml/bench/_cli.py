@@ -85,20 +85,27 @@ def add_bench_parser(commands: Any, add_meter_options: Any, parser_class: Any) -
         "--samplers",
         default=DEFAULT_SAMPLERS,
         help="comma-separated strategies: random, tpe, nsga2, nsga3, gp; NAME+mo-asha for one with early "
-        f"stopping; MODULE:NAME or FILE.py:NAME for your own BaseSampler (default: {DEFAULT_SAMPLERS})",
+        "stopping, NAME+mo-asha(key=value,...) with the rule's settings (reduction_factor, min_epochs, "
+        "rungs as 1/3/9, keep_front, stop_before_training); MODULE:NAME or FILE.py:NAME for your own "
+        f"BaseSampler (default: {DEFAULT_SAMPLERS})",
     )
     run.add_argument(
         "--early-stopping",
         default="none",
         metavar="RULES",
-        help="comma-separated stopping rules every sampler runs with: none, mo-asha (default: none)",
+        help="comma-separated stopping rules every sampler runs with: none, mo-asha, or "
+        "mo-asha(key=value,...) (default: none)",
     )
     run.add_argument("--seeds", type=int, default=10, help="seeds per strategy (default: 10)")
-    budget = run.add_mutually_exclusive_group()
-    budget.add_argument(
-        "--budget-trials", type=int, default=None, metavar="N", help="evaluations per replay (default: 100)"
+    run.add_argument(
+        "--budget-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluations per replay (default: 100 without --budget-energy); with both, a replay ends "
+        "at whichever is spent first",
     )
-    budget.add_argument(
+    run.add_argument(
         "--budget-energy", type=float, default=None, metavar="J", help="search energy per replay, in J"
     )
     run.add_argument("--objectives", default=None, help="comma-separated objectives (default: the table's)")
@@ -218,7 +225,12 @@ def _run(args: argparse.Namespace) -> int:
         if result.hv_test is not None:
             summary["hv_test"] = as_dict([], result.hv_test)["test"]
         summary.update(
-            table=str(args.table), hardware=problem.table.hardware, seconds=result.seconds, verdicts=verdicts
+            table=str(args.table),
+            hardware=problem.table.hardware,
+            budget_trials=result.budget_trials,
+            budget_energy_j=result.budget_energy_j,
+            seconds=result.seconds,
+            verdicts=verdicts,
         )
         write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
     print(f"report: {output}\ncsv: {csv_path}")

@@ -59,10 +59,24 @@ class TableProblem:
                 )
             self._space[name] = distribution
         frame = self.table.frame
-        self._columns = {name: frame[f"param_{name}"].to_numpy(dtype=object) for name in self._space}
-        self._present = {
-            name: np.array([not _missing(v) for v in column]) for name, column in self._columns.items()
-        }
+        # Each column as codes into its distinct values (-1: the row did not ask for it), so
+        # snapping compares a handful of values, not every row.
+        self._distinct: dict[str, list[Any]] = {}
+        self._codes: dict[str, np.ndarray] = {}
+        for name in self._space:
+            distinct: list[Any] = []
+            codes = []
+            for value in frame[f"param_{name}"].to_numpy(dtype=object):
+                if _missing(value):
+                    codes.append(-1)
+                    continue
+                code = next((i for i, d in enumerate(distinct) if _same(d, value)), None)
+                if code is None:
+                    code = len(distinct)
+                    distinct.append(value)
+                codes.append(code)
+            self._distinct[name] = distinct
+            self._codes[name] = np.array(codes, dtype=int)
 
     # --- OptunaHub's BaseProblem shape ---------------------------------------------------------
 
@@ -104,19 +118,20 @@ class TableProblem:
         """The row of the grid point nearest ``params`` (see the module docstring)."""
         keep = np.ones(len(self.table), dtype=bool)
         for name, distribution in self._space.items():
-            present = self._present[name] & keep
+            codes = self._codes[name]
+            present = (codes >= 0) & keep
             if not present.any():
                 continue  # no remaining grid point asks for it
             if name not in params:
                 raise ValueError(
                     f"missing parameter {name!r}; the problem's parameters: {', '.join(self._space)}"
                 )
-            column = self._columns[name]
-            chosen = _snap(name, params[name], [column[i] for i in np.flatnonzero(present)], distribution)
-            matches = np.array(
-                [p and _same(v, chosen) for p, v in zip(self._present[name], column, strict=True)]
-            )
-            keep &= ~self._present[name] | matches
+            # In the order of the rows, as the options were listed before (ties go to the first).
+            first_seen = dict.fromkeys(codes[present].tolist())
+            options = [self._distinct[name][code] for code in first_seen]
+            chosen = _snap(name, params[name], options, distribution)
+            code = next(c for c in first_seen if self._distinct[name][c] is chosen)
+            keep &= (codes < 0) | (codes == code)
         return int(np.flatnonzero(keep)[0])  # the first of equals: rows differ in a parameter asked
 
 

@@ -185,10 +185,13 @@ def bench_html(result: Any, verdicts: Sequence[str]) -> str:
         for a in names
     ]
     meta = table.meta
-    budget = (
-        f"{result.budget_trials} evaluations"
-        if result.budget_trials is not None
-        else f"{result.budget_energy_j:g} J"
+    budget = " or ".join(
+        part
+        for part in (
+            f"{result.budget_energy_j:g} J" if result.budget_energy_j is not None else "",
+            f"{result.budget_trials} evaluations" if result.budget_trials is not None else "",
+        )
+        if part
     )
     context = {
         "title": Path(table.source).name,

@@ -93,7 +93,7 @@ class SearchConfig:
     energy_budget_j: float | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     constraints: tuple[Constraint, ...] = ()
-    sampler: str = "tpe"
+    sampler: str = "random"
     seed: int = 0
     storage: str | None = None
     study: str | None = None
@@ -119,7 +119,7 @@ class SearchConfig:
     rungs: tuple[int, ...] | None = None
     keep_front: bool = True  # mo-asha: never stop a trial no other trial at its rung dominates
     # mo-asha: stop a trial dominated even at the best accuracy seen so far before it trains.
-    stop_before_training: bool = True
+    stop_before_training: bool = False
     # The cost phase's latency and energy windows (at most the benchmark's own).
     cost_window_s: float = COST_WINDOW_S
     # Run only the trials queued in the study (greenml bench build's grid points), never a

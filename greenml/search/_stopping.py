@@ -99,8 +99,9 @@ MO-ASHA: the rule :class:`MOASHA` implements
         losses, equal distances) goes to the lower trial number, so the same table gives the
         same decision whatever its order.
 
-    Before training: :func:`dominated_at_best_error`
-        A trial whose cost losses are known can be stopped before it trains when it would be
+    Before training (``stop_before_training``, off by default): :func:`dominated_at_best_error`
+        greenml's addition, not in the paper. A trial whose cost losses are known can be stopped
+        before it trains when it would be
         dominated even if it reached the best validation accuracy seen so far. "Seen so far" is
         the final validation accuracy of *complete* trials: stopped trials' accuracies are at
         fewer epochs and running trials have none yet. The candidate's optimistic losses are
@@ -108,7 +109,10 @@ MO-ASHA: the rule :class:`MOASHA` implements
         when a complete trial with that best error has costs no higher on every cost objective
         and lower on at least one. Equal costs are a tie, not a domination: the trial trains.
         This is a bet that the candidate will not beat the best accuracy seen, which is least
-        safe early in a search, when that best is weak.
+        safe early in a search, when that best is weak. On the shipped replay table it lost: the
+        stopped configurations included the front's most accurate members, and with the cost of
+        an artifact shape measured once per study, a stop at the first rung costs little more
+        (README, "Benchmark tables and replays"). So it is off unless asked for.
 """
 
 from __future__ import annotations
@@ -226,9 +230,9 @@ class MOASHA:
     rungs are ``min_epochs * η**k`` epochs apart. ``rungs``, when given, replaces that ladder.
     ``keep_front`` (default): a trial that no other trial at its rung dominates goes on too, even
     outside the best ⌈n/η⌉ (see "Never stop the first front" in the module docstring).
-    ``stop_before_training``: a trial dominated even at the best accuracy seen so far is stopped
-    before it trains (see "Before training" in the module docstring); off, every trial trains to
-    the first rung and is judged there.
+    ``stop_before_training`` (off by default; greenml's addition to the rule): a trial dominated
+    even at the best accuracy seen so far is stopped before it trains (see "Before training" in
+    the module docstring). Off, every trial trains to the first rung and is judged there.
     """
 
     def __init__(
@@ -237,7 +241,7 @@ class MOASHA:
         min_epochs: int = 1,
         rungs: tuple[int, ...] | None = None,
         keep_front: bool = True,
-        stop_before_training: bool = True,
+        stop_before_training: bool = False,
     ) -> None:
         if (
             not isinstance(reduction_factor, (int, float))
@@ -301,10 +305,8 @@ class MOASHA:
 
     def decide(self, rung: int, candidate: RungEntry, table: Sequence[RungEntry]) -> Decision:
         entries = [candidate, *(entry for entry in table if entry.trial != candidate.trial)]
-        placed = _placed(entries)
-        position = next(i for i, (trial, _) in enumerate(placed) if trial == candidate.trial)
-        front = placed[position][1]
-        n = len(placed)
+        position, front = _position(entries, candidate.trial)
+        n = len(entries)
         keep = self.keep(n)
         protected = self.keep_front and front == 1
         stop = position >= keep and not protected
@@ -394,8 +396,10 @@ def _check_losses(entries: Sequence[RungEntry], width: int | None = None) -> Non
             raise ValueError(
                 f"trial {entry.trial} has {len(entry.losses)} losses where {width} were expected"
             )
-        if not all(math.isfinite(loss) for loss in entry.losses):
-            raise ValueError(f"trial {entry.trial} has a non-finite loss: {entry.losses}")
+    finite = np.isfinite(np.array([entry.losses for entry in entries], dtype=float)).all(axis=1)
+    if not finite.all():
+        entry = entries[int(np.flatnonzero(~finite)[0])]
+        raise ValueError(f"trial {entry.trial} has a non-finite loss: {entry.losses}")
 
 
 def _placed(entries: Sequence[RungEntry]) -> list[tuple[int, int]]:
@@ -411,6 +415,20 @@ def _placed(entries: Sequence[RungEntry]) -> list[tuple[int, int]]:
         order = _epsilon_net(points[members])
         placed.extend((trials[members[i]], int(front) + 1) for i in order)
     return placed
+
+
+def _position(entries: Sequence[RungEntry], trial: int) -> tuple[int, int]:
+    """Where ``trial`` falls in :func:`_placed`'s order (from 0), and its front (from 1), ordering
+    only its own front: every entry of a better front comes before it, of a worse one after."""
+    _check_losses(entries)
+    by_trial = sorted(entries, key=lambda e: e.trial)
+    index = next(i for i, entry in enumerate(by_trial) if entry.trial == trial)
+    points = np.array([entry.losses for entry in by_trial], dtype=float)
+    fronts = np.asarray(moocore.pareto_rank(points))
+    members = np.flatnonzero(fronts == fronts[index])  # ascending, so in trial order
+    order = _epsilon_net(points[members])
+    inside = order.index(int(np.flatnonzero(members == index)[0]))
+    return int(np.count_nonzero(fronts < fronts[index])) + inside, int(fronts[index]) + 1
 
 
 def _epsilon_net(points: np.ndarray) -> list[int]:
