@@ -27,7 +27,7 @@ from greenml.bench.grid import load_grid, parse_grid
 from greenml.bench.problem import TableProblem
 from greenml.bench.replay import Strategy, cost_phase_estimate, parse_strategies, replay, sampler_factory
 from greenml.bench.run import run_bench
-from greenml.bench.summary import rank_test
+from greenml.bench.summary import RankTest, StrategySummary, rank_test
 from greenml.bench.table import TABLE_VERSION, load_table, write_table
 from greenml.cli import main
 from greenml.errors import ConfigError
@@ -610,3 +610,34 @@ def test_two_workers_build_each_grid_point_once(tmp_path: Path) -> None:
     assert all(t.state.name == "PRUNED" and not t.params for t in extra)
     assert {t.user_attrs["worker"]["number"] for t in complete} <= {0, 1}
     assert len(load_table(table_path)) == 4
+
+
+def test_the_verdict_on_the_goal_bounds_a_median_that_never_reached_95() -> None:
+    from types import SimpleNamespace
+
+    from greenml.bench._cli import default_strategy, verdict_lines
+
+    def summary(name: str, reached: list[float | None], spent: list[float]) -> StrategySummary:
+        return StrategySummary(name, len(reached), reached, [0.9] * 3, spent, [0] * 3, [10] * 3)
+
+    default = default_strategy()
+    assert default == "random+mo-asha"  # greenml search's defaults, named as bench names them
+    test = RankTest("friedman+nemenyi", 9.0, 0.01, {(default, "random"): 0.02, (default, "tpe"): 0.3})
+    result = SimpleNamespace(
+        summaries=[
+            summary(default, [100.0, 120.0, None], [500.0, 500.0, 500.0]),
+            summary("random", [300.0, 400.0, 500.0], [500.0, 500.0, 500.0]),
+            # Never reached on two seeds, having spent 480 and 500 J: its median is above 480 J.
+            summary("tpe", [None, 200.0, None], [480.0, 500.0, 500.0]),
+        ],
+        test=test,
+    )
+    assert verdict_lines(result) == [
+        f"{default} needs 0.30x the energy of random to reach 95% (goal <= 0.33x: met; "
+        "the difference is significant at α = 0.05)",
+        f"{default} needs at most 0.25x the energy of tpe to reach 95% (tpe's median never reached it: "
+        "more than 480 J; goal <= 0.50x: met; the difference is not significant at α = 0.05)",
+    ]
+    # Where greenml's default never reached 95% itself, there is no ratio.
+    result.summaries[0] = summary(default, [None, None, 100.0], [500.0] * 3)
+    assert verdict_lines(result)[0] == f"{default} vs random: no ratio ({default}'s median never reached 95%)"

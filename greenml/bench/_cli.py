@@ -273,27 +273,41 @@ def verdict_lines(result: Any) -> list[str]:
     for other, goal in (("random", 1 / 3), ("tpe", 1 / 2)):
         if other == default or other not in by_name:
             continue
-        r = ratio(mine, by_name[other].median_energy_to_target_j)
-        if r is None:
-            lines.append(f"{default} vs {other}: no ratio (a median never reached 95%)")
-            continue
+        theirs = by_name[other].median_energy_to_target_j
         significant = result.test.differs(default, other)
+        test = f"the difference is {'' if significant else 'not '}significant at α = 0.05"
+        r = ratio(mine, theirs)
+        if mine is not None and theirs is None:
+            # Their median never reached 95%: it is more than the energy those seeds spent.
+            at_least = by_name[other].median_energy_at_least_j
+            bound = mine / at_least if at_least > 0 else None
+            if bound is not None:
+                lines.append(
+                    f"{default} needs at most {bound:.2f}x the energy of {other} to reach 95% ({other}'s "
+                    f"median never reached it: more than {at_least:.4g} J; goal <= {goal:.2f}x: "
+                    f"{'met' if bound <= goal else 'undecided'}; {test})"
+                )
+                continue
+        if r is None:
+            lines.append(f"{default} vs {other}: no ratio ({default}'s median never reached 95%)")
+            continue
         lines.append(
             f"{default} needs {r:.2f}x the energy of {other} to reach 95% (goal <= {goal:.2f}x: "
-            f"{'met' if r <= goal else 'missed'}; the difference is {'' if significant else 'not '}significant at α = 0.05)"
+            f"{'met' if r <= goal else 'missed'}; {test})"
         )
     return lines
 
 
 def _text(result: Any, verdicts: list[str]) -> str:
+    width = max([24, *(len(s.name) for s in result.summaries)])
     lines = [
         f"replayed from a table built on {result.problem.table.hardware}; {len(result.replays)} replays in {result.seconds:.1f} s",
-        f"{'strategy':24s} {'median J to 95%':>16s} {'reached':>8s} {'mean rank':>9s} {'median final HV':>16s}",
+        f"{'strategy':{width}s} {'median J to 95%':>16s} {'reached':>8s} {'mean rank':>9s} {'median final HV':>16s}",
     ]
     for s in result.summaries:
         median = s.median_energy_to_target_j
         lines.append(
-            f"{s.name:24s} {('never' if median is None else f'{median:.4g}'):>16s} {f'{s.reached}/{s.seeds}':>8s} "
+            f"{s.name:{width}s} {('never' if median is None else f'{median:.4g}'):>16s} {f'{s.reached}/{s.seeds}':>8s} "
             f"{s.mean_rank:9.2f} {statistics.median(s.final_hv):16.3f}"
         )
     test = result.test

@@ -46,6 +46,16 @@ class StrategySummary:
         return None if math.isinf(median) else float(median)
 
     @property
+    def median_energy_at_least_j(self) -> float:
+        """A lower bound on the median energy to the target: a seed that never reached it counts
+        as the energy it spent (it would have needed more)."""
+        values = [
+            spent if reached is None else reached
+            for reached, spent in zip(self.energy_to_target_j, self.energy_j, strict=True)
+        ]
+        return float(statistics.median(values))
+
+    @property
     def reached(self) -> int:
         return sum(v is not None for v in self.energy_to_target_j)
 
@@ -158,6 +168,7 @@ def as_dict(summaries: Sequence[StrategySummary], test: RankTest) -> dict[str, A
                 "name": s.name,
                 "seeds": s.seeds,
                 "median_energy_to_95_j": s.median_energy_to_target_j,
+                "median_energy_to_95_at_least_j": s.median_energy_at_least_j,
                 "reached_95": s.reached,
                 "energy_to_95_j": s.energy_to_target_j,
                 "final_hv_fraction": s.final_hv,
