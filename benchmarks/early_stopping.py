@@ -63,6 +63,14 @@ ARMS: dict[str, dict[str, Any]] = {
         "cost_window_s": 1.0,
         "stop_before_training": True,
     },
+    # The rule as greenml's default runs it since the replay benchmark: no before-training stop
+    # (and, as in every arm run since, an artifact's cost measured once per study).
+    "mo-asha-train-first": {
+        "early_stopping": "mo-asha",
+        "keep_front": True,
+        "cost_window_s": 0.25,
+        "stop_before_training": False,
+    },
 }
 
 
