@@ -111,8 +111,8 @@ def test_resume_counts_complete_trials_in_total(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     # One search study, and greenml's coordination study beside it (worker numbers, claims).
-    assert sorted(names) == ["mlp-digits-tpe-seed0", "mlp-digits-tpe-seed0::greenml-workers"]
-    assert study_names(open_storage(storage)) == ["mlp-digits-tpe-seed0"]
+    assert sorted(names) == ["mlp-digits-random-seed0", "mlp-digits-random-seed0::greenml-workers"]
+    assert study_names(open_storage(storage)) == ["mlp-digits-random-seed0"]
     assert len(_complete(storage, names[0])) == 3
     again = greenml("search", "--trials", "3", "--storage", storage, *FAST, cwd=tmp_path)
     assert again.returncode == 0 and "already has 3 complete trials" in again.stderr
@@ -209,7 +209,7 @@ def test_custom_space_from_file(tmp_path: Path) -> None:
     storage = _storage(tmp_path)
     run = greenml("search", "--space", str(path), "--trials", "2", "--storage", storage, *FAST, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    trials = _complete(storage, "my_space-digits-tpe-seed0")
+    trials = _complete(storage, "my_space-digits-random-seed0")
     assert len(trials) == 2 and all("hidden" in t.params for t in trials)
 
 
@@ -249,7 +249,7 @@ def test_custom_space_from_an_entry_point(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr
-    assert len(_complete(storage, "tiny-digits-tpe-seed0")) == 1
+    assert len(_complete(storage, "tiny-digits-random-seed0")) == 1
 
 
 def test_spaces_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:

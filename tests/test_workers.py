@@ -306,7 +306,7 @@ def test_worker_numbers_are_unique_and_seeds_differ(tmp_path: Path) -> None:
 
 def test_one_worker_samples_the_same_sequence_as_before_workers(tmp_path: Path) -> None:
     """Worker 0 with seed S asks what a plain Optuna study with greenml's old sampler asked."""
-    config = _config(f"sqlite:///{tmp_path}/seq.db", tmp_path, trials=14, seed=3)
+    config = _config(f"sqlite:///{tmp_path}/seq.db", tmp_path, trials=14, seed=3, sampler="tpe")
     search = prepare(config, evaluate=evaluate)
     try:
         run(search)
@@ -419,7 +419,7 @@ def test_cli_workers_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("[")]
-    study = optuna.load_study(study_name="mlp-digits-tpe-seed0", storage=storage)
+    study = optuna.load_study(study_name="mlp-digits-random-seed0", storage=storage)
     assert len(progress) == len(study.trials)  # each trial once, not once per worker
     # The parent follows the running trials' phases through the storage (it polls every half
     # second, so a short phase can pass unseen; three trials' phases cannot all).
