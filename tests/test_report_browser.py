@@ -473,8 +473,10 @@ def test_bench_report_renders_labelled_as_replayed(chromium: Any, tmp_path: Path
     """greenml bench run's report on the shipped table: drawn, titles clear, labelled as replayed."""
     table = Path(__file__).resolve().parents[1] / "benchmarks" / "tables" / "mlp-digits.parquet"
     out = tmp_path / "bench.html"
-    args = ["bench", "run", "--table", str(table), "--samplers", "random,tpe+mo-asha", "--seeds", "3"]
-    assert main([*args, "--budget-trials", "15", "--jobs", "1", "-o", str(out)]) == 0
+    args = ["bench", "run", "--table", str(table), "--samplers", "random,random+mo-asha", "--seeds", "3"]
+    # Enough energy for five-digit joules: written out in full, never as 1.2e+04.
+    budget = ["--budget-energy", "12000", "--budget-trials", "600"]
+    assert main([*args, *budget, "--jobs", "1", "-o", str(out)]) == 0
     page, problems, requests = _open(chromium, out)
     assert _assert_every_figure_drawn(page) == 2
     assert _assert_titles_clear(page, "bench.html") > 5
@@ -482,7 +484,10 @@ def test_bench_report_renders_labelled_as_replayed(chromium: Any, tmp_path: Path
     assert "replayed from a table built on AMD EPYC (family 25, model 17); deployed on cpu" in text
     assert "No model was trained for this page" in text
     legend = page.locator("#fig1 g.legend").text_content() or ""
-    assert "random" in legend and "tpe+mo-asha" in legend
+    assert "random" in legend and "random+mo-asha" in legend
+    summary = page.locator("table.summary").first.inner_text()
+    assert re.search(r"\b12,0\d\d\b", summary), summary  # random's energy spent, in plain digits
+    assert not re.search(r"\de[+-]\d", summary), summary
     assert problems == [] and len(requests) == 1
     page.screenshot(path=str(ARTIFACTS / "bench.png"), full_page=True)
     page.close()

@@ -155,6 +155,18 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _joules(value: float) -> str:
+    """Joules in plain digits (no scientific notation): thousands grouped, 3 significant below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _to_target(summary: Any) -> str:
+    median = summary.median_energy_to_target_j
+    if median is not None:
+        return _joules(median)
+    return f"never (over {_joules(summary.median_energy_at_least_j)})"
+
+
 def bench_html(result: Any, verdicts: Sequence[str]) -> str:
     table = result.problem.table
     label = f"replayed from a table built on {table.hardware}"
@@ -167,11 +179,11 @@ def bench_html(result: Any, verdicts: Sequence[str]) -> str:
     rows = [
         {
             "name": s.name,
-            "median": _fmt(s.median_energy_to_target_j),
+            "median": _to_target(s),
             "reached": f"{s.reached}/{s.seeds}",
             "rank": f"{s.mean_rank:.2f}",
             "hv": f"{float(np.median(s.final_hv)):.3f}",
-            "energy": _fmt(float(np.median(s.energy_j))),
+            "energy": _joules(float(np.median(s.energy_j))),
             "stopped": f"{float(np.median(s.stopped)):.0f}",
         }
         for s in result.summaries
