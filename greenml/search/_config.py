@@ -93,6 +93,7 @@ class SearchConfig:
     energy_budget_j: float | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     constraints: tuple[Constraint, ...] = ()
+    # With mo-asha, random sampling won the replay benchmark of the shipped table (README).
     sampler: str = "random"
     seed: int = 0
     storage: str | None = None
