@@ -50,7 +50,12 @@ ARMS: dict[str, dict[str, Any]] = {
     "none": {"early_stopping": "none"},
     # The arms measured in the README stopped before training (the rule's default until the
     # replay benchmark of issue 12 turned it off).
-    "mo-asha": {"early_stopping": "mo-asha", "keep_front": True, "cost_window_s": 0.25, "stop_before_training": True},
+    "mo-asha": {
+        "early_stopping": "mo-asha",
+        "keep_front": True,
+        "cost_window_s": 0.25,
+        "stop_before_training": True,
+    },
     "mo-asha-no-keep-front": {
         "early_stopping": "mo-asha",
         "keep_front": False,

@@ -336,9 +336,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 # its cost is that measurement's (same key: same shape, runtime, quantization).
                 shaped = copy.deepcopy(model)
                 _prune(shaped, settings, example, [])
-                ctx.artifact_key = compress.artifact_key(
-                    shaped, settings["runtime"], settings["quantization"], ctx.deploy_device
-                )
+                ctx.artifact_key = deployed_key(shaped, settings, ctx.deploy_device)
                 known = ctx.early_stopping.known_cost(ctx.artifact_key)
                 if known is not None:
                     ctx.early_cost, ctx.cost_from = dict(known[0]), known[1]
@@ -363,9 +361,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
                 _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher, "finetune")
         with phase("compress"):
             model.eval()
-            ctx.artifact_key = compress.artifact_key(
-                model, settings["runtime"], settings["quantization"], ctx.deploy_device
-            )
+            ctx.artifact_key = deployed_key(model, settings, ctx.deploy_device)
             artifact, model_bytes = _deploy(model, settings, ctx, example)
             if ctx.save_models:
                 ctx.last_model = {
@@ -391,6 +387,14 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     ctx.notes.extend(bench.notes)
     ctx.last_inference = bench.to_dict()
     return _metrics(accuracy, test_accuracy, model_bytes, bench, result)
+
+
+def deployed_key(model: Any, settings: dict[str, Any], deploy_device: str) -> str:
+    """The key of the artifact ``model`` (pruned) deploys to under ``settings``
+    (:func:`greenml.compress.artifact_key`)."""
+    from greenml import compress
+
+    return compress.artifact_key(model, settings["runtime"], settings["quantization"], deploy_device)
 
 
 def _deploy(model: Any, settings: dict[str, Any], ctx: TrialContext, example: Any) -> tuple[Any, int]:

@@ -311,7 +311,9 @@ def test_early_stopping_charges_what_the_trial_ran(tmp_path: Path) -> None:
     assert run.energy_j == pytest.approx([14.25, 2.25, 14.25, 1.25])
     # Without stopping before training (mo-asha's default), t1 (row 2) trains; at rung 1 its (0.4, 3, 3) is dominated
     # by t0's (0.4, 2, 2): stopped after epoch 1, 2 + 0.25 + 1 J.
-    run = replay(keyed, Strategy("seq+mo-asha", sampler_factory(Sequence_(order)), "mo-asha"), 0, budget_trials=2)
+    run = replay(
+        keyed, Strategy("seq+mo-asha", sampler_factory(Sequence_(order)), "mo-asha"), 0, budget_trials=2
+    )
     assert run.states == ["complete", "stopped"] and run.epochs == [10, 1]
     assert run.energy_j == pytest.approx([14.25, 3.25])
 

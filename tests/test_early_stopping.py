@@ -20,7 +20,7 @@ from greenml.data import load_dataset
 from greenml.errors import ConfigError
 from greenml.ledger import spent_energy_j
 from greenml.measure import Meter
-from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, COST_FROM_ATTR, CURVE_ATTR, STOPPED_ATTR, trial_rows
+from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, CURVE_ATTR, STOPPED_ATTR, trial_rows
 from greenml.search import SearchConfig, prepare, run
 from greenml.search._rungs import StudyStopping
 from greenml.search._stopping import MOASHA, Decision, RungEntry
@@ -176,7 +176,10 @@ def test_an_artifact_of_a_shape_already_measured_reuses_that_cost(
         trial = study.ask()
         ctx = _mlp_context(
             StudyStopping(MOASHA(stop_before_training=False), study, trial, objectives),
-            latency_s=0.1, energy_window_s=0.1, cost_window_s=0.05, epochs=(1, 1),
+            latency_s=0.1,
+            energy_window_s=0.1,
+            cost_window_s=0.05,
+            epochs=(1, 1),
         )
         before = len(benchmarked)
         run_trial(trial, ctx)
@@ -347,7 +350,9 @@ def test_early_stopping_settings_are_checked_and_part_of_what_makes_a_study_comp
     config = _config(tmp_path, trials=1, stop_before_training=True)
     prepare(config).close()
     with pytest.raises(ConfigError, match="--early-stopping"):
-        prepare(_config(tmp_path, trials=1, study=config.study, reduction_factor=3.0, stop_before_training=True))
+        prepare(
+            _config(tmp_path, trials=1, study=config.study, reduction_factor=3.0, stop_before_training=True)
+        )
     with pytest.raises(ConfigError, match="--no-keep-front"):
         prepare(_config(tmp_path, trials=1, study=config.study, keep_front=True, stop_before_training=True))
     # A study from before these settings stored four values (and behaved as --no-keep-front

@@ -239,10 +239,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def default_strategy() -> str:
     """The strategy ``greenml search`` runs by default: its sampler with its early-stopping rule."""
-    from greenml.search import SearchConfig
-
     import inspect
 
+    from greenml.search import SearchConfig
     from greenml.search._stopping import STOPPING_RULES, rule_label
 
     config = SearchConfig()

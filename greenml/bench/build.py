@@ -23,7 +23,15 @@ from greenml.bench.grid import FIDELITY, Grid, expand
 from greenml.bench.table import TABLE_VERSION, write_table
 from greenml.errors import ConfigError
 
-__all__ = ["BuildResult", "artifact_key_of", "build", "grid_configs", "queue_grid", "table_frame", "write_build_table"]
+__all__ = [
+    "BuildResult",
+    "artifact_key_of",
+    "build",
+    "grid_configs",
+    "queue_grid",
+    "table_frame",
+    "write_build_table",
+]
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,7 @@ def artifact_key_of(space: Any, spec: Any, params: dict[str, Any], deploy_device
     import optuna
     import torch
 
-    from greenml import compress
-    from greenml.trial import _prune, _suggest_settings
+    from greenml.trial import _prune, _suggest_settings, deployed_key
 
     trial = optuna.trial.FixedTrial(params)
     epochs = params.get("epochs", 1)
@@ -74,7 +81,7 @@ def artifact_key_of(space: Any, spec: Any, params: dict[str, Any], deploy_device
         settings = _suggest_settings(trial, ctx)  # type: ignore[arg-type]
         example = torch.zeros((1, *spec.input_shape), dtype=torch.float32)
         _prune(model, settings, example, [])
-    return compress.artifact_key(model, settings["runtime"], settings["quantization"], deploy_device)
+    return deployed_key(model, settings, deploy_device)
 
 
 def _key(params: dict[str, Any]) -> str:
@@ -100,9 +107,7 @@ def queue_grid(search: Any, configs: list[dict[str, Any]]) -> int:
     return queued
 
 
-def table_frame(
-    study: Any, configs: list[dict[str, Any]], key_of: Any = None
-) -> Any:
+def table_frame(study: Any, configs: list[dict[str, Any]], key_of: Any = None) -> Any:
     """The table's rows: the study's complete trials that are grid points, one per point.
 
     ``key_of(params, deploy_device)`` gives the artifact key of a trial that did not record one.

@@ -46,9 +46,9 @@ import numpy as np
 from greenml.bench.problem import TableProblem, suggest_all
 from greenml.bench.table import hypervolume
 from greenml.errors import ConfigError
+from greenml.metrics import PHASES
 from greenml.search._config import SAMPLERS
 from greenml.search._stopping import RungEntry, StoppingRule, parse_rule, rule_label, stopping_rule
-from greenml.metrics import PHASES
 from greenml.trial import COST_WINDOW_S
 
 __all__ = ["Replay", "Strategy", "parse_strategies", "replay", "split_list"]
@@ -193,7 +193,9 @@ def parse_strategies(
 
     def crossed(label: str, factory: Callable[[int, int | None], Any], pairs: Any) -> list[Strategy]:
         return [
-            Strategy(label if name == "none" else f"{label}+{rule_label(name, settings)}", factory, name, settings)
+            Strategy(
+                label if name == "none" else f"{label}+{rule_label(name, settings)}", factory, name, settings
+            )
             for name, settings in pairs
         ]
 

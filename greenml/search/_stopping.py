@@ -402,13 +402,17 @@ def _check_losses(entries: Sequence[RungEntry], width: int | None = None) -> Non
         raise ValueError(f"trial {entry.trial} has a non-finite loss: {entry.losses}")
 
 
-def _placed(entries: Sequence[RungEntry]) -> list[tuple[int, int]]:
-    """(trial, front from 1) for every entry, best first."""
+def _fronts(entries: Sequence[RungEntry]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The entries' trials in ascending order, their losses (rows) and Pareto fronts (from 0)."""
     _check_losses(entries)
     by_trial = sorted(entries, key=lambda e: e.trial)
-    trials = [entry.trial for entry in by_trial]
     points = np.array([entry.losses for entry in by_trial], dtype=float)
-    fronts = np.asarray(moocore.pareto_rank(points))
+    return [entry.trial for entry in by_trial], points, np.asarray(moocore.pareto_rank(points))
+
+
+def _placed(entries: Sequence[RungEntry]) -> list[tuple[int, int]]:
+    """(trial, front from 1) for every entry, best first."""
+    trials, points, fronts = _fronts(entries)
     placed: list[tuple[int, int]] = []
     for front in np.unique(fronts):
         members = np.flatnonzero(fronts == front)  # ascending, so in trial order
@@ -420,11 +424,8 @@ def _placed(entries: Sequence[RungEntry]) -> list[tuple[int, int]]:
 def _position(entries: Sequence[RungEntry], trial: int) -> tuple[int, int]:
     """Where ``trial`` falls in :func:`_placed`'s order (from 0), and its front (from 1), ordering
     only its own front: every entry of a better front comes before it, of a worse one after."""
-    _check_losses(entries)
-    by_trial = sorted(entries, key=lambda e: e.trial)
-    index = next(i for i, entry in enumerate(by_trial) if entry.trial == trial)
-    points = np.array([entry.losses for entry in by_trial], dtype=float)
-    fronts = np.asarray(moocore.pareto_rank(points))
+    trials, points, fronts = _fronts(entries)
+    index = trials.index(trial)
     members = np.flatnonzero(fronts == fronts[index])  # ascending, so in trial order
     order = _epsilon_net(points[members])
     inside = order.index(int(np.flatnonzero(members == index)[0]))
@@ -494,7 +495,9 @@ def parse_rule(spec: str) -> tuple[str, dict[str, object]]:
     if not paren:
         return name, {}
     if not rest.endswith(")"):
-        raise ConfigError(f"stopping rule {spec!r}: settings go in parentheses, e.g. {name}(key=value,key=value)")
+        raise ConfigError(
+            f"stopping rule {spec!r}: settings go in parentheses, e.g. {name}(key=value,key=value)"
+        )
     settings: dict[str, object] = {}
     for item in filter(None, (part.strip() for part in rest[:-1].split(","))):
         key, equals, value = (s.strip() for s in item.partition("="))

@@ -178,7 +178,10 @@ COMPARABLE: tuple[tuple[str, str], ...] = (
     ("energy_window_s", "--min-energy-window"),
     ("latency_s", "--min-latency-window"),
     ("heartbeat", "--heartbeat-interval and --grace-period"),
-    ("early_stopping", "--early-stopping, --reduction-factor, --min-epochs, --rungs, --no-keep-front, --[no-]stop-before-training"),
+    (
+        "early_stopping",
+        "--early-stopping, --reduction-factor, --min-epochs, --rungs, --no-keep-front, --[no-]stop-before-training",
+    ),
 )
 # All of COMPARABLE in one study attribute (older studies have only the separate ones).
 COMPARABLE_ATTR = "comparable"
@@ -732,7 +735,15 @@ def _start_trial(trial: Any, search: SearchRun, so_far: list[float]) -> None:
         trial.set_user_attr("worker", search.worker.record)
     trial.set_user_attr("hardware", search.hardware)
     # A retried trial copies its dead original's attributes: not its outcome, curve or cost.
-    for key in ("error", "traceback", "trial_energy_j", CURVE_ATTR, COST_ATTR, COST_FROM_ATTR, ARTIFACT_KEY_ATTR):
+    for key in (
+        "error",
+        "traceback",
+        "trial_energy_j",
+        CURVE_ATTR,
+        COST_ATTR,
+        COST_FROM_ATTR,
+        ARTIFACT_KEY_ATTR,
+    ):
         if key in trial.user_attrs:
             trial.set_user_attr(key, None)
 
