@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from greenml.config import MeasureConfig
 from greenml.errors import ConfigError, GreenMLError
 from greenml.ledger import spent_energy_j
-from greenml.search import SearchConfig, prepare, run, run_workers
+from greenml.search import SearchConfig, _study, prepare, run, run_workers
 from greenml.search._pool import _worker_main
 from greenml.search._study import SURPLUS_ATTR
 from greenml.search._workers import Claim, register_worker, worker_seed
@@ -609,3 +609,54 @@ def test_a_trial_started_alongside_the_last_one_is_not_run(
     assert "already had 4 trials complete or running" in surplus[0].user_attrs["surplus"]
     # The report takes it in its stride.
     assert write_report(config.study_name, config.storage_url, tmp_path / "race.html").exists()
+
+
+
+def _export_interrupted(trial: Any, ctx: Any) -> dict[str, float]:
+    """As ``torch.onnx.export`` does when Ctrl-C lands in one of its lazy imports: its own error,
+    caused by an AttributeError (the half-imported module), raised while handling the interrupt."""
+    trial.suggest_int("width", 1, 4)
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        try:
+            raise AttributeError("module 'torch._dynamo' has no attribute 'exc'")
+        except AttributeError as missing:
+            raise RuntimeError("Failed to export the model with torch.export.") from missing
+
+
+def test_an_interrupt_a_library_wraps_in_its_own_error_still_stops_the_run(tmp_path: Path) -> None:
+    """CI once saw a SIGTERM during a worker's first ONNX export (the cost phase) recorded as
+    ``TorchExportError``; without workers, the search would have gone on to its next trial."""
+    config = _config(f"sqlite:///{tmp_path}/wrapped.db", tmp_path, trials=3)
+    search = prepare(config, evaluate=_export_interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(search)
+    finally:
+        search.close()
+        _study.INTERRUPTED.clear()
+    trials = _reload(config).trials
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert trials[0].user_attrs["error"] == (
+        "KeyboardInterrupt, surfaced as RuntimeError: Failed to export the model with torch.export."
+    )
+
+
+def test_an_unrelated_error_fails_only_its_trial(tmp_path: Path) -> None:
+    """The other side: an error with no interrupt in its chain is an ordinary failed trial."""
+
+    def broken(trial: Any, ctx: Any) -> dict[str, float]:
+        if trial.number == 0:
+            raise RuntimeError("export failed")
+        return evaluate(trial, ctx)
+
+    config = _config(f"sqlite:///{tmp_path}/broken.db", tmp_path, trials=2)
+    search = prepare(config, evaluate=broken)
+    try:
+        run(search)
+    finally:
+        search.close()
+    trials = _reload(config).trials
+    assert [t.state for t in trials][:2] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].user_attrs["error"] == "RuntimeError: export failed"

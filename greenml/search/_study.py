@@ -57,6 +57,23 @@ SURPLUS_ATTR = "surplus"
 INTERRUPTED = threading.Event()
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt (Ctrl-C or SIGTERM) is this error or caused it.
+
+    A library may turn one into its own error: an interrupt that lands in a lazy import inside
+    ``torch.onnx.export`` surfaces as ``TorchExportError``, with the interrupt at the end of its
+    chain. The run must still stop, and the trial's record must say it was interrupted.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @dataclass
 class SearchRun:
     config: SearchConfig
@@ -508,14 +525,19 @@ def run(
             raise optuna.TrialPruned(stopped.reason) from None
         except BaseException as error:
             # Whatever stopped it (Ctrl-C included, wherever it landed), the record says why.
-            if isinstance(error, KeyboardInterrupt):
+            interrupted = _interrupted(error)
+            if interrupted:
                 INTERRUPTED.set()
             if isinstance(ctx.on_progress, StepRecorder):
                 ctx.on_progress.flush()
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
+            if interrupted and not isinstance(error, KeyboardInterrupt):
+                message = f"KeyboardInterrupt, surfaced as {message}"
             trial.set_user_attr("error", message[:2000])
             trial.set_user_attr("traceback", traceback.format_exc()[-10_000:])
+            if interrupted and not isinstance(error, KeyboardInterrupt):
+                raise KeyboardInterrupt from error
             raise
         finally:
             ctx.on_phase = None
