@@ -611,7 +611,6 @@ def test_a_trial_started_alongside_the_last_one_is_not_run(
     assert write_report(config.study_name, config.storage_url, tmp_path / "race.html").exists()
 
 
-
 def _export_interrupted(trial: Any, ctx: Any) -> dict[str, float]:
     """As ``torch.onnx.export`` does when Ctrl-C lands in one of its lazy imports: its own error,
     caused by an AttributeError (the half-imported module), raised while handling the interrupt."""
