@@ -27,8 +27,10 @@ __all__ = [
 
 Direction = Literal["maximize", "minimize"]
 
-# "cost": the deployment cost measured before training, with early stopping only.
-PHASES: tuple[str, ...] = ("cost", "train", "compress", "finetune", "evaluate", "benchmark")
+# "propose": the sampler proposing the trial (Optuna's ask: relative sampling, the storage's new
+# trial), metered before the trial starts. "cost": the deployment cost measured before training,
+# with early stopping only.
+PHASES: tuple[str, ...] = ("propose", "cost", "train", "compress", "finetune", "evaluate", "benchmark")
 COMPONENTS: tuple[str, ...] = ("gpu", "cpu", "dram")
 
 

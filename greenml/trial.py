@@ -19,7 +19,7 @@ import numpy as np
 
 from greenml.data import Dataset
 from greenml.errors import GreenMLError
-from greenml.measure import Meter, WindowResult
+from greenml.measure import Meter, Window, WindowResult
 from greenml.metrics import PHASES
 from greenml.spaces import SearchSpace
 
@@ -31,6 +31,7 @@ __all__ = [
     "TrialFailed",
     "TrialStopped",
     "run_trial",
+    "trial_window",
 ]
 
 # How a search benchmarks each deployed artifact (with ``TrialContext.latency_s`` as
@@ -132,6 +133,9 @@ class TrialContext:
     cost_from: int | None = field(default=None, repr=False)
     # The deployed artifact's key (greenml.compress.artifact_key).
     artifact_key: str | None = field(default=None, repr=False)
+    # The trial's window, opened by the search before it asked the sampler for this trial, its
+    # "propose" phase already ended (trial_window takes it).
+    open_window: Window | None = field(default=None, repr=False)
 
 
 def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
@@ -304,7 +308,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
     ctx.early_cost = None
     ctx.cost_from = None
     ctx.artifact_key = None
-    window = ctx.meter.begin(f"trial {trial.number}")
+    window = trial_window(ctx, trial)
 
     @contextlib.contextmanager
     def phase(name: str, epochs: int = 0, announce: bool = True) -> Iterator[None]:
@@ -452,6 +456,19 @@ def _cost_metrics(bench: Any, model_bytes: int) -> dict[str, float]:
     for component, joules in (bench.energy_per_inference_by_component_j or {}).items():
         values[f"inference_{component}_energy_j"] = joules
     return {name: float(value) for name, value in values.items() if value is not None}
+
+
+def trial_window(ctx: TrialContext, trial: Any) -> Window:
+    """The trial's measurement window: the one :func:`greenml.search.run` opened before asking the
+    sampler for this trial (so its first phase, ``propose``, is the sampler's own computation),
+    or a new one where nothing opened it (a trial run outside the search loop)."""
+    window = getattr(ctx, "open_window", None)  # a stand-in context may not have one
+    if window is not None:
+        ctx.open_window = None
+    if window is None or not window.is_open:
+        return ctx.meter.begin(f"trial {trial.number}")
+    window.name = f"trial {trial.number}"
+    return window
 
 
 def window_metrics(result: WindowResult) -> dict[str, float]:

@@ -256,7 +256,7 @@ def test_the_teacher_is_trained_once_for_two_workers(tmp_path: Path) -> None:
     ran = [t for t in study.trials if SURPLUS_ATTR not in t.user_attrs]
     trials_j = sum(t.user_attrs["trial_energy_j"] for t in ran)
     assert spent_energy_j(study) == pytest.approx(trials_j + entry["energy_j"])
-    assert all(set(t.user_attrs["phases"]) == {"train", "benchmark"} for t in ran)
+    assert all(set(t.user_attrs["phases"]) == {"propose", "train", "benchmark"} for t in ran)
 
 
 def test_a_claim_goes_to_the_first_live_claimer_and_passes_on_when_it_dies(tmp_path: Path) -> None:
@@ -483,8 +483,10 @@ def test_cli_workers_stop_cleanly_on_ctrl_c_or_sigterm_to_the_group(tmp_path: Pa
     assert "Resume with: greenml search --study long" in stderr
     assert "Traceback" not in stderr
     long = optuna.load_study(study_name="long", storage=storage)
-    assert [t.state for t in long.trials] == [TrialState.FAIL, TrialState.FAIL]
-    assert all("KeyboardInterrupt" in t.user_attrs["error"] for t in long.trials)
+    # (what each trial recorded, for a failure here to say where the signal landed)
+    seen = [(t.state.name, t.user_attrs.get("error"), t.user_attrs.get("progress")) for t in long.trials]
+    assert [t.state for t in long.trials] == [TrialState.FAIL, TrialState.FAIL], (seen, stderr)
+    assert all("KeyboardInterrupt" in t.user_attrs["error"] for t in long.trials), (seen, stderr)
 
 
 def test_workers_that_all_stop_on_one_error_report_it_once(tmp_path: Path) -> None:

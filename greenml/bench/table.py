@@ -17,7 +17,9 @@ Schema (one row per grid point that completed; ``TABLE_VERSION`` 1)
         deployment cost (``latency_ms``, ``inference_energy_j``, ``model_bytes`` ... every
         figure the trial measured), and the trial's footprint: ``trial_energy_j``,
         ``trial_seconds``, and per phase ``train_energy_j``, ``compress_energy_j``,
-        ``finetune_energy_j``, ``evaluate_energy_j``, ``benchmark_energy_j`` (and ``_seconds``).
+        ``finetune_energy_j``, ``evaluate_energy_j``, ``benchmark_energy_j`` (and ``_seconds``);
+        tables built since the propose phase was metered also hold ``propose_energy_j``: for a
+        queued grid point, the storage's work only (no sampler proposed it).
     ``artifact_key``
         The deployed artifact's key (:func:`greenml.compress.artifact_key`): rows with one key
         deploy artifacts of one shape, so a replay charges the cost phase once per key.

@@ -56,6 +56,11 @@ class Window:
         self._start = [source.snapshot() for source in meter.sources]
 
     @property
+    def is_open(self) -> bool:
+        """Not yet ended."""
+        return self._result is None
+
+    @property
     def result(self) -> WindowResult:
         if self._result is None:
             raise MeasurementError(f"window {self.name!r} is still open; end it first")

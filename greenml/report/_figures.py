@@ -72,6 +72,9 @@ BEST_STYLES: tuple[dict[str, Any], ...] = (
     {"color": "#000000", "symbol": "hexagon-open", "symbol3d": "square", "size": 17},
 )
 PHASE_COLOURS = {
+    # The sampler proposing the trial: past the eight Okabe-Ito colours, Paul Tol's wine (his
+    # colour-blind-safe muted scheme), apart from every colour here and the fallback.
+    "propose": "#882255",
     # Measuring the deployment cost before training (early stopping only): vermillion, the one
     # Okabe-Ito colour the other phases leave (yellow is the fallback, black the ledger's).
     "cost": "#D55E00",

@@ -23,7 +23,7 @@ from greenml import __version__
 from greenml.data import Dataset, load_dataset
 from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, spent_energy_j
-from greenml.measure import Meter, build_meter
+from greenml.measure import Meter, Window, build_meter
 from greenml.models import prune_models, save_model
 from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, COST_FROM_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._config import SAMPLERS, SearchConfig
@@ -512,6 +512,12 @@ def run(
                 surplus = f"the study already had {config.trials} trials complete or running"
                 trial.set_user_attr(SURPLUS_ATTR, surplus)
                 raise optuna.TrialPruned(surplus)
+            # A relative sampler (GP, NSGA-II, CMA-ES, multivariate TPE) computes its proposal at
+            # the trial's first suggest: ask for it here, so that it is metered as the propose
+            # phase (an independent sampler's work stays where each parameter is suggested).
+            _ = trial.relative_params
+            if state.proposal is not None and state.proposal.is_open:
+                state.proposal.end()
             metrics = search.evaluate(trial, ctx)
         except optuna.TrialPruned:
             raise
@@ -586,6 +592,10 @@ def run(
             # The other workers' running trials may finish the budget, or fail and leave room.
             time.sleep(_WAIT_S)
             continue
+        # The trial's window opens before Optuna asks the sampler for it: the proposal (a relative
+        # sampler's computation, the storage's new trial) is the trial's first phase.
+        ctx.open_window = ctx.meter.begin("trial")
+        state.proposal = ctx.meter.begin("propose")
         try:
             study.optimize(
                 objective, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False
@@ -597,6 +607,8 @@ def run(
                 raise
             if show is not None:
                 show.note(f"a trial of this worker was failed by another worker as stale ({error}); going on")
+        finally:
+            _close_unused(state.proposal, ctx)
     prune_models(study, search.artifacts, config.keep_models)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
@@ -618,6 +630,17 @@ class _RunState:
     ran: int = 0
     consecutive_failures: int = 0
     reason: str = ""
+    proposal: Window | None = None  # the running trial's propose phase
+
+
+def _close_unused(proposal: Window | None, ctx: TrialContext) -> None:
+    """End the windows a trial left open: the proposal when no objective ran (the ask failed),
+    the trial's window when nothing took it (a trial ended as surplus before it began)."""
+    if proposal is not None and proposal.is_open:
+        proposal.end()
+    window, ctx.open_window = ctx.open_window, None
+    if window is not None and window.is_open:
+        window.end()
 
 
 def _finished(study: Any) -> int:

@@ -18,13 +18,15 @@ __all__ = ["evaluate"]
 
 
 def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> dict[str, float]:
-    x = trial.suggest_float("x", 0.0, 1.0)
-    depth = trial.suggest_int("depth", 1, 8)
-    kind = trial.suggest_categorical("kind", ["narrow", "wide", "deep"])
+    from greenml.trial import trial_window, window_metrics
+
     ctx.last_window = None
     ctx.notes = []
-    window = ctx.meter.begin(f"trial {trial.number}")
+    window = trial_window(ctx, trial)
     try:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        depth = trial.suggest_int("depth", 1, 8)
+        kind = trial.suggest_categorical("kind", ["narrow", "wide", "deep"])
         on_progress = getattr(ctx, "on_progress", None)
         if on_progress is not None:
             on_progress("train", 0, 2)
@@ -51,6 +53,5 @@ def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> 
         "inference_energy_j": 1e-4 * depth * width * (1.0 + x),
         "latency_ms": 0.1 * depth * width,
         "model_bytes": 1000.0 * depth * width,
-        "trial_energy_j": result.total_energy_j,
-        "trial_seconds": result.seconds,
+        **window_metrics(result),  # the trial's footprint, in all and per phase, as a real trial's
     }

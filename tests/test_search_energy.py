@@ -1,0 +1,76 @@
+"""The search's own computation is part of its footprint: each trial's window opens before
+Optuna asks the sampler for it, so a sampler's proposal is the trial's first phase, ``propose``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from greenml.config import MeasureConfig
+from greenml.ledger import spent_energy_j
+from greenml.search import SearchConfig, prepare, run
+from greenml.storage import open_storage
+from greenml.testing.synthetic import evaluate
+
+WATTS_PER_CORE = 10.0
+
+
+class ThinkingSampler(optuna.samplers.RandomSampler):
+    """Random proposals after ``cpu_s`` of CPU time in the relative step, as a GP sampler spends
+    fitting its model before each trial."""
+
+    def __init__(self, cpu_s: float, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.cpu_s = cpu_s
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        end = time.process_time() + self.cpu_s
+        while time.process_time() < end:
+            pass
+        return {}
+
+
+def _search(tmp_path: Path, sampler: optuna.samplers.BaseSampler) -> list[optuna.trial.FrozenTrial]:
+    config = SearchConfig(
+        storage=f"sqlite:///{tmp_path}/energy.db",
+        study=f"energy-{uuid.uuid4().hex[:8]}",
+        trials=3,
+        measure=MeasureConfig(meter="estimate", idle_seconds=0, watts_per_core=WATTS_PER_CORE),
+        distillation=False,
+        artifacts=str(tmp_path / "artifacts"),
+    )
+    search = prepare(config, evaluate=evaluate)
+    search.study.sampler = sampler
+    try:
+        run(search)
+    finally:
+        search.close()
+    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage_url))
+    trials = study.get_trials(deepcopy=False)
+    assert spent_energy_j(study) == pytest.approx(sum(t.user_attrs["trial_energy_j"] for t in trials))
+    return trials
+
+
+def test_a_samplers_proposal_is_charged_to_the_trial_it_proposes(tmp_path: Path) -> None:
+    trials = _search(tmp_path, ThinkingSampler(cpu_s=0.3))
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    for trial in trials:
+        propose = trial.user_attrs["phases"]["propose"]
+        # The estimate charges CPU time at the watts per core: 0.3 s is 3 J, and a little more
+        # for the storage's work in the same step.
+        assert propose["seconds"] >= 0.3
+        assert 0.3 * WATTS_PER_CORE <= propose["energy_j"] < 0.6 * WATTS_PER_CORE
+        metrics = trial.user_attrs["metrics"]
+        assert metrics["propose_energy_j"] == pytest.approx(propose["energy_j"])
+        assert metrics["trial_energy_j"] >= propose["energy_j"] + metrics["train_energy_j"]
+        assert trial.user_attrs["trial_energy_j"] == pytest.approx(metrics["trial_energy_j"])
+
+
+def test_a_sampler_that_proposes_at_once_costs_next_to_nothing(tmp_path: Path) -> None:
+    trials = _search(tmp_path, optuna.samplers.RandomSampler(seed=0))
+    assert all(t.user_attrs["phases"]["propose"]["energy_j"] < 0.1 * WATTS_PER_CORE for t in trials)
