@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         from greenml.search._study import host_info
 
-        record = {"host": host_info(), "python": platform.python_version(), "args": {k: v for k, v in vars(args).items() if k != "workdir"}, "rows": rows}
+        record = {
+            "host": host_info(),
+            "python": platform.python_version(),
+            "args": {k: v for k, v in vars(args).items() if k != "workdir"},
+            "rows": rows,
+        }
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
