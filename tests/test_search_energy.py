@@ -35,7 +35,9 @@ class ThinkingSampler(optuna.samplers.RandomSampler):
         return {}
 
 
-def _search(tmp_path: Path, sampler: optuna.samplers.BaseSampler) -> list[optuna.trial.FrozenTrial]:
+def _search(
+    tmp_path: Path, sampler: optuna.samplers.BaseSampler, queued: dict[str, Any] | None = None
+) -> list[optuna.trial.FrozenTrial]:
     config = SearchConfig(
         storage=f"sqlite:///{tmp_path}/energy.db",
         study=f"energy-{uuid.uuid4().hex[:8]}",
@@ -46,6 +48,8 @@ def _search(tmp_path: Path, sampler: optuna.samplers.BaseSampler) -> list[optuna
     )
     search = prepare(config, evaluate=evaluate)
     search.study.sampler = sampler
+    if queued is not None:
+        search.study.enqueue_trial(queued)
     try:
         run(search)
     finally:
@@ -74,3 +78,11 @@ def test_a_samplers_proposal_is_charged_to_the_trial_it_proposes(tmp_path: Path)
 def test_a_sampler_that_proposes_at_once_costs_next_to_nothing(tmp_path: Path) -> None:
     trials = _search(tmp_path, optuna.samplers.RandomSampler(seed=0))
     assert all(t.user_attrs["phases"]["propose"]["energy_j"] < 0.1 * WATTS_PER_CORE for t in trials)
+
+
+def test_a_queued_trial_is_not_proposed(tmp_path: Path) -> None:
+    """Its parameters are fixed, so Optuna never asks the sampler for them; nor does greenml."""
+    trials = _search(tmp_path, ThinkingSampler(cpu_s=0.3), queued={"x": 0.5, "depth": 3, "kind": "wide"})
+    assert trials[0].params == {"x": 0.5, "depth": 3, "kind": "wide"}
+    assert trials[0].user_attrs["phases"]["propose"]["seconds"] < 0.3
+    assert all(t.user_attrs["phases"]["propose"]["seconds"] >= 0.3 for t in trials[1:])

@@ -514,8 +514,10 @@ def run(
                 raise optuna.TrialPruned(surplus)
             # A relative sampler (GP, NSGA-II, CMA-ES, multivariate TPE) computes its proposal at
             # the trial's first suggest: ask for it here, so that it is metered as the propose
-            # phase (an independent sampler's work stays where each parameter is suggested).
-            _ = trial.relative_params
+            # phase (an independent sampler's work stays where each parameter is suggested). A
+            # queued trial's parameters are fixed: Optuna never asks the sampler for them.
+            if "fixed_params" not in system_attrs:
+                _ = trial.relative_params
             if state.proposal is not None and state.proposal.is_open:
                 state.proposal.end()
             metrics = search.evaluate(trial, ctx)
