@@ -5,11 +5,10 @@
 
 For each sampler, one ``greenml search`` (in-process) with the defaults otherwise: ``mlp`` on
 ``digits``, MO-ASHA, the CPU-time estimate, distillation off (the teacher is the same for every
-sampler). A trial's window opens before Optuna asks the sampler for it, and the relative proposal
-(GP, NSGA-II) is drawn before the space builds the model, so ``propose`` holds the sampler's work
-and the storage's new trial; an independent sampler (random, Optuna's default TPE) draws each
-parameter as the space suggests it, inside the trial's energy outside its phases, so its
-``propose`` holds the storage's work only.
+sampler). ``propose`` holds what the worker did since its previous trial (storing that result,
+the loop's checks, the ask) and a relative sampler's proposal (GP, NSGA-II); an independent
+sampler (random, Optuna's default TPE) draws each parameter as the space suggests it, inside the
+trial's energy outside its phases, so its ``propose`` holds the storage's and the loop's work.
 
 Figures per sampler: the median propose energy and time over all trials and over the last ten
 (a GP's fit grows with the trials), and the propose phase's share of the search's energy.

@@ -86,3 +86,24 @@ def test_a_queued_trial_is_not_proposed(tmp_path: Path) -> None:
     assert trials[0].params == {"x": 0.5, "depth": 3, "kind": "wide"}
     assert trials[0].user_attrs["phases"]["propose"]["seconds"] < 0.3
     assert all(t.user_attrs["phases"]["propose"]["seconds"] >= 0.3 for t in trials[1:])
+
+
+class SlowToTellSampler(optuna.samplers.RandomSampler):
+    """Random proposals; ``cpu_s`` of CPU time in ``after_trial``, once Optuna has the result."""
+
+    def __init__(self, cpu_s: float, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.cpu_s = cpu_s
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        end = time.process_time() + self.cpu_s
+        while time.process_time() < end:
+            pass
+
+
+def test_what_the_worker_does_between_trials_is_the_next_trials_propose_phase(tmp_path: Path) -> None:
+    """Storing a result (the sampler's after_trial here) comes after its trial's window has ended:
+    it is charged to the next trial, and only the last one's goes unmetered."""
+    trials = _search(tmp_path, SlowToTellSampler(cpu_s=0.3))
+    propose = [t.user_attrs["phases"]["propose"]["seconds"] for t in trials]
+    assert propose[0] < 0.3 and all(seconds >= 0.3 for seconds in propose[1:]), propose

@@ -577,40 +577,53 @@ def run(
                 f"(last error: {trial.user_attrs.get('error', 'unknown')})"
             )
 
-    while not state.reason:
-        if should_stop is not None and should_stop():
-            raise KeyboardInterrupt
-        _fail_stale(study, config.heartbeat.grace_s)
-        state.reason = _budget_spent(search, state)
-        if (
-            not state.reason
-            and config.queued_only
-            and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        ):
-            state.reason = "no queued trial left"
-        if state.reason:
-            break
-        if config.trials is not None and _pending(study) >= config.trials:
-            # The other workers' running trials may finish the budget, or fail and leave room.
-            time.sleep(_WAIT_S)
-            continue
-        # The trial's window opens before Optuna asks the sampler for it: the proposal (a relative
-        # sampler's computation, the storage's new trial) is the trial's first phase.
-        ctx.open_window = ctx.meter.begin("trial")
-        state.proposal = ctx.meter.begin("propose")
+    def measured(trial: optuna.Trial) -> list[float]:
         try:
-            study.optimize(
-                objective, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False
-            )
-        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
-            # Another worker failed this trial as stale (this worker stalled past the grace
-            # period): its parameters are queued again; this result cannot be told.
-            if isinstance(error, ValueError) and "Cannot tell" not in str(error):
-                raise
-            if show is not None:
-                show.note(f"a trial of this worker was failed by another worker as stale ({error}); going on")
+            return objective(trial)
         finally:
+            # From here on, this worker's work (storing this trial's result, the loop's checks,
+            # asking for the next trial) is the next trial's propose phase.
             _close_unused(state.proposal, ctx)
+            _open_trial_windows(ctx, state)
+
+    try:
+        while not state.reason:
+            if state.proposal is None or not state.proposal.is_open:
+                _open_trial_windows(ctx, state)
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt
+            _fail_stale(study, config.heartbeat.grace_s)
+            state.reason = _budget_spent(search, state)
+            if (
+                not state.reason
+                and config.queued_only
+                and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            ):
+                state.reason = "no queued trial left"
+            if state.reason:
+                break
+            if config.trials is not None and _pending(study) >= config.trials:
+                # The other workers' running trials may finish the budget, or fail and leave
+                # room. Waiting is no trial's work: a machine-wide meter would charge this
+                # trial the other workers' energy.
+                _close_unused(state.proposal, ctx)
+                time.sleep(_WAIT_S)
+                continue
+            try:
+                study.optimize(
+                    measured, n_trials=1, callbacks=[callback], catch=(Exception,), gc_after_trial=False
+                )
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as error:
+                # Another worker failed this trial as stale (this worker stalled past the grace
+                # period): its parameters are queued again; this result cannot be told.
+                if isinstance(error, ValueError) and "Cannot tell" not in str(error):
+                    raise
+                if show is not None:
+                    show.note(
+                        f"a trial of this worker was failed by another worker as stale ({error}); going on"
+                    )
+    finally:
+        _close_unused(state.proposal, ctx)
     prune_models(study, search.artifacts, config.keep_models)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
@@ -635,9 +648,17 @@ class _RunState:
     proposal: Window | None = None  # the running trial's propose phase
 
 
+def _open_trial_windows(ctx: TrialContext, state: _RunState) -> None:
+    """Open the next trial's window and its first phase, ``propose``: what this worker does until
+    the space builds the trial's model (the loop's checks, Optuna's ask, a relative sampler's
+    proposal) is that trial's."""
+    ctx.open_window = ctx.meter.begin("trial")
+    state.proposal = ctx.meter.begin("propose")
+
+
 def _close_unused(proposal: Window | None, ctx: TrialContext) -> None:
-    """End the windows a trial left open: the proposal when no objective ran (the ask failed),
-    the trial's window when nothing took it (a trial ended as surplus before it began)."""
+    """End, unrecorded, the windows no trial took: the loop stopped or waited, the ask failed, or
+    a trial ended as surplus before it began."""
     if proposal is not None and proposal.is_open:
         proposal.end()
     window, ctx.open_window = ctx.open_window, None
