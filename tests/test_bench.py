@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from greenml.bench.grid import load_grid, parse_grid
 from greenml.bench.problem import TableProblem
 from greenml.bench.replay import Strategy, cost_phase_estimate, parse_strategies, replay, sampler_factory
 from greenml.bench.run import run_bench
-from greenml.bench.summary import RankTest, StrategySummary, rank_test
+from greenml.bench.summary import RankTest, StrategySummary, rank_test, summarise
 from greenml.bench.table import TABLE_VERSION, load_table, write_table
 from greenml.cli import main
 from greenml.errors import ConfigError
@@ -643,3 +644,32 @@ def test_the_verdict_on_the_goal_bounds_a_median_that_never_reached_95() -> None
     # Where greenml's default never reached 95% itself, there is no ratio.
     result.summaries[0] = summary(default, [None, None, 100.0], [500.0] * 3)
     assert verdict_lines(result)[0] == f"{default} vs random: no ratio ({default}'s median never reached 95%)"
+
+
+class _Deliberate(optuna.samplers.RandomSampler):
+    """Random proposals after ``cpu_s`` of CPU time before each trial, as a model-based sampler
+    spends fitting."""
+
+    def __init__(self, cpu_s: float, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self.cpu_s = cpu_s
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        end = time.process_time() + self.cpu_s
+        while time.process_time() < end:
+            pass
+
+
+def test_the_samplers_own_cpu_time_is_measured_live_and_kept_out_of_the_joules(tmp_path: Path) -> None:
+    problem = TableProblem(str(four(tmp_path / "t.parquet")))
+    quick, slow = parse_strategies([optuna.samplers.RandomSampler(seed=0), _Deliberate(0.02, seed=0)])
+    fast_run = replay(problem, quick, 0, budget_trials=20)
+    slow_run = replay(problem, slow, 0, budget_trials=20)
+    assert slow_run.sampler_cpu_s >= 20 * 0.02
+    assert fast_run.sampler_cpu_s < slow_run.sampler_cpu_s / 4
+    # each evaluation is charged its row's recorded energy, and nothing for the sampler's time
+    recorded = problem.table.frame["trial_energy_j"].to_numpy(dtype=float)
+    assert slow_run.energy_j == [float(recorded[row]) for row in slow_run.rows]
+    (summary, *_), _ = summarise([slow_run])
+    assert summary.median_sampler_ms_per_evaluation == pytest.approx(1e3 * slow_run.sampler_cpu_s / 20)
+    assert summary.median_sampler_ms_per_evaluation >= 20

@@ -297,17 +297,22 @@ def verdict_lines(result: Any) -> list[str]:
     return lines
 
 
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
 def _text(result: Any, verdicts: list[str]) -> str:
     width = max([24, *(len(s.name) for s in result.summaries)])
     lines = [
         f"replayed from a table built on {result.problem.table.hardware}; {len(result.replays)} replays in {result.seconds:.1f} s",
-        f"{'strategy':{width}s} {'median J to 95%':>16s} {'reached':>8s} {'mean rank':>9s} {'median final HV':>16s}",
+        f"{'strategy':{width}s} {'median J to 95%':>16s} {'reached':>8s} {'mean rank':>9s} {'median final HV':>16s}"
+        f" {'sampler ms/eval (live)':>22s}",
     ]
     for s in result.summaries:
         median = s.median_energy_to_target_j
         lines.append(
             f"{s.name:{width}s} {('never' if median is None else f'{median:.4g}'):>16s} {f'{s.reached}/{s.seeds}':>8s} "
-            f"{s.mean_rank:9.2f} {statistics.median(s.final_hv):16.3f}"
+            f"{s.mean_rank:9.2f} {statistics.median(s.final_hv):16.3f} {_ms(s.median_sampler_ms_per_evaluation):>22s}"
         )
     test = result.test
     if test.test == "none":

@@ -36,6 +36,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,9 @@ class Replay:
     epochs: list[int] = field(default_factory=list)
     energy_j: list[float] = field(default_factory=list)  # charged per evaluation
     hv_fraction: list[float] = field(default_factory=list)  # after each evaluation
+    # CPU time this process spent in the sampler (Optuna's ask, the suggestions, the tell): the
+    # one figure of a replay measured live, on the machine that ran it; never in its joules.
+    sampler_cpu_s: float = 0.0
 
     @property
     def cumulative_energy_j(self) -> np.ndarray:
@@ -297,8 +301,11 @@ def replay(
     while (budget_trials is None or number < budget_trials) and (
         budget_energy_j is None or spent < budget_energy_j
     ):
+        started = time.process_time()
         trial = study.ask()
-        row = problem.row(suggest_all(trial, problem.search_space))
+        params = suggest_all(trial, problem.search_space)
+        out.sampler_cpu_s += time.process_time() - started
+        row = problem.row(params)
         state, epochs, charge = "complete", table.epochs, 0.0
         if rule is None:
             charge = float(trial_energy[row])
@@ -326,9 +333,13 @@ def replay(
                 state, epochs = "stopped", stopped_at
                 charge += float(overhead[row])
                 charge += float(epoch_energy[row][stopped_at - 1]) if stopped_at else 0.0
+                started = time.process_time()
                 study.tell(trial, state=TrialState.PRUNED)
+                out.sampler_cpu_s += time.process_time() - started
         if state == "complete":
+            started = time.process_time()
             study.tell(trial, list(problem.values(row)))
+            out.sampler_cpu_s += time.process_time() - started
             if rule is not None:
                 error = float(losses[row][error_index])  # -accuracy as a loss
                 complete.append(

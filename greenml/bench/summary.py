@@ -36,6 +36,18 @@ class StrategySummary:
     stopped: list[int]
     evaluations: list[int]
     mean_rank: float = math.nan
+    sampler_cpu_s: list[float] = field(default_factory=list)  # per seed, measured live (Replay)
+
+    @property
+    def median_sampler_ms_per_evaluation(self) -> float | None:
+        """The sampler's CPU time per evaluation, median over seeds, in ms: measured on the
+        machine that ran the replay, not replayed from the table."""
+        values = [
+            1e3 * cpu / evaluations
+            for cpu, evaluations in zip(self.sampler_cpu_s, self.evaluations, strict=True)
+            if evaluations
+        ]
+        return float(statistics.median(values)) if values else None
 
     @property
     def median_energy_to_target_j(self) -> float | None:
@@ -90,6 +102,7 @@ def summarise(replays: Sequence[Replay]) -> tuple[list[StrategySummary], RankTes
                 energy_j=[float(sum(r.energy_j)) for r in runs],
                 stopped=[r.states.count("stopped") for r in runs],
                 evaluations=[len(r.rows) for r in runs],
+                sampler_cpu_s=[r.sampler_cpu_s for r in runs],
             )
         )
     test = rank_test(
@@ -175,6 +188,9 @@ def as_dict(summaries: Sequence[StrategySummary], test: RankTest) -> dict[str, A
                 "energy_j": s.energy_j,
                 "stopped": s.stopped,
                 "mean_rank": s.mean_rank,
+                # measured live on the machine that ran the replay, not replayed
+                "sampler_cpu_s": s.sampler_cpu_s,
+                "median_sampler_ms_per_evaluation": s.median_sampler_ms_per_evaluation,
             }
             for s in summaries
         ],

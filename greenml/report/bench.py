@@ -185,6 +185,9 @@ def bench_html(result: Any, verdicts: Sequence[str]) -> str:
             "hv": f"{float(np.median(s.final_hv)):.3f}",
             "energy": _joules(float(np.median(s.energy_j))),
             "stopped": f"{float(np.median(s.stopped)):.0f}",
+            "sampler": ""
+            if s.median_sampler_ms_per_evaluation is None
+            else f"{s.median_sampler_ms_per_evaluation:.3g}",
         }
         for s in result.summaries
     ]
