@@ -26,7 +26,14 @@ from optuna.distributions import (
 
 from greenml.bench.grid import load_grid, parse_grid
 from greenml.bench.problem import TableProblem
-from greenml.bench.replay import Strategy, cost_phase_estimate, parse_strategies, replay, sampler_factory
+from greenml.bench.replay import (
+    Strategy,
+    cost_phase_estimate,
+    parse_strategies,
+    replay,
+    sampler_factory,
+    trial_overhead,
+)
 from greenml.bench.run import run_bench
 from greenml.bench.summary import RankTest, StrategySummary, rank_test, summarise
 from greenml.bench.table import TABLE_VERSION, load_table, write_table
@@ -41,7 +48,7 @@ def make_table(path: Path, rows: list[dict[str, Any]], epochs: int = 3) -> Path:
     """A table of ``rows``: each gives ``kind`` ('a'/'b'), ``size`` (int 1..4), ``lr`` (log float),
     ``acc`` (final deployed accuracy), ``curve`` (validation accuracy per epoch), ``energy``
     (inference J), ``latency`` (ms), ``epoch_j`` (per-epoch training J), ``trial_j`` and,
-    optionally, ``key`` (the artifact key)."""
+    optionally, ``key`` (the artifact key) and ``propose_j`` (the propose phase's J)."""
     records = []
     for index, row in enumerate(rows):
         records.append(
@@ -64,6 +71,7 @@ def make_table(path: Path, rows: list[dict[str, Any]], epochs: int = 3) -> Path:
                 "train_energy_j": row.get("epoch_j", 1.0) * epochs,
                 "compress_energy_j": row.get("compress_j", 0.5),
                 "benchmark_energy_j": row.get("benchmark_j", 1.5),
+                **({"propose_energy_j": row["propose_j"]} if "propose_j" in row else {}),
                 "energy_basis": "estimated",
                 "cpu": "Test CPU",
                 "deploy_device": "cpu",
@@ -646,30 +654,61 @@ def test_the_verdict_on_the_goal_bounds_a_median_that_never_reached_95() -> None
     assert verdict_lines(result)[0] == f"{default} vs random: no ratio ({default}'s median never reached 95%)"
 
 
-class _Deliberate(optuna.samplers.RandomSampler):
-    """Random proposals after ``cpu_s`` of CPU time before each trial, as a model-based sampler
-    spends fitting."""
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+class _SlowToSuggest(optuna.samplers.RandomSampler):
+    """Random proposals, each parameter after ``cpu_s`` of CPU time (where GP's fit runs)."""
 
     def __init__(self, cpu_s: float, seed: int | None = None) -> None:
         super().__init__(seed=seed)
         self.cpu_s = cpu_s
 
-    def before_trial(self, study: Any, trial: Any) -> None:
-        end = time.process_time() + self.cpu_s
-        while time.process_time() < end:
-            pass
+    def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
+        _burn(self.cpu_s)
+        return super().sample_independent(study, trial, name, distribution)
+
+
+class _SlowToTell(optuna.samplers.RandomSampler):
+    """Random proposals; ``cpu_s`` of CPU time in ``after_trial``, inside Optuna's tell."""
+
+    def __init__(self, cpu_s: float, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self.cpu_s = cpu_s
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        _burn(self.cpu_s)
 
 
 def test_the_samplers_own_cpu_time_is_measured_live_and_kept_out_of_the_joules(tmp_path: Path) -> None:
     problem = TableProblem(str(four(tmp_path / "t.parquet")))
-    quick, slow = parse_strategies([optuna.samplers.RandomSampler(seed=0), _Deliberate(0.02, seed=0)])
+    quick, suggesting, telling = parse_strategies(
+        [optuna.samplers.RandomSampler(seed=0), _SlowToSuggest(0.02, seed=0), _SlowToTell(0.02, seed=0)]
+    )
     fast_run = replay(problem, quick, 0, budget_trials=20)
-    slow_run = replay(problem, slow, 0, budget_trials=20)
-    assert slow_run.sampler_cpu_s >= 20 * 0.02
-    assert fast_run.sampler_cpu_s < slow_run.sampler_cpu_s / 4
-    # each evaluation is charged its row's recorded energy, and nothing for the sampler's time
-    recorded = problem.table.frame["trial_energy_j"].to_numpy(dtype=float)
-    assert slow_run.energy_j == [float(recorded[row]) for row in slow_run.rows]
+    # both the suggestions and the tell are timed
+    for slow in (suggesting, telling):
+        slow_run = replay(problem, slow, 0, budget_trials=20)
+        assert slow_run.sampler_cpu_s >= 20 * 0.02, slow.name
+        assert fast_run.sampler_cpu_s < slow_run.sampler_cpu_s / 4
+        # each evaluation is charged its row's recorded energy, and nothing for the sampler's time
+        recorded = problem.table.frame["trial_energy_j"].to_numpy(dtype=float)
+        assert slow_run.energy_j == [float(recorded[row]) for row in slow_run.rows]
     (summary, *_), _ = summarise([slow_run])
     assert summary.median_sampler_ms_per_evaluation == pytest.approx(1e3 * slow_run.sampler_cpu_s / 20)
     assert summary.median_sampler_ms_per_evaluation >= 20
+
+
+def test_a_stopped_trial_pays_the_propose_phase_as_every_trial_does(tmp_path: Path) -> None:
+    """A table built since the propose phase was metered: the storage's and the loop's work per
+    trial is in the overhead a stopped trial is charged, not subtracted from it like a phase of
+    the trial's own work."""
+    row = {"kind": "a", "size": 1, "lr": 0.01, "acc": 0.9, "energy": 1.0, "latency": 1.0, "trial_j": 10.0}
+    table = load_table(make_table(tmp_path / "t.parquet", [{**row, "propose_j": 0.25}]))
+    # 10 J in all, of which train 3 J, compress 0.5 J, benchmark 1.5 J: 5 J of overhead
+    assert trial_overhead(table)[0] == pytest.approx(5.0)
+    plain = load_table(make_table(tmp_path / "plain.parquet", [row]))
+    assert trial_overhead(plain)[0] == pytest.approx(5.0)

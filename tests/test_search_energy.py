@@ -107,3 +107,36 @@ def test_what_the_worker_does_between_trials_is_the_next_trials_propose_phase(tm
     trials = _search(tmp_path, SlowToTellSampler(cpu_s=0.3))
     propose = [t.user_attrs["phases"]["propose"]["seconds"] for t in trials]
     assert propose[0] < 0.3 and all(seconds >= 0.3 for seconds in propose[1:]), propose
+
+
+class FailingSampler(ThinkingSampler):
+    """Thinks, then fails: a GP fit that raises."""
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+        raise RuntimeError("the model fit diverged")
+
+
+def test_a_proposal_that_fails_keeps_what_it_spent(tmp_path: Path) -> None:
+    """The trial fails before the space builds anything; its record still has its energy."""
+    config = SearchConfig(
+        storage=f"sqlite:///{tmp_path}/fail.db",
+        study=f"fail-{uuid.uuid4().hex[:8]}",
+        trials=1,
+        max_consecutive_failures=1,
+        measure=MeasureConfig(meter="estimate", idle_seconds=0, watts_per_core=WATTS_PER_CORE),
+        distillation=False,
+        artifacts=str(tmp_path / "artifacts"),
+    )
+    search = prepare(config, evaluate=evaluate)
+    search.study.sampler = FailingSampler(cpu_s=0.3)
+    try:
+        run(search)
+    finally:
+        search.close()
+    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage_url))
+    (trial,) = study.trials
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["error"] == "RuntimeError: the model fit diverged"
+    assert trial.user_attrs["phases"]["propose"]["energy_j"] >= 0.3 * WATTS_PER_CORE
+    assert trial.user_attrs["trial_energy_j"] >= 0.3 * WATTS_PER_CORE
+    assert spent_energy_j(study) == pytest.approx(trial.user_attrs["trial_energy_j"])

@@ -661,3 +661,16 @@ def test_an_unrelated_error_fails_only_its_trial(tmp_path: Path) -> None:
     trials = _reload(config).trials
     assert [t.state for t in trials][:2] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[0].user_attrs["error"] == "RuntimeError: export failed"
+
+
+def test_an_interrupt_is_found_through_the_cause_and_the_context_alike() -> None:
+    """``except KeyboardInterrupt: raise X from other``: the interrupt is X's context, behind
+    its cause."""
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("export failed") from ValueError("unrelated")
+    except RuntimeError as error:
+        assert _study._interrupted(error)
+    assert not _study._interrupted(RuntimeError("export failed"))

@@ -243,10 +243,15 @@ def cost_phase_estimate(table: Any, window_s: float = COST_WINDOW_S) -> np.ndarr
 
 
 def trial_overhead(table: Any) -> np.ndarray:
-    """Each row's energy outside its phases (building the model, the trial's set-up): a stopped
-    trial spends it too."""
+    """Each row's energy outside the phases that do its work (building the model, the trial's
+    set-up, and the propose phase where the table has it: the storage's and the loop's work): a
+    stopped trial spends it too."""
     frame = table.frame
-    phases = [c for c in frame.columns if c.endswith("_energy_j") and c.removesuffix("_energy_j") in PHASES]
+    phases = [
+        c
+        for c in frame.columns
+        if c.endswith("_energy_j") and c.removesuffix("_energy_j") in PHASES and c != "propose_energy_j"
+    ]
     inside = np.nansum(np.column_stack([frame[c].to_numpy(dtype=float) for c in phases]), axis=1)
     return np.clip(frame["trial_energy_j"].to_numpy(dtype=float) - inside, 0.0, None)
 

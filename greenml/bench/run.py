@@ -71,7 +71,16 @@ def run_bench(
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
     try:
         if jobs == 1:
-            replays = [_one(job) for job in work]
+            # One torch thread here too, as in a pool process, so the sampler's CPU time per
+            # evaluation means the same with any --jobs.
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                replays = [_one(job) for job in work]
+            finally:
+                torch.set_num_threads(threads)
         else:
             # Slow samplers (GP) first, so the pool does not end on one long job.
             order = sorted(work, key=lambda job: "gp" not in strategies[job[0]].name)

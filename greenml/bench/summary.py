@@ -42,6 +42,8 @@ class StrategySummary:
     def median_sampler_ms_per_evaluation(self) -> float | None:
         """The sampler's CPU time per evaluation, median over seeds, in ms: measured on the
         machine that ran the replay, not replayed from the table."""
+        if len(self.sampler_cpu_s) != len(self.evaluations):
+            return None  # not timed (a summary built by hand)
         values = [
             1e3 * cpu / evaluations
             for cpu, evaluations in zip(self.sampler_cpu_s, self.evaluations, strict=True)

@@ -73,7 +73,6 @@ def _worker_main(
         if not _study.INTERRUPTED.is_set():
             raise KeyboardInterrupt
 
-    _study.INTERRUPTED.clear()  # a forked worker starts with its parent's
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
     _quiet_lost_interrupts()

@@ -9,6 +9,7 @@ runs again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -65,12 +66,15 @@ def _interrupted(error: BaseException) -> bool:
     chain. The run must still stop, and the trial's record must say it was interrupted.
     """
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
         if isinstance(current, KeyboardInterrupt):
             return True
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        pending.extend((current.__cause__, current.__context__))
     return False
 
 
@@ -538,6 +542,12 @@ def run(
                 INTERRUPTED.set()
             if isinstance(ctx.on_progress, StepRecorder):
                 ctx.on_progress.flush()
+            if ctx.open_window is not None and ctx.open_window.is_open:
+                # It failed before the trial took its window (the sampler's proposal raised, or
+                # an interrupt landed in it): what it spent so far is still its own.
+                if state.proposal is not None and state.proposal.is_open:
+                    state.proposal.end()
+                ctx.last_window, ctx.open_window = ctx.open_window.end(), None
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
             if interrupted and not isinstance(error, KeyboardInterrupt):
@@ -582,9 +592,11 @@ def run(
             return objective(trial)
         finally:
             # From here on, this worker's work (storing this trial's result, the loop's checks,
-            # asking for the next trial) is the next trial's propose phase.
+            # asking for the next trial) is the next trial's propose phase. A meter that fails
+            # here must not turn this trial's outcome into its error: the loop opens them again.
             _close_unused(state.proposal, ctx)
-            _open_trial_windows(ctx, state)
+            with contextlib.suppress(Exception):
+                _open_trial_windows(ctx, state)
 
     try:
         while not state.reason:
@@ -652,8 +664,13 @@ def _open_trial_windows(ctx: TrialContext, state: _RunState) -> None:
     """Open the next trial's window and its first phase, ``propose``: what this worker does until
     the space builds the trial's model (the loop's checks, Optuna's ask, a relative sampler's
     proposal) is that trial's."""
-    ctx.open_window = ctx.meter.begin("trial")
-    state.proposal = ctx.meter.begin("propose")
+    window = ctx.meter.begin("trial")
+    try:
+        state.proposal = ctx.meter.begin("propose")
+    except BaseException:
+        window.end()
+        raise
+    ctx.open_window = window
 
 
 def _close_unused(proposal: Window | None, ctx: TrialContext) -> None:
