@@ -660,39 +660,34 @@ def _burn(seconds: float) -> None:
         pass
 
 
-class _SlowToSuggest(optuna.samplers.RandomSampler):
-    """Random proposals, each parameter after ``cpu_s`` of CPU time (where GP's fit runs)."""
+class _Slow(optuna.samplers.RandomSampler):
+    """Random proposals after ``cpu_s`` of CPU time per parameter (``where="suggest"``: where GP's
+    fit runs) or per result (``"tell"``: in ``after_trial``, inside Optuna's tell)."""
 
-    def __init__(self, cpu_s: float, seed: int | None = None) -> None:
+    def __init__(self, cpu_s: float, where: str, seed: int | None = None) -> None:
         super().__init__(seed=seed)
-        self.cpu_s = cpu_s
+        self.cpu_s, self.where = cpu_s, where
 
     def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
-        _burn(self.cpu_s)
+        if self.where == "suggest":
+            _burn(self.cpu_s)
         return super().sample_independent(study, trial, name, distribution)
 
-
-class _SlowToTell(optuna.samplers.RandomSampler):
-    """Random proposals; ``cpu_s`` of CPU time in ``after_trial``, inside Optuna's tell."""
-
-    def __init__(self, cpu_s: float, seed: int | None = None) -> None:
-        super().__init__(seed=seed)
-        self.cpu_s = cpu_s
-
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        _burn(self.cpu_s)
+        if self.where == "tell":
+            _burn(self.cpu_s)
 
 
 def test_the_samplers_own_cpu_time_is_measured_live_and_kept_out_of_the_joules(tmp_path: Path) -> None:
     problem = TableProblem(str(four(tmp_path / "t.parquet")))
-    quick, suggesting, telling = parse_strategies(
-        [optuna.samplers.RandomSampler(seed=0), _SlowToSuggest(0.02, seed=0), _SlowToTell(0.02, seed=0)]
-    )
+    (quick,) = parse_strategies([optuna.samplers.RandomSampler(seed=0)])
+    (suggesting,) = parse_strategies([_Slow(0.02, "suggest", seed=0)])
+    (telling,) = parse_strategies([_Slow(0.02, "tell", seed=0)])
     fast_run = replay(problem, quick, 0, budget_trials=20)
     # both the suggestions and the tell are timed
-    for slow in (suggesting, telling):
+    for where, slow in (("suggest", suggesting), ("tell", telling)):
         slow_run = replay(problem, slow, 0, budget_trials=20)
-        assert slow_run.sampler_cpu_s >= 20 * 0.02, slow.name
+        assert slow_run.sampler_cpu_s >= 20 * 0.02, where
         assert fast_run.sampler_cpu_s < slow_run.sampler_cpu_s / 4
         # each evaluation is charged its row's recorded energy, and nothing for the sampler's time
         recorded = problem.table.frame["trial_energy_j"].to_numpy(dtype=float)
