@@ -338,13 +338,13 @@ def replay(
                 state, epochs = "stopped", stopped_at
                 charge += float(overhead[row])
                 charge += float(epoch_energy[row][stopped_at - 1]) if stopped_at else 0.0
-                started = time.process_time()
-                study.tell(trial, state=TrialState.PRUNED)
-                out.sampler_cpu_s += time.process_time() - started
+        started = time.process_time()
         if state == "complete":
-            started = time.process_time()
             study.tell(trial, list(problem.values(row)))
-            out.sampler_cpu_s += time.process_time() - started
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+        out.sampler_cpu_s += time.process_time() - started
+        if state == "complete":
             if rule is not None:
                 error = float(losses[row][error_index])  # -accuracy as a loss
                 complete.append(

@@ -24,7 +24,7 @@ from greenml import __version__
 from greenml.data import Dataset, load_dataset
 from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, spent_energy_j
-from greenml.measure import Meter, Window, build_meter
+from greenml.measure import Meter, Window, WindowResult, build_meter
 from greenml.models import prune_models, save_model
 from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, COST_FROM_ATTR, CURVE_ATTR, STOPPED_ATTR
 from greenml.search._config import SAMPLERS, SearchConfig
@@ -542,12 +542,11 @@ def run(
                 INTERRUPTED.set()
             if isinstance(ctx.on_progress, StepRecorder):
                 ctx.on_progress.flush()
-            if ctx.open_window is not None and ctx.open_window.is_open:
-                # It failed before the trial took its window (the sampler's proposal raised, or
-                # an interrupt landed in it): what it spent so far is still its own.
-                if state.proposal is not None and state.proposal.is_open:
-                    state.proposal.end()
-                ctx.last_window, ctx.open_window = ctx.open_window.end(), None
+            # Failed before it took its window (the sampler's proposal raised, or an interrupt
+            # landed in it): what it spent so far is still its own.
+            untaken = _end_untaken(state.proposal, ctx)
+            if untaken is not None:
+                ctx.last_window = untaken
             _record_window(trial, ctx)
             message = f"{type(error).__name__}: {error}".strip()
             if interrupted and not isinstance(error, KeyboardInterrupt):
@@ -673,14 +672,18 @@ def _open_trial_windows(ctx: TrialContext, state: _RunState) -> None:
     ctx.open_window = window
 
 
-def _close_unused(proposal: Window | None, ctx: TrialContext) -> None:
-    """End, unrecorded, the windows no trial took: the loop stopped or waited, the ask failed, or
-    a trial ended as surplus before it began."""
+def _end_untaken(proposal: Window | None, ctx: TrialContext) -> WindowResult | None:
+    """End the windows no trial took, and give the trial window's result if one was open."""
     if proposal is not None and proposal.is_open:
         proposal.end()
     window, ctx.open_window = ctx.open_window, None
-    if window is not None and window.is_open:
-        window.end()
+    return window.end() if window is not None and window.is_open else None
+
+
+def _close_unused(proposal: Window | None, ctx: TrialContext) -> None:
+    """End, unrecorded, the windows no trial took: the loop stopped or waited, the ask failed, or
+    a trial ended as surplus before it began."""
+    _end_untaken(proposal, ctx)
 
 
 def _finished(study: Any) -> int:
