@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
 
-    from greenml.search._study import host_info
+    from greenml.devices import host_info
 
     print(
         f"CPU: {host_info()['cpu']} ({platform.machine()}), {args.space} on {args.dataset}", file=sys.stderr

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             f"propose share of search energy {100 * row['propose_share_of_search_energy']:.2f}%"
         )
     if args.output:
-        from greenml.search._study import host_info
+        from greenml.devices import host_info
 
         record = {
             "host": host_info(),

@@ -121,7 +121,7 @@ def main() -> int:
 
 
 def _cpu() -> str:
-    from greenml.search._study import host_info
+    from greenml.devices import host_info
 
     return f"{host_info()['cpu']} ({platform.machine()})"
 

@@ -1,13 +1,21 @@
-"""Validated settings. Everything the user types is checked here, on the way in."""
+"""Validated settings. Everything the user types is checked here, on the way in.
+
+A ``--country`` is checked against codecarbon's offline per-country data, read here once
+(:func:`energy_mix`); :mod:`greenml.measure.carbon` takes the grid intensities from the same data.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import math
+import os
 from dataclasses import dataclass
+from typing import Any
 
 from greenml.errors import ConfigError
 
-__all__ = ["METER_CHOICES", "MeasureConfig"]
+__all__ = ["METER_CHOICES", "MeasureConfig", "country_codes", "energy_mix", "parse_country"]
 
 METER_CHOICES: tuple[str, ...] = ("auto", "nvml", "rapl", "estimate")
 
@@ -50,11 +58,39 @@ class MeasureConfig:
         if self.sample_hz < 10:
             raise ConfigError(f"--sample-hz must be >= 10, got {self.sample_hz:g}")
         if self.country is not None:
-            from greenml.measure.carbon import carbon_intensity
-
-            carbon_intensity(self.country, self.pue)  # raises ConfigError naming the valid codes
+            parse_country(self.country)  # raises ConfigError naming the valid codes
 
 
 def _finite(what: str, value: float) -> None:
     if not math.isfinite(value):
         raise ConfigError(f"{what} must be a finite number, got {value}")
+
+
+@functools.cache
+def energy_mix() -> dict[str, Any]:
+    """codecarbon's offline per-country energy mix, keyed by ISO 3166-1 alpha-3 code. No network."""
+    os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+    from codecarbon.input import DataSource
+
+    mix: dict[str, Any] = DataSource().get_global_energy_mix_data()
+    return mix
+
+
+def country_codes() -> list[str]:
+    """The ISO 3166-1 alpha-3 codes codecarbon has intensity data for."""
+    return sorted(energy_mix())
+
+
+def parse_country(country: str) -> str:
+    """``country`` as the alpha-3 code it names (any case, e.g. ``fra``); a ConfigError naming close
+    matches and the valid codes where codecarbon has no data for it."""
+    code = country.strip().upper()
+    mix = energy_mix()
+    if code not in mix:
+        close = difflib.get_close_matches(code, mix, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(
+            f"unknown country code {country!r}: {hint}valid: ISO 3166-1 alpha-3 codes with "
+            f"codecarbon data: {', '.join(sorted(mix))}"
+        )
+    return code

@@ -2,7 +2,7 @@
 
 A study's spent energy is the sum of
 
-- every trial's measured window (``trial_energy_j``): complete, failed and pruned trials alike;
+- every trial's measured window (``trial_energy_j``, see :mod:`greenml.records`): complete, failed and pruned trials alike;
 - what running trials have recorded so far (``trial_energy_so_far_j``, updated after each phase),
   and what a trial whose worker died had recorded before it died;
 - the study's own entries, kept as study user attributes ``ledger:NAME`` (``ledger:teacher``:
@@ -17,36 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "LEDGER_PREFIX",
-    "SO_FAR_ATTR",
-    "ledger_entries",
-    "spent_energy_j",
-    "trial_spent_j",
-]
+from greenml.records import ledger_entries, trial_spent_j
 
-LEDGER_PREFIX = "ledger:"
-SO_FAR_ATTR = "trial_energy_so_far_j"
-
-
-def ledger_entries(study_user_attrs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The study's own entries by name ('teacher'), each with at least ``energy_j`` and ``seconds``."""
-    return {
-        key[len(LEDGER_PREFIX) :]: value
-        for key, value in sorted(study_user_attrs.items())
-        if key.startswith(LEDGER_PREFIX) and isinstance(value, dict)
-    }
-
-
-def trial_spent_j(trial: Any) -> float:
-    """What one trial has spent: its whole window once written, else what it recorded so far."""
-    if trial.state.name == "WAITING":
-        return 0.0
-    attrs = trial.user_attrs
-    value = attrs.get("trial_energy_j")
-    if value is None:
-        value = attrs.get(SO_FAR_ATTR, 0.0)
-    return float(value)
+__all__ = ["spent_energy_j"]
 
 
 def spent_energy_j(study: Any) -> float:

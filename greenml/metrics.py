@@ -7,8 +7,13 @@ record, never stored as 0.
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from greenml.errors import ConfigError
 
 __all__ = [
     "COMPONENTS",
@@ -20,9 +25,16 @@ __all__ = [
     "OBJECTIVE_METRICS",
     "PHASES",
     "TRAINING_SETTINGS",
+    "Condition",
     "Metric",
+    "PickRule",
     "describe",
     "metric",
+    "parse_condition",
+    "parse_objectives",
+    "parse_pick",
+    "sign",
+    "to_loss",
 ]
 
 Direction = Literal["maximize", "minimize"]
@@ -172,3 +184,126 @@ TRAINING_SETTINGS = frozenset(
         "quantization",
     }
 )
+
+
+def sign(name: str) -> float:
+    """-1 for a maximised metric, +1 for a minimised one: ``sign(name) * value`` is a loss.
+
+    The one loss convention: every place that ranks, sorts or measures a front in "smaller is
+    better" terms (the front, the knee, hypervolume, the early-stopping rule, ``--pick``) uses it.
+    """
+    return -1.0 if name in MAXIMIZED else 1.0
+
+
+def to_loss(name: str, value: float) -> float:
+    """``value`` of metric ``name`` as a loss: negated for a maximised metric, as is otherwise."""
+    return sign(name) * float(value)
+
+
+_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+_PICK = re.compile(r"^\s*(max|min)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:where\s+(.+))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``metric op bound``: a ``--constraint``, or a ``where`` clause of a ``--pick`` rule.
+
+    As an Optuna constraint, :meth:`value` is <= 0 when the condition holds (on the boundary of
+    a strict bound it is 0 too: Optuna's feasibility test is ``<= 0``).
+    """
+
+    metric: str
+    op: str
+    bound: float
+
+    def value(self, metrics: Mapping[str, float]) -> float:
+        observed = metrics[self.metric]
+        return observed - self.bound if self.op in ("<", "<=") else self.bound - observed
+
+    def holds(self, metrics: Mapping[str, float]) -> bool:
+        """Whether ``metrics`` satisfies the condition exactly as written (strict bounds strict)."""
+        value, bound = float(metrics[self.metric]), self.bound
+        return {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound}[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+
+def parse_condition(text: str) -> Condition:
+    """``METRIC OP NUMBER`` over a constrainable metric; a one-line ConfigError otherwise."""
+    match = _CONDITION.match(text)
+    if match is None:
+        raise ConfigError(
+            f"malformed constraint {text!r}; expected METRIC OP NUMBER with OP one of <, <=, >, >= "
+            "(e.g. 'accuracy>=0.9', 'latency_ms<2')"
+        )
+    name, op, number = match.groups()
+    if metric(name) is None:
+        raise ConfigError(
+            f"unknown metric {name!r} in constraint {text!r}; valid: {', '.join(CONSTRAINABLE)}"
+        )
+    if name not in CONSTRAINABLE:
+        why = (
+            "the test split must never steer the search" if name == "test_accuracy" else "it is not a target"
+        )
+        raise ConfigError(f"metric {name!r} cannot be constrained ({why}); valid: {', '.join(CONSTRAINABLE)}")
+    try:
+        bound = float(number)
+    except ValueError:
+        raise ConfigError(f"constraint {text!r}: {number!r} is not a number") from None
+    if not math.isfinite(bound):
+        raise ConfigError(f"constraint {text!r}: the bound must be finite")
+    return Condition(name, op, bound)
+
+
+@dataclass(frozen=True)
+class PickRule:
+    """A ``--pick`` rule: ``knee``, or the best ``metric`` (``max``/``min``) among trials that
+    satisfy every condition."""
+
+    knee: bool
+    maximize: bool = False
+    metric: str = ""
+    conditions: tuple[Condition, ...] = ()
+
+    def admits(self, metrics: Mapping[str, float]) -> bool:
+        """Whether a trial with ``metrics`` is a candidate: it has the metric and meets every condition."""
+        return self.metric in metrics and all(
+            c.metric in metrics and c.holds(metrics) for c in self.conditions
+        )
+
+    def loss(self, metrics: Mapping[str, float]) -> float:
+        """The candidate's rank (smaller is better)."""
+        return (-1.0 if self.maximize else 1.0) * float(metrics[self.metric])
+
+
+def parse_pick(rule: str) -> PickRule:
+    """``knee``, or ``max|min METRIC [where CONDITION [and CONDITION]...]``; ConfigError otherwise."""
+    if rule.strip().lower() == "knee":
+        return PickRule(knee=True)
+    match = _PICK.match(rule)
+    if match is None:
+        raise ConfigError(
+            f"malformed --pick {rule!r}; expected 'knee' or 'max|min METRIC [where METRIC OP NUMBER "
+            "[and ...]]', e.g. 'max accuracy where latency_ms<1'"
+        )
+    direction, name, conditions = match.group(1).lower(), match.group(2), match.group(3)
+    if name not in METRIC_NAMES:
+        raise ConfigError(f"unknown metric {name!r} in --pick; valid: {', '.join(METRIC_NAMES)}")
+    checks = tuple(
+        parse_condition(part) for part in re.split(r"\s+and\s+", conditions or "", flags=re.I) if part.strip()
+    )
+    return PickRule(knee=False, maximize=direction == "max", metric=name, conditions=checks)
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    """A comma-separated ``--objectives`` list of objective metrics; ConfigError otherwise."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ConfigError(f"--objectives is empty; valid: {', '.join(OBJECTIVE_METRICS)}")
+    for name in names:
+        if name not in OBJECTIVE_METRICS:
+            raise ConfigError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVE_METRICS)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--objectives names a metric twice: {text!r}")
+    return names

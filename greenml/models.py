@@ -7,7 +7,7 @@ artifact (the same store as the distillation teacher, :func:`greenml.storage.art
 - torch trials: the model as a ``torch.export`` program (``.pt2``), which reloads without the
   space's code: ``torch.export.load(path).module()``.
 
-The trial's ``model`` user attribute names it (artifact id, format, size, sha256). At the end of
+The trial's ``model`` attribute (:mod:`greenml.records`) names it (artifact id, format, size, sha256). At the end of
 a search, ``--keep-models front`` (the default) deletes the files of trials off the Pareto front
 (a dominated trial stays dominated, so this is safe while other workers still run); ``all`` keeps
 every one; ``none`` saves none.
@@ -22,17 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
+from greenml import records
 from greenml.errors import ConfigError
-from greenml.metrics import MAXIMIZED, METRIC_NAMES
+from greenml.metrics import MAXIMIZED, parse_pick
+from greenml.records import record_model, trial_constraints, trial_metrics, trial_model
 from greenml.storage import scratch_file
 
 __all__ = [
     "KEEP_CHOICES",
-    "MODEL_ATTR",
     "export_model",
     "knee_trial",
     "pick_trial",
@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 KEEP_CHOICES = ("front", "all", "none")
-MODEL_ATTR = "model"
 SUFFIX = {"onnx": ".onnx", "torch.export": ".pt2"}
 
 
@@ -63,7 +62,7 @@ def save_model(trial: Any, model: dict[str, Any], store: Any) -> dict[str, Any]:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    trial.set_user_attr(MODEL_ATTR, record)
+    record_model(trial, record)
     return record
 
 
@@ -80,7 +79,7 @@ def prune_models(study: Any, store: Any, keep: str) -> int:
     front = {t.number for t in study.best_trials}
     removed = 0
     for trial in study.get_trials(deepcopy=False):
-        record = trial.user_attrs.get(MODEL_ATTR)
+        record = trial_model(trial)
         if not record or trial.number in front or not trial.state.is_finished():
             continue
         try:
@@ -91,58 +90,26 @@ def prune_models(study: Any, store: Any, keep: str) -> int:
     return removed
 
 
-_RULE = re.compile(r"^\s*(max|min)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:where\s+(.+))?$", re.IGNORECASE)
-
-
 def pick_trial(study: Any, rule: str) -> Any:
     """The complete feasible trial a rule picks: ``knee``, or ``max|min METRIC [where C [and C]...]``.
 
-    Conditions are constraints in ``--constraint`` syntax (``latency_ms<1``). Ties go to the
-    lowest trial number. A rule that matches no trial is a one-line ConfigError.
+    Conditions are constraints in ``--constraint`` syntax (``latency_ms<1``), parsed by
+    :func:`greenml.metrics.parse_pick`. Ties go to the lowest trial number. A rule that matches
+    no trial is a one-line ConfigError.
     """
-    from greenml.search._config import parse_constraint
-
     trials = _feasible(study)
     if not trials:
         raise ConfigError(f"study {study.study_name!r} has no complete feasible trial to pick from")
-    if rule.strip().lower() == "knee":
+    parsed = parse_pick(rule)
+    if parsed.knee:
         return knee_trial(study)
-    match = _RULE.match(rule)
-    if match is None:
-        raise ConfigError(
-            f"malformed --pick {rule!r}; expected 'knee' or 'max|min METRIC [where METRIC OP NUMBER "
-            "[and ...]]', e.g. 'max accuracy where latency_ms<1'"
-        )
-    direction, name, conditions = match.group(1).lower(), match.group(2), match.group(3)
-    if name not in METRIC_NAMES:
-        raise ConfigError(f"unknown metric {name!r} in --pick; valid: {', '.join(METRIC_NAMES)}")
-    checks = [
-        parse_constraint(part)
-        for part in re.split(r"\s+and\s+", conditions or "", flags=re.I)
-        if part.strip()
-    ]
-    candidates = [
-        t
-        for t in trials
-        if name in t.user_attrs.get("metrics", {})
-        and all(c.metric in t.user_attrs["metrics"] and _holds(c, t.user_attrs["metrics"]) for c in checks)
-    ]
+    candidates = [t for t in trials if parsed.admits(trial_metrics(t))]
     if not candidates:
         raise ConfigError(f"no complete feasible trial of {study.study_name!r} satisfies {rule!r}")
-    sign = -1.0 if direction == "max" else 1.0
-    return min(candidates, key=lambda t: (sign * t.user_attrs["metrics"][name], t.number))
-
-
-def _holds(constraint: Any, metrics: dict[str, float]) -> bool:
-    value, bound = float(metrics[constraint.metric]), float(constraint.bound)
-    return bool(
-        {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound}[constraint.op]
-    )
+    return min(candidates, key=lambda t: (parsed.loss(trial_metrics(t)), t.number))
 
 
 def _feasible(study: Any) -> list[Any]:
-    from greenml.results import trial_constraints
-
     return [
         t
         for t in study.get_trials(deepcopy=False)
@@ -169,7 +136,7 @@ def export_model(study: Any, trial: Any, output: Path, store: Any, storage_label
 
     from greenml import __version__
 
-    record = trial.user_attrs.get(MODEL_ATTR)
+    record = trial_model(trial)
     if trial.state.name != "COMPLETE":
         raise ConfigError(
             f"trial {trial.number} is {trial.state.name.lower()}: only complete trials have models"
@@ -211,9 +178,9 @@ def model_card(
 ) -> dict[str, Any]:
     """Everything needed to trust, load and run the model, as one JSON object."""
     attrs = study.user_attrs
-    data = attrs.get("data_spec") or {}
+    data = attrs.get(records.DATA_SPEC) or {}
     shape = ["batch", *data.get("input_shape", [])]
-    metrics = trial.user_attrs.get("metrics", {})
+    metrics = records.trial_metrics(trial)
     usage = {
         "onnx": (
             "import numpy as np, onnxruntime as ort\n"
@@ -249,19 +216,19 @@ def model_card(
             },
         },
         "data": {
-            "dataset": attrs.get("dataset"),
-            "seed": attrs.get("seed"),
+            "dataset": attrs.get(records.DATASET),
+            "seed": attrs.get(records.SEED),
             **data,
         },
-        "preprocessing": attrs.get("preprocessing"),
+        "preprocessing": attrs.get(records.PREPROCESSING),
         "params": dict(trial.params),
         "metrics": metrics,
-        "objectives": list(attrs.get("objectives", [])),
+        "objectives": list(attrs.get(records.OBJECTIVES, [])),
         "maximized": sorted(name for name in metrics if name in MAXIMIZED),
-        "device": trial.user_attrs.get("device"),
-        "deploy_device": trial.user_attrs.get("deploy_device"),
-        "provenance": trial.user_attrs.get("provenance"),
-        "hardware": trial.user_attrs.get("hardware") or attrs.get("hardware"),
-        "notes": trial.user_attrs.get("notes", []),
+        "device": trial.user_attrs.get(records.DEVICE),
+        "deploy_device": trial.user_attrs.get(records.DEPLOY_DEVICE),
+        "provenance": trial.user_attrs.get(records.PROVENANCE),
+        "hardware": records.trial_hardware(trial) or attrs.get(records.HARDWARE),
+        "notes": records.trial_notes(trial),
         "usage": usage,
     }

@@ -5,51 +5,21 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from greenml import records
 from greenml.metrics import METRIC_NAMES
 
 __all__ = [
-    "ARTIFACT_KEY_ATTR",
-    "COST_ATTR",
-    "COST_FROM_ATTR",
-    "CURVE_ATTR",
     "KNEE_RULE",
-    "STALE_ERROR",
-    "STOPPED_ATTR",
     "export_frame",
     "export_study",
-    "is_stale",
     "knee_index",
-    "retried_as",
-    "trial_constraints",
-    "trial_error",
-    "trial_hardware",
-    "trial_host",
     "trial_rows",
-    "trial_worker",
     "write_atomic",
 ]
-
-# A trial's learning curve (user attribute): after each training epoch, {"epoch", "accuracy" (the
-# validation accuracy of the model as trained so far), "energy_j", "seconds" (cumulative, of the
-# training epochs)}.
-CURVE_ATTR = "learning_curve"
-# The deployment cost measured before training, under early stopping (the cost metrics' names).
-COST_ATTR = "early_cost"
-# What decides the deployed artifact's cost (greenml.compress.artifact_key): trials with one key
-# deploy artifacts of one shape, so a trial reuses the cost an earlier one measured for its key.
-ARTIFACT_KEY_ATTR = "artifact_key"
-# The trial whose measured cost a trial reused in its cost phase (early stopping).
-COST_FROM_ATTR = "early_cost_from"
-# Why the early-stopping rule stopped a trial (stored as PRUNED).
-STOPPED_ATTR = "stopped"
-
-# What a failed trial with no recorded error is: Optuna's heartbeat failed it, its worker having
-# stopped pulsing (a kill -9, a lost machine), and the worker never reached its own error handler.
-STALE_ERROR = "its worker stopped sending heartbeats (killed or lost)"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -92,82 +62,21 @@ def knee_index(losses: Sequence[Sequence[float]]) -> int:
     return min(range(len(losses)), key=lambda i: (distance(losses[i]), i))
 
 
-def trial_constraints(trial: Any) -> dict[str, float]:
-    """The constraint values ``Trial.set_constraint`` stored, by name (<= 0 is satisfied)."""
-    return {
-        key.split(":", 1)[1]: float(value)
-        for key, value in trial.system_attrs.items()
-        if key.startswith("constraints:")
-    }
-
-
-def trial_worker(trial: Any) -> dict[str, Any] | None:
-    """The worker that ran the trial (``number``, ``host``, ``pid``): None in a study from before
-    workers were recorded, and for a waiting trial, whose attributes are a copy of the dead
-    trial it retries (Optuna's retry copies them; the worker that runs it writes its own)."""
-    if trial.state.name == "WAITING":
-        return None
-    worker = trial.user_attrs.get("worker")
-    return worker if isinstance(worker, dict) else None
-
-
-def trial_hardware(trial: Any) -> dict[str, Any] | None:
-    """The machine the trial ran on (cpu, cpu_count, gpus, meter, ...); None as for the worker."""
-    if trial.state.name == "WAITING":
-        return None
-    hardware = trial.user_attrs.get("hardware")
-    return hardware if isinstance(hardware, dict) else None
-
-
-def trial_host(trial: Any) -> str | None:
-    """The host the trial ran on, from its worker record or else its hardware record."""
-    host = (trial_worker(trial) or {}).get("host") or (trial_hardware(trial) or {}).get("host")
-    return str(host) if host else None
-
-
-def retried_as(trials: Iterable[Any]) -> dict[int, int]:
-    """Trial number -> the number of the trial that retried it after its worker died.
-
-    Optuna's retry callback gives the new trial the ``retry_history`` of the series (the first
-    trial first); its last item is the trial the new one directly retries.
-    """
-    retries: dict[int, int] = {}
-    for trial in sorted(trials, key=lambda t: t.number):
-        history = trial.system_attrs.get("retry_history") or []
-        if history:
-            retries.setdefault(int(history[-1]), trial.number)
-    return retries
-
-
-def is_stale(trial: Any) -> bool:
-    """Failed with no recorded error: Optuna's heartbeat failed it after its worker died."""
-    return trial.state.name == "FAIL" and trial.user_attrs.get("error") is None
-
-
-def trial_error(trial: Any, retry: int | None = None) -> str | None:
-    """The trial's recorded error; for a stale trial, that its worker stopped sending
-    heartbeats, and the trial that retried it (``retry``) if any."""
-    if is_stale(trial):
-        return STALE_ERROR if retry is None else f"{STALE_ERROR}; retried as trial {retry}"
-    error = trial.user_attrs.get("error")
-    return None if error is None else str(error)
-
-
 def trial_rows(study: Any) -> list[dict[str, Any]]:
     """Every trial: number, state, the worker and host that ran it, the trial it retries
     (``retry_of``), seconds, feasibility, parameters (``param_*``), metrics, error."""
     rows = []
     trials = study.get_trials(deepcopy=False)
-    retries = retried_as(trials)
+    retries = records.retried_as(trials)
     for trial in trials:
-        metrics = trial.user_attrs.get("metrics", {})
-        constraints = trial_constraints(trial).values()
+        metrics = records.trial_metrics(trial)
+        constraints = records.trial_constraints(trial).values()
         row: dict[str, Any] = {
             "number": trial.number,
             "state": trial.state.name,
-            "worker": (trial_worker(trial) or {}).get("number"),
-            "host": trial_host(trial),
-            "retry_of": trial.system_attrs.get("failed_trial"),
+            "worker": (records.trial_worker(trial) or {}).get("number"),
+            "host": records.trial_host(trial),
+            "retry_of": records.trial_retry_of(trial),
             "started": trial.datetime_start.isoformat() if trial.datetime_start else None,
             "seconds": trial.duration.total_seconds() if trial.duration else None,
             "feasible": all(value <= 0 for value in constraints) if trial.state.name == "COMPLETE" else None,
@@ -176,15 +85,15 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         for name in METRIC_NAMES:
             row[name] = metrics.get(name)
         if row.get("trial_energy_j") is None:
-            row["trial_energy_j"] = trial.user_attrs.get("trial_energy_j")
-        row["energy_basis"] = trial.user_attrs.get("provenance", {}).get("energy_basis")
-        row["device"] = trial.user_attrs.get("device")
-        row["deploy_device"] = trial.user_attrs.get("deploy_device")
-        row["notes"] = "; ".join(trial.user_attrs.get("notes", [])) or None
-        row["stopped"] = trial.user_attrs.get(STOPPED_ATTR)
-        row["learning_curve"] = trial.user_attrs.get(CURVE_ATTR)
-        row["artifact_key"] = trial.user_attrs.get(ARTIFACT_KEY_ATTR)
-        row["error"] = trial_error(trial, retries.get(trial.number))
+            row["trial_energy_j"] = records.trial_energy_j(trial)
+        row["energy_basis"] = records.trial_provenance(trial).get("energy_basis")
+        row["device"] = trial.user_attrs.get(records.DEVICE)
+        row["deploy_device"] = trial.user_attrs.get(records.DEPLOY_DEVICE)
+        row["notes"] = "; ".join(records.trial_notes(trial)) or None
+        row["stopped"] = records.trial_stopped(trial)
+        row["learning_curve"] = records.trial_curve(trial)
+        row["artifact_key"] = records.trial_artifact_key(trial)
+        row["error"] = records.trial_error(trial, retries.get(trial.number))
         rows.append(row)
     return rows
 

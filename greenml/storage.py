@@ -45,10 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greenml import records
 from greenml.errors import ConfigError
+from greenml.optuna_compat import study_storage, trial_id, with_heartbeat
 
 __all__ = [
-    "ARTIFACTS_ATTR",
     "DEFAULT_GRPC_PORT",
     "DEFAULT_STORAGE_FILE",
     "HELPER_MARK",
@@ -76,7 +77,6 @@ DEFAULT_GRPC_PORT = 13000
 # NAME::greenml-workers (worker numbers) and NAME::greenml-claims (who trains the teacher);
 # listings leave those out.
 HELPER_MARK = "::greenml-"
-GRPC_HEARTBEAT_ATTR = "greenml:heartbeat"
 DEFAULT_STORAGE_FILE = "greenml.db"
 
 
@@ -212,22 +212,23 @@ def _open_grpc(url: str, host: str, port: int, heartbeat: Heartbeat | None) -> A
             f"storage {url!r} needs the grpcio package; install greenml[grpc] (or pip install grpcio)"
         ) from None
     from optuna.storages import GrpcStorageProxy
-    from optuna.storages._heartbeat import BaseHeartbeat
 
-    class GrpcWithHeartbeat(GrpcStorageProxy, BaseHeartbeat):  # type: ignore[misc]
+    class GrpcWithHeartbeat(with_heartbeat(GrpcStorageProxy)):  # type: ignore[misc]
         """Optuna's gRPC client, with the heartbeat kept as a trial system attribute."""
 
         def record_heartbeat(self, trial_id: int) -> None:
-            self.set_trial_system_attr(trial_id, GRPC_HEARTBEAT_ATTR, time.time())
+            self.set_trial_system_attr(trial_id, records.GRPC_HEARTBEAT, time.time())
 
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        def stale_trial_ids(self, study_id: int) -> list[int]:
             from optuna.trial import TrialState
 
             assert heartbeat is not None
             limit = time.time() - heartbeat.grace_s
             running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
             return [
-                t._trial_id for t in running if t.system_attrs.get(GRPC_HEARTBEAT_ATTR, float("inf")) < limit
+                trial_id(t)
+                for t in running
+                if t.system_attrs.get(records.GRPC_HEARTBEAT, float("inf")) < limit
             ]
 
         def get_heartbeat_interval(self) -> int | None:
@@ -289,13 +290,9 @@ def helper_study(study: Any, purpose: str) -> Any:
     import optuna
 
     return optuna.create_study(
-        storage=study._storage, study_name=helper_name(study.study_name, purpose), load_if_exists=True
+        storage=study_storage(study), study_name=helper_name(study.study_name, purpose), load_if_exists=True
     )
 
-
-# The study user attribute that remembers a search's --artifacts, so that ``greenml model``
-# finds the models without being told again (a folder is remembered as an absolute path).
-ARTIFACTS_ATTR = "artifacts"
 
 # URL scheme -> (what it is, the module its client needs, the extra that installs it)
 REMOTE_ARTIFACTS = {
@@ -316,19 +313,20 @@ def artifact_location(storage_url: str, given: str | os.PathLike[str] | None = N
 
 
 def remember_artifacts(study: Any, given: str | os.PathLike[str] | None) -> None:
-    """Record ``--artifacts`` (when given) in the study, for :func:`remembered_artifacts`."""
+    """Record ``--artifacts`` (when given) in the study, for :func:`remembered_artifacts`, so
+    that ``greenml model`` finds the models without being told again (a folder is remembered as
+    an absolute path)."""
     if given is None:
         return
     location = os.fspath(given)
     if "://" not in location:
         location = str(Path(location).resolve())
-    if study.user_attrs.get(ARTIFACTS_ATTR) != location:
-        study.set_user_attr(ARTIFACTS_ATTR, location)
+    records.record_artifacts(study, location)
 
 
 def remembered_artifacts(study: Any, given: str | os.PathLike[str] | None) -> str | None:
     """``given``, else the ``--artifacts`` the study's search was given, else None (the default)."""
-    return os.fspath(given) if given is not None else study.user_attrs.get(ARTIFACTS_ATTR)
+    return os.fspath(given) if given is not None else records.study_artifacts(study)
 
 
 def _bucket_url(location: str) -> tuple[str, str, str] | None:

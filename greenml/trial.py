@@ -252,9 +252,9 @@ def _predictor(artifact: Any, runtime: str, device: str) -> Callable[[np.ndarray
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
-        from greenml.measure.inference import _ort_providers
+        from greenml.devices import ort_providers
 
-        providers, _ = _ort_providers(device)
+        providers, _ = ort_providers(device)
         session = ort.InferenceSession(artifact, providers=providers)
         name = session.get_inputs()[0].name
         return lambda x: np.asarray(session.run(None, {name: x})[0])

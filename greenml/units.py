@@ -18,14 +18,39 @@ from dataclasses import dataclass
 
 from greenml.metrics import metric
 
-__all__ = ["QUANTITIES", "Scale", "human", "number", "plain", "quantity_of", "scale_for"]
+__all__ = [
+    "JOULES_PER_KWH",
+    "QUANTITIES",
+    "Scale",
+    "co2_g",
+    "human",
+    "joules_to_kwh",
+    "number",
+    "plain",
+    "quantity_of",
+    "scale_for",
+]
+
+# One kilowatt-hour in joules: the one conversion between stored joules and grid figures.
+JOULES_PER_KWH = 3.6e6
+
+
+def joules_to_kwh(energy_j: float) -> float:
+    """Joules as kilowatt-hours."""
+    return energy_j / JOULES_PER_KWH
+
+
+def co2_g(energy_j: float, intensity_g_per_kwh: float, pue: float = 1.0) -> float:
+    """Grams of CO2e for ``energy_j`` at a grid intensity (g/kWh) and a data-centre PUE."""
+    return joules_to_kwh(energy_j) * intensity_g_per_kwh * pue
+
 
 # Each quantity's display units, smallest first, as (label, size of one of them in base units).
 QUANTITIES: dict[str, tuple[tuple[str, float], ...]] = {
     # Energy of one inference: base joules.
     "inference_energy": (("nJ", 1e-9), ("µJ", 1e-6), ("mJ", 1e-3), ("J", 1.0)),
     # Energy of a trial, a phase or a search: base joules, shown as J up to an hour of a watt.
-    "energy": (("J", 1.0), ("Wh", 3600.0), ("kWh", 3.6e6)),
+    "energy": (("J", 1.0), ("Wh", 3600.0), ("kWh", JOULES_PER_KWH)),
     "size": (("B", 1.0), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9)),
     # Latency: base milliseconds.
     "latency": (("µs", 1e-3), ("ms", 1.0), ("s", 1e3)),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from greenml.results import STALE_ERROR, trial_rows
+from greenml.records import STALE_ERROR
+from greenml.results import trial_rows
 from greenml.testing.studies import make_study, worker
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

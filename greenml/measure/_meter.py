@@ -11,7 +11,6 @@ from typing import Any
 
 from greenml.errors import MeasurementError
 from greenml.measure._types import (
-    COMPONENTS,
     CarbonIntensity,
     Components,
     ComponentSource,
@@ -21,6 +20,7 @@ from greenml.measure._types import (
     WindowResult,
     energy_basis,
 )
+from greenml.metrics import COMPONENTS
 
 __all__ = ["Meter", "Window", "synchronize_cuda"]
 

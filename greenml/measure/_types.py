@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-COMPONENTS: tuple[str, ...] = ("gpu", "cpu", "dram")
+from greenml import units
+from greenml.metrics import COMPONENTS
 
 Kind = Literal["measured", "estimated"]
 # What a total rests on: every component measured, some estimated, or all estimated.
@@ -86,7 +87,7 @@ class CarbonIntensity:
     source: str
 
     def co2_g(self, energy_j: float) -> float:
-        return energy_j / 3.6e6 * self.intensity_g_per_kwh * self.pue
+        return units.co2_g(energy_j, self.intensity_g_per_kwh, self.pue)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,27 +1,20 @@
-"""Grid carbon intensity from codecarbon's offline per-country data. No network, no geolocation."""
+"""Grid carbon intensity from codecarbon's offline per-country data. No network, no geolocation.
+
+The data and the check of a country code live in :mod:`greenml.config`, which validates
+``--country`` before anything runs; this module turns a checked country into an intensity.
+"""
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
-import os
 from pathlib import Path
-from typing import Any
 
+from greenml.config import country_codes, energy_mix, parse_country
 from greenml.errors import ConfigError
 from greenml.measure._types import CarbonIntensity
 
 __all__ = ["carbon_intensity", "country_codes"]
-
-
-@functools.cache
-def _energy_mix() -> dict[str, Any]:
-    os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
-    from codecarbon.input import DataSource
-
-    mix: dict[str, Any] = DataSource().get_global_energy_mix_data()
-    return mix
 
 
 @functools.cache
@@ -30,11 +23,6 @@ def _world_average() -> float:
 
     path = Path(DataSource().carbon_intensity_per_source_path)
     return float(json.loads(path.read_text())["world_average"])
-
-
-def country_codes() -> list[str]:
-    """The ISO 3166-1 alpha-3 codes codecarbon has intensity data for."""
-    return sorted(_energy_mix())
 
 
 def carbon_intensity(country: str | None, pue: float = 1.0) -> CarbonIntensity:
@@ -48,16 +36,8 @@ def carbon_intensity(country: str | None, pue: float = 1.0) -> CarbonIntensity:
             pue=pue,
             source="codecarbon world average (no country given)",
         )
-    code = country.strip().upper()
-    mix = _energy_mix()
-    if code not in mix:
-        close = difflib.get_close_matches(code, mix, n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ConfigError(
-            f"unknown country code {country!r}: {hint}valid: ISO 3166-1 alpha-3 codes with "
-            f"codecarbon data: {', '.join(sorted(mix))}"
-        )
-    row = mix[code]
+    code = parse_country(country)
+    row = energy_mix()[code]
     return CarbonIntensity(
         country=code,
         intensity_g_per_kwh=float(row["carbon_intensity"]),

@@ -7,331 +7,31 @@ Two paths, chosen per device:
   The counter moves in steps (tens of milliseconds); :meth:`NvmlSource.update_period_s` measures
   the step once, so windows that must be exact can begin and end on a step.
 * **power sampling** (older boards, where the counter is not supported): a background thread reads
-  ``nvmlDeviceGetPowerUsage`` at ``sample_hz`` (>= 10 Hz) and integrates it with the trapezoid rule.
-  What that reading is depends on the board (NVML's documentation of nvmlDeviceGetPowerUsage):
-  on Ampere and newer, except GA100, the power averaged over the last second, which lags the
-  true power by half a second, so those samples are shifted back by half a second and a window's
-  end waits until the samples cover it; on GA100 and older architectures, instantaneous power,
-  taken as it is.
+  ``nvmlDeviceGetPowerUsage`` and integrates it (:mod:`greenml.measure._power_sampler`, which
+  says how averaged and instantaneous readings are told apart).
 
-Which GPUs: the ones this process's CUDA sees (``greenml measure``), or the ones a search uses
-(``cuda_indices``). ``CUDA_VISIBLE_DEVICES`` may hold CUDA indices, ``GPU-<uuid>`` prefixes or
-``MIG-<uuid>`` instances; CUDA numbers devices differently from NVML, so every device is matched
-by UUID.
+Which GPUs, and how they are matched to CUDA's numbering, is :mod:`greenml.measure._nvml_devices`.
+Its names and the sampler's are importable from here too, and :class:`NvmlSource` looks them up
+here when it runs, so a test that patches ``greenml.measure.nvml.power_averaging_s`` reaches it.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
-import sys
-import threading
 import time
-from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from greenml.errors import MeterUnavailableError
+from greenml.measure._nvml_devices import GpuDevice, init, load_nvml, nvml_text, select_gpus
+from greenml.measure._power_sampler import AVERAGING_WINDOW_S, PowerSampler, power_averaging_s
 from greenml.measure._types import ComponentSource
 
 __all__ = ["GpuDevice", "NvmlSource", "power_averaging_s", "select_gpus"]
 
 DEFAULT_SAMPLE_HZ = 20.0
-# nvmlDeviceGetPowerUsage on Ampere and newer (except GA100): the average over the last second.
-AVERAGING_WINDOW_S = 1.0
-# GA100 boards report instantaneous power although they are Ampere.
-_GA100_NAMES = ("A100", "A30", "A800")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def load_nvml() -> Any:
-    """Import pynvml and initialise NVML, or say why that is impossible here."""
-    try:
-        import pynvml
-    except ImportError as error:  # pragma: no cover - nvidia-ml-py is a dependency
-        raise MeterUnavailableError("the pynvml module (nvidia-ml-py) is not installed") from error
-    init(pynvml)
-    return pynvml
-
-
-def init(nvml: Any) -> None:
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError_LibraryNotFound as error:
-        raise MeterUnavailableError(
-            "no NVML library (libnvidia-ml.so): the NVIDIA driver is not installed"
-        ) from error
-    except nvml.NVMLError_DriverNotLoaded as error:
-        raise MeterUnavailableError("the NVIDIA driver is not loaded") from error
-    except nvml.NVMLError as error:
-        raise MeterUnavailableError(f"NVML failed to initialise: {error}") from error
-
-
-def power_averaging_s(nvml: Any, handle: Any, name: str) -> tuple[float, str | None]:
-    """Seconds over which this board's nvmlDeviceGetPowerUsage averages (0: instantaneous).
-
-    Returns a warning too where the architecture is unknown (then instantaneous is assumed: the
-    sampling path runs on boards without an energy counter, which are older than Volta).
-    """
-    try:
-        architecture = int(nvml.nvmlDeviceGetArchitecture(handle))
-    except (nvml.NVMLError, AttributeError):
-        architecture = -1
-    known = (
-        nvml.NVML_DEVICE_ARCH_KEPLER,
-        nvml.NVML_DEVICE_ARCH_MAXWELL,
-        nvml.NVML_DEVICE_ARCH_PASCAL,
-        nvml.NVML_DEVICE_ARCH_VOLTA,
-        nvml.NVML_DEVICE_ARCH_TURING,
-    )
-    if architecture in known:
-        return 0.0, None
-    if architecture >= nvml.NVML_DEVICE_ARCH_AMPERE and architecture != nvml.NVML_DEVICE_ARCH_UNKNOWN:
-        if any(part in name for part in _GA100_NAMES):
-            return 0.0, None
-        return AVERAGING_WINDOW_S, None
-    return 0.0, (
-        f"{name}: NVML does not report its architecture; its power readings were taken as "
-        "instantaneous (as on boards older than Ampere)"
-    )
-
-
-@dataclass(frozen=True)
-class GpuDevice:
-    """One physical GPU as NVML sees it."""
-
-    handle: Any
-    nvml_index: int
-    uuid: str
-    name: str
-    pci_bus_id: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.uuid})"
-
-
-def _devices(nvml: Any) -> list[GpuDevice]:
-    devices = []
-    for index in range(nvml.nvmlDeviceGetCount()):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        devices.append(
-            GpuDevice(
-                handle=handle,
-                nvml_index=index,
-                uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
-                name=_text(nvml.nvmlDeviceGetName(handle)),
-                pci_bus_id=_text(nvml.nvmlDeviceGetPciInfo(handle).busId).upper(),
-            )
-        )
-    return devices
-
-
-def _torch_visible_uuids() -> list[str] | None:
-    """UUIDs of the CUDA devices, in CUDA order, if this process already initialised CUDA."""
-    torch = sys.modules.get("torch")
-    cuda = getattr(torch, "cuda", None)
-    if cuda is None or not cuda.is_initialized():
-        return None
-    uuids = []
-    for index in range(cuda.device_count()):
-        uuid = getattr(cuda.get_device_properties(index), "uuid", None)
-        if uuid is None:
-            return None
-        text = str(uuid)
-        uuids.append(text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}")
-    return uuids
-
-
-def select_gpus(nvml: Any, environ: Mapping[str, str] | None = None) -> tuple[list[GpuDevice], list[str]]:
-    """The GPUs CUDA would use in this process, matched to NVML devices by UUID.
-
-    Returns the devices and warnings for the provenance. Raises MeterUnavailableError when no GPU
-    is visible.
-    """
-    env = os.environ if environ is None else environ
-    devices = _devices(nvml)
-    if not devices:
-        raise MeterUnavailableError("NVML found no NVIDIA GPU")
-    by_uuid = {device.uuid: device for device in devices}
-    warnings: list[str] = []
-
-    torch_uuids = _torch_visible_uuids() if environ is None else None
-    if torch_uuids is not None:
-        chosen = [by_uuid[u] for u in torch_uuids if u in by_uuid]
-        if chosen:
-            return chosen, warnings
-
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return devices, warnings
-
-    # CUDA's own numbering: FASTEST_FIRST by default, ties broken by PCI bus id.
-    cuda_order = sorted(devices, key=lambda d: d.pci_bus_id)
-    order_setting = env.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST").upper()
-    if order_setting != "PCI_BUS_ID" and len({d.name for d in devices}) > 1:
-        warnings.append(
-            "GPUs of different models with CUDA_VISIBLE_DEVICES given as indices: CUDA's "
-            "FASTEST_FIRST order was assumed to follow the PCI bus; set CUDA_DEVICE_ORDER=PCI_BUS_ID "
-            "or name GPUs by UUID to be sure the right GPU is measured"
-        )
-    chosen = []
-    for raw in visible.split(","):
-        entry = raw.strip()
-        if not entry:
-            break
-        if entry.startswith("MIG-"):
-            parent = _mig_parent(nvml, entry, by_uuid)
-            if parent is None:
-                break
-            warnings.append(
-                f"{entry} is a MIG instance: NVML measures the whole {parent.name} "
-                f"({parent.uuid}), shared with every other instance on it"
-            )
-            chosen.append(parent)
-            continue
-        if entry.startswith("GPU-"):
-            matches = [d for d in devices if d.uuid.startswith(entry)]
-            if len(matches) != 1:
-                break  # CUDA ignores this entry and every later one
-            chosen.append(matches[0])
-            continue
-        try:
-            index = int(entry)
-        except ValueError:
-            break
-        if not 0 <= index < len(cuda_order):
-            break
-        chosen.append(cuda_order[index])
-    chosen = list({device.uuid: device for device in chosen}.values())
-    if not chosen:
-        raise MeterUnavailableError(f"CUDA_VISIBLE_DEVICES={visible!r} leaves no GPU visible to this process")
-    return chosen, warnings
-
-
-def _mig_parent(nvml: Any, mig_uuid: str, by_uuid: dict[str, GpuDevice]) -> GpuDevice | None:
-    try:
-        handle = nvml.nvmlDeviceGetHandleByUUID(mig_uuid)
-        parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
-        return by_uuid.get(_text(nvml.nvmlDeviceGetUUID(parent)))
-    except nvml.NVMLError:
-        return None
-
-
-class _PowerSampler:
-    """Integrates sampled power of several devices on one background thread."""
-
-    def __init__(
-        self,
-        nvml: Any,
-        devices: list[GpuDevice],
-        sample_hz: float,
-        averaging_s: list[float],
-        clock: Callable[[], float],
-    ) -> None:
-        self._nvml = nvml
-        self._devices = devices
-        self.period_s = 1.0 / sample_hz
-        # An averaged reading describes the power half its window ago; an instantaneous one, now.
-        self._shift_s = [seconds / 2.0 for seconds in averaging_s]
-        self._clock = clock
-        self._lock = threading.Condition()
-        # Per device: sample times (shifted to when the power was drawn) and cumulative joules.
-        self._times = [array("d") for _ in devices]
-        self._energy = [array("d") for _ in devices]
-        self._power = [array("d") for _ in devices]
-        self._last_power = [0.0 for _ in devices]
-        self.averaging_s = list(averaging_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.sample()
-        self._thread = threading.Thread(target=self._run, name="greenml-nvml-sampler", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.sample()
-
-    def sample(self) -> None:
-        """Read every device's power once (the thread calls this; tests may call it directly)."""
-        now = self._clock()
-        with self._lock:
-            for i, device in enumerate(self._devices):
-                power_w = self._nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000.0
-                at = now - self._shift_s[i]
-                times, energy = self._times[i], self._energy[i]
-                if times and at <= times[-1]:
-                    continue
-                joules = 0.0
-                if times:
-                    joules = energy[-1] + (self._last_power[i] + power_w) / 2.0 * (at - times[-1])
-                times.append(at)
-                energy.append(joules)
-                self._power[i].append(power_w)
-                self._last_power[i] = power_w
-            self._lock.notify_all()
-
-    def steady_before(self, instant: float, tolerance: float = 0.02) -> bool:
-        """Whether every device's readings over the averaging window before ``instant`` agree.
-
-        Then the power in the not-yet-covered last moments is the power read last, and a window
-        may end without waiting for the samples to catch up.
-        """
-        with self._lock:
-            for i, (times, power) in enumerate(zip(self._times, self._power, strict=True)):
-                # The readings that still describe moments before ``instant``: a second's worth.
-                since = instant - max(self.averaging_s[i], 2 * self.period_s) - self._shift_s[i]
-                k = bisect.bisect_left(times, since)
-                recent = power[k:]
-                if len(recent) < 2 or times[0] > since:
-                    return False
-                if max(recent) - min(recent) > tolerance * max(max(recent), 1e-9):
-                    return False
-        return True
-
-    def covered_until(self) -> float:
-        with self._lock:
-            return min((t[-1] for t in self._times if t), default=float("-inf"))
-
-    def wait_until_covered(self, instant: float, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.covered_until() < instant:
-            if self._thread is None:
-                return False  # nothing will add samples: driven by hand
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with self._lock:
-                self._lock.wait(min(remaining, self.period_s))
-        return True
-
-    def energy_at(self, index: int, instant: float) -> float:
-        """Cumulative joules of device ``index`` at ``instant``, interpolating between samples."""
-        with self._lock:
-            times, energy = self._times[index], self._energy[index]
-            if not times:
-                return 0.0
-            if instant <= times[0]:
-                return energy[0]
-            if instant >= times[-1]:
-                return energy[-1] + self._last_power[index] * (instant - times[-1])
-            k = bisect.bisect_right(times, instant)
-            t0, t1 = times[k - 1], times[k]
-            e0, e1 = energy[k - 1], energy[k]
-            return e0 + (e1 - e0) * (instant - t0) / (t1 - t0)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
 
 
 @dataclass
@@ -417,9 +117,9 @@ class NvmlSource:
             self._averaging_s.append(seconds)
             if warning:
                 self._warnings.append(warning)
-        self._sampler: _PowerSampler | None = None
+        self._sampler: PowerSampler | None = None
         if self._sampled_devices:
-            self._sampler = _PowerSampler(nvml, self._sampled_devices, sample_hz, self._averaging_s, clock)
+            self._sampler = PowerSampler(nvml, self._sampled_devices, sample_hz, self._averaging_s, clock)
             if start_sampler:
                 self._sampler.start()
             else:
@@ -428,12 +128,12 @@ class NvmlSource:
         self._update_period_s: float | None = None
         self._update_period_known = False
         try:
-            self._driver = _text(nvml.nvmlSystemGetDriverVersion())
+            self._driver = nvml_text(nvml.nvmlSystemGetDriverVersion())
         except nvml.NVMLError:
             self._driver = "unknown"
 
     @property
-    def sampler(self) -> _PowerSampler | None:
+    def sampler(self) -> PowerSampler | None:
         return self._sampler
 
     def sources(self) -> tuple[ComponentSource, ...]:

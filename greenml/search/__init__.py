@@ -15,20 +15,34 @@ from greenml.search._config import (
     parse_constraint,
 )
 from greenml.search._pool import run_workers
-from greenml.search._study import SearchOutcome, SearchRun, make_sampler, pareto_rows, prepare, run
+from greenml.search._progress import Progress
+from greenml.search._stopping import STOPPING_RULES, rule_label
+from greenml.search._study import (
+    SearchOutcome,
+    SearchRun,
+    interrupted_message,
+    make_sampler,
+    pareto_rows,
+    prepare,
+    run,
+)
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
     "SAMPLERS",
+    "STOPPING_RULES",
     "Constraint",
+    "Progress",
     "SearchConfig",
     "SearchOutcome",
     "SearchRun",
     "default_storage",
+    "interrupted_message",
     "make_sampler",
     "pareto_rows",
     "parse_constraint",
     "prepare",
+    "rule_label",
     "run",
     "run_workers",
 ]

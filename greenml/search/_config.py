@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from greenml.config import MeasureConfig
 from greenml.devices import cuda_index, parse_device
 from greenml.errors import ConfigError
-from greenml.metrics import CONSTRAINABLE, MAXIMIZED, OBJECTIVE_METRICS, metric
+from greenml.metrics import MAXIMIZED, OBJECTIVE_METRICS, Condition, parse_condition, parse_objectives
 from greenml.storage import Heartbeat, default_storage
 from greenml.trial import COST_WINDOW_S
 
@@ -21,66 +20,15 @@ __all__ = [
     "SearchConfig",
     "default_storage",
     "parse_constraint",
+    "parse_objectives",
 ]
 
 SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "nsga3", "gp", "random")
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms")
 
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``metric op bound``; Optuna treats a trial as feasible when every value is <= 0."""
-
-    metric: str
-    op: str
-    bound: float
-
-    def value(self, metrics: dict[str, float]) -> float:
-        observed = metrics[self.metric]
-        return observed - self.bound if self.op in ("<", "<=") else self.bound - observed
-
-    def __str__(self) -> str:
-        return f"{self.metric}{self.op}{self.bound:g}"
-
-
-def parse_constraint(text: str) -> Constraint:
-    match = _CONSTRAINT.match(text)
-    if match is None:
-        raise ConfigError(
-            f"malformed constraint {text!r}; expected METRIC OP NUMBER with OP one of <, <=, >, >= "
-            "(e.g. 'accuracy>=0.9', 'latency_ms<2')"
-        )
-    name, op, number = match.groups()
-    if metric(name) is None:
-        raise ConfigError(
-            f"unknown metric {name!r} in constraint {text!r}; valid: {', '.join(CONSTRAINABLE)}"
-        )
-    if name not in CONSTRAINABLE:
-        why = (
-            "the test split must never steer the search" if name == "test_accuracy" else "it is not a target"
-        )
-        raise ConfigError(f"metric {name!r} cannot be constrained ({why}); valid: {', '.join(CONSTRAINABLE)}")
-    try:
-        bound = float(number)
-    except ValueError:
-        raise ConfigError(f"constraint {text!r}: {number!r} is not a number") from None
-    if not math.isfinite(bound):
-        raise ConfigError(f"constraint {text!r}: the bound must be finite")
-    return Constraint(name, op, bound)
-
-
-def parse_objectives(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise ConfigError(f"--objectives is empty; valid: {', '.join(OBJECTIVE_METRICS)}")
-    for name in names:
-        if name not in OBJECTIVE_METRICS:
-            raise ConfigError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVE_METRICS)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--objectives names a metric twice: {text!r}")
-    return names
+# A constraint is a metric condition (greenml.metrics, which also parses --pick rules).
+Constraint = Condition
+parse_constraint = parse_condition
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from greenml import __version__
 from greenml.data import Dataset, load_dataset
+from greenml.devices import host_info
 from greenml.errors import ConfigError
 from greenml.ledger import SO_FAR_ATTR, spent_energy_j
 from greenml.measure import Meter, Window, WindowResult, build_meter
@@ -388,48 +389,6 @@ def _start_notes(config: SearchConfig, meter: Meter) -> list[str]:
             f"energy is {basis}: {'; '.join(s.method for s in meter.component_sources if s.kind == 'estimated')}"
         )
     return notes
-
-
-def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:
-    """The machine a worker runs on: every trial stores it, and the report lists each one."""
-    import os
-    import platform
-    import socket
-
-    import onnxruntime
-    import optuna
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            fields: dict[str, str] = {}
-            for line in info:
-                key, _, value = line.partition(":")
-                if not key.strip():
-                    break  # the first processor's block is enough
-                fields.setdefault(key.strip(), value.strip())
-        cpu = fields.get("model name", cpu)
-        # Cloud VMs may name only the brand ("AMD EPYC"): the family and model tell generations
-        # apart (two "AMD EPYC" VMs here differed 3x in latency).
-        if "cpu family" in fields and "model" in fields:
-            cpu += f" (family {fields['cpu family']}, model {fields['model']})"
-    except OSError:
-        pass
-    names = []
-    if gpus and torch.cuda.is_available():
-        names = [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in gpus]
-    return {
-        "host": socket.gethostname(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpus": names,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "optuna": optuna.__version__,
-    }
 
 
 def _check_resumable(study: Any, settings: dict[str, Any]) -> None:

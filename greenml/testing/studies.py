@@ -39,9 +39,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from greenml.ledger import SO_FAR_ATTR
+from greenml import records
 from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES
-from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
+from greenml.records import TrialOutcome, WindowRecord, outcome_attrs
+from greenml.units import co2_g
 
 __all__ = ["BASES", "PROVENANCE", "RUNGS", "make_study", "provenance", "worker"]
 
@@ -219,7 +220,7 @@ def _metrics(params: dict[str, Any], rng: random.Random, watts: float = WATTS) -
         metrics[f"{phase}_energy_j"] = seconds * watts
     metrics["trial_seconds"] = sum(phases.values()) + 0.05
     metrics["trial_energy_j"] = metrics["trial_seconds"] * watts
-    metrics["co2_g"] = metrics["trial_energy_j"] / 3.6e6 * 475.0
+    metrics["co2_g"] = co2_g(metrics["trial_energy_j"], 475.0)
     return metrics
 
 
@@ -272,7 +273,7 @@ def _window(phases: Mapping[str, tuple[float, float]], watts: float) -> dict[str
         values[f"{phase}_seconds"], values[f"{phase}_energy_j"] = phases.get(phase, (0.0, 0.0))
     values["trial_seconds"] = sum(seconds for seconds, _ in phases.values()) + 0.05
     values["trial_energy_j"] = values["trial_seconds"] * watts
-    values["co2_g"] = values["trial_energy_j"] / 3.6e6 * 475.0
+    values["co2_g"] = co2_g(values["trial_energy_j"], 475.0)
     return values
 
 
@@ -338,18 +339,24 @@ def make_study(
         directions=["maximize" if m in MAXIMIZED else "minimize" for m in objectives],
     )
     labels = [f"{m}>={v:g}" if m in MAXIMIZED else f"{m}<={v:g}" for m, v in constraints]
-    defaults = {
-        "greenml_version": "synthetic",
-        "space": "mlp",
-        "space_spec": "mlp",
-        "dataset": "digits",
-        "sampler": "random",
-        "seed": seed,
-        "objectives": list(objectives),
-        "constraints": labels,
-        "device": device,
-        "deploy_device": device,
-        "command": [
+    comparable: dict[str, Any] = {
+        records.SPACE: "mlp",
+        records.DATASET: "digits",
+        records.OBJECTIVES: list(objectives),
+        records.CONSTRAINTS: labels,
+        records.DEVICE: device,
+        records.DEPLOY_DEVICE: device,
+    }
+    if curves:  # as the search's comparable settings record it
+        comparable[records.EARLY_STOPPING] = (
+            ["mo-asha", float(REDUCTION_FACTOR), 1, None] if early else "none"
+        )
+    settings: dict[str, Any] = {
+        records.GREENML_VERSION: "synthetic",
+        records.SPACE_SPEC: "mlp",
+        records.SAMPLER: "random",
+        records.SEED: seed,
+        records.COMMAND: [
             "greenml",
             "search",
             "--study",
@@ -357,7 +364,7 @@ def make_study(
             *(["--early-stopping", "mo-asha"] if early else []),
         ],
         # written by the study's first worker
-        "hardware": machines[0][1]
+        records.HARDWARE: machines[0][1]
         if machines
         else {
             "cpu": "synthetic CPU",
@@ -366,23 +373,23 @@ def make_study(
             "platform": "synthetic",
         },
     }
-    if curves:  # as the search's comparable settings record it
-        defaults["early_stopping"] = ["mo-asha", float(REDUCTION_FACTOR), 1, None] if early else "none"
-    for key, value in {**defaults, **(attrs or {})}.items():
-        study.set_user_attr(key, value)
+    # The search writes these through the same writer; ``attrs`` overrides any of them.
+    overrides = dict(attrs or {})
+    comparable.update({k: overrides.pop(k) for k in list(overrides) if k in records.COMPARABLE_SETTINGS})
+    settings.update(overrides)
+    records.record_study(study, records.study_attrs(comparable, **settings))
     for entry, energy in (ledger or {}).items():
-        study.set_user_attr(f"ledger:{entry}", _ledger_entry(energy, machines, basis))
         if entry == "teacher":
-            study.set_user_attr(
-                "teacher",
-                {
-                    "artifact_id": "synthetic",
-                    "space": "mlp",
-                    "params": {"n_layers": 2, "width": 256},
-                    "epochs": 20,
-                    "val_accuracy": 0.97,
-                },
-            )
+            teacher = {
+                "artifact_id": "synthetic",
+                "space": "mlp",
+                "params": {"n_layers": 2, "width": 256},
+                "epochs": 20,
+                "val_accuracy": 0.97,
+            }
+            records.record_teacher(study, teacher, _ledger_entry(energy, machines, basis))
+        else:
+            records.record_ledger_entry(study, entry, _ledger_entry(energy, machines, basis))
     distributions = _distributions()
     clock = datetime(2026, 1, 1, tzinfo=timezone.utc).replace(tzinfo=None)
     trials = []
@@ -414,14 +421,14 @@ def make_study(
         if machines:
             index = number % len(machines)
             trial_basis, hardware = machines[index]
-            ran_by = {"worker": _worker_record(index, hardware), "hardware": hardware}
+            ran_by = {records.WORKER: _worker_record(index, hardware), records.HARDWARE: hardware}
         prov = provenance(trial_basis)
         trained_on = "cuda:0" if trial_basis == "partly estimated" else "cpu"
         trial_split, on_gpu, on_cpu = _SPLITS[trial_basis]
-        user_attrs: dict[str, Any] = {**ran_by, "provenance": prov, "device": trained_on}
+        user_attrs: dict[str, Any] = dict(ran_by)
         if number in stale:
             # Its worker died after the train phase: what it spent so far, no error, no window.
-            dead = {**ran_by, SO_FAR_ATTR: metrics["train_energy_j"]}
+            dead = {**ran_by, records.ENERGY_SO_FAR: metrics["train_energy_j"]}
             history = [*system_attrs.get("retry_history", []), number]
             retry = (
                 params,
@@ -456,19 +463,27 @@ def make_study(
                 share = rung / params["epochs"]
                 ran["train"] = (metrics["train_seconds"] * share, metrics["train_energy_j"] * share)
             window = _window(ran, watts)
-            # greenml.search._study: _record_window, then the reason and the metrics.
-            user_attrs["deploy_device"] = deploy
-            if rung:  # a trial stopped before training has no curve
-                user_attrs[CURVE_ATTR] = curve[:rung]
-            user_attrs[COST_ATTR] = cost
-            user_attrs["trial_energy_j"] = user_attrs[SO_FAR_ATTR] = window["trial_energy_j"]
-            user_attrs["trial_energy_components_j"] = _split(window["trial_energy_j"], trial_split)
-            user_attrs["phases"] = {
-                p: {"seconds": sec, "energy_j": joules} for p, (sec, joules) in ran.items()
-            }
             best_error, dominator = best or (1.0, None)
-            user_attrs[STOPPED_ATTR] = _stop_reason(number, rung, dominator, best_error)
-            user_attrs["metrics"] = {**cost, **window}
+            user_attrs.update(
+                outcome_attrs(
+                    TrialOutcome(
+                        device=trained_on,
+                        deploy_device=deploy,
+                        learning_curve=curve[:rung],  # a trial stopped before training has none
+                        early_cost=cost,
+                        window=WindowRecord(
+                            energy_j=window["trial_energy_j"],
+                            energy_components_j=_split(window["trial_energy_j"], trial_split),
+                            provenance=prov,
+                            phases={
+                                p: {"seconds": sec, "energy_j": joules} for p, (sec, joules) in ran.items()
+                            },
+                        ),
+                        stopped=_stop_reason(number, rung, dominator, best_error),
+                        metrics={**cost, **window},
+                    )
+                )
+            )
             trial = optuna.trial.create_trial(
                 state=TrialState.PRUNED,
                 params=params,
@@ -479,14 +494,22 @@ def make_study(
             clock = start + timedelta(seconds=window["trial_seconds"])
         elif failed:
             energy = metrics["train_energy_j"] * 0.5
-            if curve[: len(curve) // 2]:  # it failed halfway through training
-                user_attrs[CURVE_ATTR] = curve[: len(curve) // 2]
             user_attrs.update(
-                trial_energy_j=energy,
-                trial_energy_components_j=_split(energy, trial_split),
-                phases={"train": {"seconds": metrics["train_seconds"] * 0.5, "energy_j": energy}},
-                error=error,
-                traceback=f'Traceback (most recent call last):\n  File "space.py", line 1\n{error}\n',
+                outcome_attrs(
+                    TrialOutcome(
+                        device=trained_on,
+                        deploy_device=trained_on,
+                        learning_curve=curve[: len(curve) // 2],  # it failed halfway through training
+                        window=WindowRecord(
+                            energy_j=energy,
+                            energy_components_j=_split(energy, trial_split),
+                            provenance=prov,
+                            phases={"train": {"seconds": metrics["train_seconds"] * 0.5, "energy_j": energy}},
+                        ),
+                        error=error,
+                        traceback=f'Traceback (most recent call last):\n  File "space.py", line 1\n{error}\n',
+                    )
+                )
             )
             trial = optuna.trial.create_trial(
                 state=TrialState.FAIL,
@@ -500,23 +523,29 @@ def make_study(
             inference = _split(metrics["inference_energy_j"], on_gpu if deploy != "cpu" else on_cpu)
             metrics.update({f"inference_{c}_energy_j": v for c, v in inference.items() if v is not None})
             user_attrs.update(
-                metrics=metrics,
-                deploy_device=deploy,
-                trial_energy_j=metrics["trial_energy_j"],
-                trial_energy_components_j=_split(metrics["trial_energy_j"], trial_split),
-                phases={
-                    p: {"seconds": metrics[f"{p}_seconds"], "energy_j": metrics[f"{p}_energy_j"]}
-                    for p in PHASES
-                    if f"{p}_seconds" in metrics
-                },
+                outcome_attrs(
+                    TrialOutcome(
+                        device=trained_on,
+                        deploy_device=deploy,
+                        notes=_notes(params),
+                        learning_curve=curve if curves else (),
+                        early_cost={key: metrics[key] for key in _COST_METRICS if key in metrics}
+                        if early
+                        else None,
+                        window=WindowRecord(
+                            energy_j=metrics["trial_energy_j"],
+                            energy_components_j=_split(metrics["trial_energy_j"], trial_split),
+                            provenance=prov,
+                            phases={
+                                p: {"seconds": metrics[f"{p}_seconds"], "energy_j": metrics[f"{p}_energy_j"]}
+                                for p in PHASES
+                                if f"{p}_seconds" in metrics
+                            },
+                        ),
+                        metrics=metrics,
+                    )
+                )
             )
-            if _notes(params):
-                user_attrs["notes"] = _notes(params)
-            if curves:
-                user_attrs[CURVE_ATTR] = curve
-                user_attrs[SO_FAR_ATTR] = metrics["trial_energy_j"]
-            if early:
-                user_attrs[COST_ATTR] = {key: metrics[key] for key in _COST_METRICS if key in metrics}
             if best is None or 1 - metrics["accuracy"] < best[0]:
                 best = (1 - metrics["accuracy"], number)
             values = [metrics[m] for m in objectives]

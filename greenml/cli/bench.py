@@ -9,14 +9,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from greenml.cli._parents import (
+    Parser,
+    measure_config,
+    meter_options,
+    options,
+    storage_option,
+    study_option,
+)
 from greenml.errors import ConfigError
 
-__all__ = ["add_bench_parser", "cmd_bench"]
+__all__ = ["add_bench", "cmd_build", "cmd_run", "default_strategy", "verdict_lines"]
 
 DEFAULT_SAMPLERS = "random,tpe,nsga2,gp"
 
 
-def add_bench_parser(commands: Any, add_meter_options: Any, parser_class: Any) -> None:
+def add_bench(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="benchmark tables: measure a grid once (build), replay search strategies against it (run)",
@@ -24,58 +32,21 @@ def add_bench_parser(commands: Any, add_meter_options: Any, parser_class: Any) -
         "a finite grid once; run replays samplers (and early stopping) against the table over many "
         "seeds, at no training cost.",
     )
-    sub = bench.add_subparsers(dest="bench_command", metavar="{build,run}", parser_class=parser_class)
+    sub = bench.add_subparsers(dest="bench_command", metavar="{build,run}", parser_class=Parser)
     sub.required = True
 
-    build = sub.add_parser("build", help="evaluate every configuration of a grid and write a Parquet table")
-    build.add_argument(
-        "--space",
-        default="mlp",
-        help="search space: a built-in name, a file or an entry point (default: mlp)",
+    build = sub.add_parser(
+        "build",
+        parents=[
+            _grid_options(),
+            storage_option(),
+            study_option("the build's study (default: bench-SPACE-DATASET)"),
+            _build_options(),
+            meter_options(idle_default=1.0),
+        ],
+        help="evaluate every configuration of a grid and write a Parquet table",
     )
-    build.add_argument("--dataset", default="digits", help="dataset name or data file (default: digits)")
-    build.add_argument("--target", default=None, help="label column of a table data file")
-    build.add_argument(
-        "--grid",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="TOML grid file (default: the grid greenml ships for the space)",
-    )
-    build.add_argument(
-        "--storage", default=None, metavar="URL", help="Optuna storage URL (default: sqlite:///greenml.db)"
-    )
-    build.add_argument(
-        "--study", default=None, metavar="NAME", help="the build's study (default: bench-SPACE-DATASET)"
-    )
-    build.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="TABLE", help="the Parquet table to write"
-    )
-    build.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
-    )
-    build.add_argument(
-        "--seed", type=int, default=0, help="seed of the data split and of each trial's training (default: 0)"
-    )
-    build.add_argument("--device", default="cpu", help="training device (default: cpu)")
-    build.add_argument(
-        "--deploy-device", default=None, help="device the artifacts are benchmarked on (default: --device)"
-    )
-    build.add_argument(
-        "--min-energy-window",
-        type=float,
-        default=1.0,
-        metavar="S",
-        help="seconds of each energy-per-inference window (default: 1)",
-    )
-    build.add_argument(
-        "--min-latency-window",
-        type=float,
-        default=1.0,
-        metavar="S",
-        help="seconds of latency timing per batch size (default: 1)",
-    )
-    add_meter_options(build, idle_default=1.0)
+    build.set_defaults(handler=cmd_build)
 
     run = sub.add_parser("run", help="replay search strategies against a table over many seeds")
     run.add_argument(
@@ -126,21 +97,69 @@ def add_bench_parser(commands: Any, add_meter_options: Any, parser_class: Any) -
         help="per-seed results (default: beside the report, .csv)",
     )
     run.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the summary as JSON")
+    run.set_defaults(handler=cmd_run)
 
 
-def cmd_bench(args: argparse.Namespace, measure_config: Any) -> int:
-    if args.bench_command == "build":
-        return _build(args, measure_config(args))
-    return _run(args)
+def _grid_options() -> argparse.ArgumentParser:
+    """What ``bench build`` measures: the space, the data and the grid."""
+    build = options()
+    build.add_argument(
+        "--space",
+        default="mlp",
+        help="search space: a built-in name, a file or an entry point (default: mlp)",
+    )
+    build.add_argument("--dataset", default="digits", help="dataset name or data file (default: digits)")
+    build.add_argument("--target", default=None, help="label column of a table data file")
+    build.add_argument(
+        "--grid",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML grid file (default: the grid greenml ships for the space)",
+    )
+    return build
 
 
-def _build(args: argparse.Namespace, measure: Any) -> int:
+def _build_options() -> argparse.ArgumentParser:
+    """Where ``bench build`` writes its table and how it runs its trials."""
+    build = options()
+    build.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="TABLE", help="the Parquet table to write"
+    )
+    build.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes on this machine (default: 1)"
+    )
+    build.add_argument(
+        "--seed", type=int, default=0, help="seed of the data split and of each trial's training (default: 0)"
+    )
+    build.add_argument("--device", default="cpu", help="training device (default: cpu)")
+    build.add_argument(
+        "--deploy-device", default=None, help="device the artifacts are benchmarked on (default: --device)"
+    )
+    build.add_argument(
+        "--min-energy-window",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds of each energy-per-inference window (default: 1)",
+    )
+    build.add_argument(
+        "--min-latency-window",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds of latency timing per batch size (default: 1)",
+    )
+    return build
+
+
+def cmd_build(args: argparse.Namespace) -> int:
     from greenml.bench.build import build
     from greenml.bench.grid import load_grid
-    from greenml.search import SearchConfig
-    from greenml.search._progress import Progress
+    from greenml.search import Progress, SearchConfig
     from greenml.spaces import load_space
 
+    measure = measure_config(args)
     if args.output.is_dir():
         raise ConfigError(f"-o: {str(args.output)!r} is a directory; give a file name such as table.parquet")
     if not args.output.parent.is_dir():
@@ -185,15 +204,15 @@ def _build(args: argparse.Namespace, measure: Any) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from greenml.bench.problem import TableProblem
     from greenml.bench.replay import parse_strategies, split_list
     from greenml.bench.run import csv_text, run_bench
     from greenml.bench.summary import as_dict
+    from greenml.metrics import parse_objectives
     from greenml.report import default_report_path
     from greenml.report.bench import write_bench_report
     from greenml.results import write_atomic
-    from greenml.search._config import parse_objectives
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
@@ -241,8 +260,7 @@ def default_strategy() -> str:
     """The strategy ``greenml search`` runs by default: its sampler with its early-stopping rule."""
     import inspect
 
-    from greenml.search import SearchConfig
-    from greenml.search._stopping import STOPPING_RULES, rule_label
+    from greenml.search import STOPPING_RULES, SearchConfig, rule_label
 
     config = SearchConfig()
     if config.early_stopping == "none":
