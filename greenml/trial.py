@@ -4,6 +4,11 @@ Every phase runs inside a measurement window nested in the trial's window, so ea
 its phases' seconds and energy. Accuracy, latency, energy per inference and size are measured on
 the artifact that would be deployed (the pruned, quantized, exported model), not on the model as
 trained.
+
+:func:`run_trial` takes a :class:`TrialContext` (what the trial is given: the space, the data,
+the meter, its settings and callbacks) and returns a :class:`TrialResult` (everything it
+measured and made). A trial that is stopped (:class:`TrialStopped`) or fails hands what it got
+as far as (its window, learning curve, early cost...) on its exception: :func:`partial_result`.
 """
 
 from __future__ import annotations
@@ -11,17 +16,23 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from greenml.data import Dataset
-from greenml.errors import GreenMLError
 from greenml.measure import Meter, Window, WindowResult
 from greenml.metrics import PHASES
 from greenml.spaces import SearchSpace
+from greenml.training import (
+    FINETUNE_EPOCHS,
+    TrialFailed,
+    accuracy,
+    predictor,
+    prune,
+    suggest_settings,
+    train,
+)
 
 __all__ = [
     "BENCHMARK_SETTINGS",
@@ -29,9 +40,13 @@ __all__ = [
     "EarlyStopping",
     "TrialContext",
     "TrialFailed",
+    "TrialResult",
     "TrialStopped",
+    "deployed_key",
+    "partial_result",
     "run_trial",
     "trial_window",
+    "window_metrics",
 ]
 
 # How a search benchmarks each deployed artifact (with ``TrialContext.latency_s`` as
@@ -53,16 +68,76 @@ BENCHMARK_SETTINGS: dict[str, Any] = {
 COST_WINDOW_S = 0.25
 
 
-class TrialFailed(GreenMLError):
-    """The trial cannot go on (NaN loss, say); it is stored as failed and the search goes on."""
+@dataclass(frozen=True)
+class TrialResult(Mapping[str, float]):
+    """What one trial gives back: everything it measured and made.
+
+    It reads as its metrics (``result["accuracy"]``, ``"latency_ms" in result``): every figure
+    by its :mod:`greenml.metrics` name, absent where not measured. A trial that was stopped or
+    failed hands a partial result on its exception (:func:`partial_result`), with no metrics:
+    as a mapping it is empty, so test it against None, never for truth.
+    """
+
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    # The trial's measurement window, its phases as children (None: it never took one).
+    window: WindowResult | None = None
+    # What makes the trial's record less than it looks (a pruning step that did nothing).
+    notes: tuple[str, ...] = ()
+    # The inference benchmark's details (greenml.measure.inference's result, as a dict).
+    inference: Mapping[str, Any] | None = None
+    # After each training epoch: the validation accuracy of the model as trained so far and the
+    # cumulative energy (J) and time (s) of its epochs (and the test accuracy, with test_curve).
+    curve: tuple[Mapping[str, float], ...] = ()
+    # The deployment cost measured before training (early stopping only), and the trial that
+    # measured it when it was reused (another trial's artifact of the same key).
+    early_cost: Mapping[str, float] | None = None
+    cost_from: int | None = None
+    # The deployed artifact's key (greenml.compress.artifact_key).
+    artifact_key: str | None = None
+    # The deployable file, kept with ``TrialContext.save_models``: the ONNX bytes as measured, or
+    # the torch model as a torch.export program ({"runtime", "quantization", "format", "data"}).
+    model: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def __getitem__(self, name: str) -> float:
+        return self.metrics[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
 
 
 class TrialStopped(Exception):
-    """The early-stopping rule stopped the trial; the search stores it as pruned, with ``reason``."""
+    """The early-stopping rule stopped the trial; the search stores it as pruned, with ``reason``.
 
-    def __init__(self, reason: str) -> None:
+    ``result`` is what the trial measured before it was stopped (set by :func:`run_trial`).
+    """
+
+    def __init__(self, reason: str, result: TrialResult | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        if result is not None:
+            _attach(self, result)
+
+    @property
+    def result(self) -> TrialResult | None:
+        return partial_result(self)
+
+
+_PARTIAL = "greenml_trial_result"
+
+
+def _attach(error: BaseException, result: TrialResult) -> None:
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(error, _PARTIAL, result)
+
+
+def partial_result(error: BaseException) -> TrialResult | None:
+    """What a trial that raised ``error`` had measured before it did (its window, learning curve,
+    early cost, notes), or None when the error did not come out of :func:`run_trial`."""
+    result = getattr(error, _PARTIAL, None)
+    return result if isinstance(result, TrialResult) else None
 
 
 class EarlyStopping(Protocol):
@@ -87,7 +162,9 @@ class EarlyStopping(Protocol):
 
 @dataclass
 class TrialContext:
-    """What every trial of one search shares."""
+    """What a trial is given: what every trial of one search shares, and the callbacks and window
+    the search hands each trial. A trial only reads it; what it measures is its
+    :class:`TrialResult`."""
 
     space: SearchSpace
     dataset: Dataset
@@ -96,218 +173,74 @@ class TrialContext:
     deploy_device: str = "cpu"
     seed: int = 0
     epochs: tuple[int, int] = (5, 30)
-    finetune_epochs: tuple[int, int] = (0, 5)
+    finetune_epochs: tuple[int, int] = FINETUNE_EPOCHS
     latency_s: float = 1.0
     energy_window_s: float = 1.0
     # The cost phase (early stopping) times shorter windows: its figures only rank trials, and
     # it runs for every trial, stopped or not. (Each window is the shorter of this and the above.)
     cost_window_s: float = COST_WINDOW_S
     teacher: Callable[[], Any] | None = None
-    last_window: WindowResult | None = field(default=None, repr=False)
-    # What makes the running trial's record less than it looks (a pruning step that did nothing).
-    notes: list[str] = field(default_factory=list, repr=False)
-    last_inference: dict[str, Any] | None = field(default=None, repr=False)
+    # Keep each trial's deployable file (TrialResult.model): the ONNX bytes as measured, or the
+    # torch model as a torch.export program, made in the compress phase.
+    save_models: bool = False
+    # Also record the test accuracy after each epoch (greenml bench build), outside the epoch's
+    # measurement window, so the curve's energy is a search's.
+    test_curve: bool = False
     # Called with the trial's energy so far after each phase (the search stores it, so the
     # study's budget counts running trials).
     on_phase: Callable[[float], None] | None = field(default=None, repr=False)
     # Called as (phase, epoch, epochs) when a phase starts (epoch 0) and after each training
     # epoch; the search stores and shows it (greenml.search._progress).
     on_progress: Callable[[str, int, int], None] | None = field(default=None, repr=False)
-    # Set by the search when other workers shared this host's machine-wide meters.
-    shared_host_note: str | None = field(default=None, repr=False)
-    # Keep each trial's deployable file (ctx.last_model): the ONNX bytes as measured, or the
-    # torch model as a torch.export program, made in the compress phase.
-    save_models: bool = False
-    last_model: dict[str, Any] | None = field(default=None, repr=False)
     # Multi-objective early stopping (None: every trial trains to its last epoch).
     early_stopping: EarlyStopping | None = field(default=None, repr=False)
-    # The running trial's learning curve: after each training epoch, the validation accuracy of
-    # the model as trained so far and the cumulative energy (J) and time (s) of its epochs.
-    curve: list[dict[str, float]] = field(default_factory=list, repr=False)
-    # Also record the test accuracy after each epoch (greenml bench build), outside the epoch's
-    # measurement window, so the curve's energy is a search's.
-    test_curve: bool = False
-    # The deployment cost measured before training (early stopping only), and the trial that
-    # measured it when it was reused (another trial's artifact of the same key).
-    early_cost: dict[str, float] | None = field(default=None, repr=False)
-    cost_from: int | None = field(default=None, repr=False)
-    # The deployed artifact's key (greenml.compress.artifact_key).
-    artifact_key: str | None = field(default=None, repr=False)
     # The trial's window, opened by the search before it asked the sampler for this trial, its
     # "propose" phase already ended (trial_window takes it).
     open_window: Window | None = field(default=None, repr=False)
 
 
-def _suggest_settings(trial: Any, ctx: TrialContext) -> dict[str, Any]:
-    """Training and compression settings, shared by every space."""
-    settings: dict[str, Any] = {
-        "lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True),
-        "epochs": trial.suggest_int("epochs", *ctx.epochs),
-        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
-        "distill": trial.suggest_categorical("distill", [False, True]) if ctx.teacher else False,
-    }
-    if settings["distill"]:
-        settings["kd_temperature"] = trial.suggest_float("kd_temperature", 1.0, 8.0)
-        settings["kd_alpha"] = trial.suggest_float("kd_alpha", 0.1, 0.9)
-    settings["pruning"] = trial.suggest_categorical("pruning", ["none", "unstructured", "structured"])
-    if settings["pruning"] != "none":
-        settings["prune_amount"] = trial.suggest_float("prune_amount", 0.1, 0.8)
-        settings["finetune_epochs"] = trial.suggest_int("finetune_epochs", *ctx.finetune_epochs)
-    else:
-        settings["finetune_epochs"] = 0
-    settings["runtime"] = trial.suggest_categorical("runtime", ["torch", "onnxruntime"])
-    settings["quantization"] = (
-        trial.suggest_categorical("quantization", ["none", "dynamic", "static"])
-        if settings["runtime"] == "onnxruntime"
-        else "none"
-    )
-    return settings
+@dataclass
+class _Outputs:
+    """What the running trial has measured and made so far."""
+
+    notes: list[str] = field(default_factory=list)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    early_cost: dict[str, float] | None = None
+    cost_from: int | None = None
+    artifact_key: str | None = None
+    window: WindowResult | None = None
+    inference: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+
+    def result(self, metrics: Mapping[str, float] | None = None) -> TrialResult:
+        return TrialResult(
+            metrics=dict(metrics or {}),
+            window=self.window,
+            notes=tuple(self.notes),
+            inference=self.inference,
+            curve=tuple(dict(point) for point in self.curve),
+            early_cost=None if self.early_cost is None else dict(self.early_cost),
+            cost_from=self.cost_from,
+            artifact_key=self.artifact_key,
+            model=self.model,
+        )
 
 
-def _train(
-    model: Any,
-    ctx: TrialContext,
-    epochs: int,
-    settings: dict[str, Any],
-    generator: Any,
-    teacher: Any | None,
-    phase: str = "train",
-    curve: list[dict[str, float]] | None = None,
-) -> None:
-    """Train ``epochs`` epochs. With ``curve``, each epoch runs in a measurement window of its own,
-    ends with the validation accuracy of the model as it stands, and is appended to ``curve``
-    (cumulative energy and time); at each of the early-stopping rule's rungs the rule may stop
-    the trial (:class:`TrialStopped`)."""
-    import torch
+def run_trial(trial: Any, ctx: TrialContext) -> TrialResult:
+    """Run one trial; return every metric it measured (names from :mod:`greenml.metrics`) and what
+    else it recorded (:class:`TrialResult`).
 
-    from greenml.compress import distillation_loss
-
-    x, y = ctx.dataset.tensors("train")
-    x, y = x.to(ctx.device), y.to(ctx.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
-    model.train()
-    teacher_logits = None
-    if teacher is not None:
-        with torch.inference_mode():
-            teacher_logits = teacher(x).detach().clone()
-    rungs = set(ctx.early_stopping.rungs(epochs)) if ctx.early_stopping and curve is not None else set()
-    energy_j = seconds = 0.0
-    for epoch in range(epochs):
-        with ctx.meter.window("epoch") if curve is not None else contextlib.nullcontext() as window:
-            order = torch.randperm(len(x), generator=generator).to(ctx.device)
-            for batch in torch.split(order, settings["batch_size"]):
-                optimizer.zero_grad()
-                logits = model(x[batch])
-                if teacher_logits is not None:
-                    loss = distillation_loss(
-                        logits,
-                        teacher_logits[batch],
-                        y[batch],
-                        temperature=settings["kd_temperature"],
-                        alpha=settings["kd_alpha"],
-                    )
-                else:
-                    loss = torch.nn.functional.cross_entropy(logits, y[batch])
-                if not torch.isfinite(loss):
-                    raise TrialFailed(f"loss became {loss.item()} in epoch {epoch + 1}")
-                loss.backward()
-                optimizer.step()
-            if curve is not None:
-                model.eval()
-                accuracy = _accuracy(_predictor(model, "torch", ctx.device), ctx, "val")
-                model.train()
-        if curve is not None:
-            assert window is not None
-            energy_j += window.result.total_energy_j
-            seconds += window.result.seconds
-            point = {"epoch": epoch + 1, "accuracy": accuracy, "energy_j": energy_j, "seconds": seconds}
-            if ctx.test_curve:
-                model.eval()
-                point["test_accuracy"] = _accuracy(_predictor(model, "torch", ctx.device), ctx, "test")
-                model.train()
-            curve.append(point)
-        if ctx.on_progress is not None:
-            ctx.on_progress(phase, epoch + 1, epochs)
-        if epoch + 1 in rungs:
-            assert ctx.early_stopping is not None and curve is not None
-            reason = ctx.early_stopping.at_rung(epoch + 1, curve, ctx.early_cost or {})
-            if reason:
-                raise TrialStopped(reason)
-    model.eval()
-
-
-def _accuracy(predict: Callable[[np.ndarray], np.ndarray], ctx: TrialContext, split: str) -> float:
-    x, y = getattr(ctx.dataset, f"x_{split}"), getattr(ctx.dataset, f"y_{split}")
-    correct = 0
-    for start in range(0, len(x), 256):
-        logits = predict(x[start : start + 256])
-        if not np.isfinite(logits).all():
-            # argmax of NaNs picks class 0, which scores by chance: never a score.
-            raise TrialFailed(f"the deployed model's outputs on the {split} split are not all finite")
-        correct += int((logits.argmax(axis=1) == y[start : start + 256]).sum())
-    return correct / len(x)
-
-
-def _predictor(artifact: Any, runtime: str, device: str) -> Callable[[np.ndarray], np.ndarray]:
-    if runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        from greenml.devices import ort_providers
-
-        providers, _ = ort_providers(device)
-        session = ort.InferenceSession(artifact, providers=providers)
-        name = session.get_inputs()[0].name
-        return lambda x: np.asarray(session.run(None, {name: x})[0])
-
-    import torch
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return artifact(torch.from_numpy(x).to(device)).cpu().numpy()  # type: ignore[no-any-return]
-
-    return predict
-
-
-def _prune(model: Any, settings: dict[str, Any], example: Any, notes: list[str]) -> None:
-    from greenml import compress
-
-    if settings["pruning"] == "none":
-        return
-    if settings["pruning"] == "unstructured":
-        report = compress.prune_unstructured(model, settings["prune_amount"])
-    else:
-        report = compress.prune_structured(model, settings["prune_amount"], example)
-    unchanged = (
-        report.params_after == report.params_before
-        and report.nonzero_params_after == report.nonzero_params_before
-    )
-    if unchanged:
-        why = "; ".join(report.notes) or "no parameter was removed or zeroed"
-        notes.append(f"{report.kind} pruning changed nothing: {why}")
-
-
-def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
-    """Run one trial; return every metric it measured (names from :mod:`greenml.metrics`).
-
-    The trial's window is kept in ``ctx.last_window``, its notes in ``ctx.notes`` and its learning
-    curve in ``ctx.curve``, failed and stopped trials included. A figure that could not be
-    measured fails the trial rather than scoring 0. With ``ctx.early_stopping``, the deployment
-    cost is measured first (phase ``cost``) on an artifact of the final shape, and the rule may
-    stop the trial (:class:`TrialStopped`) before training or at a rung; ``ctx.early_cost`` then
-    holds that cost.
+    A figure that could not be measured fails the trial rather than scoring 0. With
+    ``ctx.early_stopping``, the deployment cost is measured first (phase ``cost``) on an artifact
+    of the final shape, and the rule may stop the trial (:class:`TrialStopped`) before training
+    or at a rung. A stopped or failed trial's exception carries what it measured so far
+    (:func:`partial_result`): its window, notes and learning curve, and its early cost.
     """
     import torch
 
     from greenml import compress
 
-    ctx.last_window = None
-    ctx.last_inference = None
-    ctx.last_model = None
-    ctx.notes = []
-    ctx.curve = []
-    ctx.early_cost = None
-    ctx.cost_from = None
-    ctx.artifact_key = None
+    out = _Outputs()
     window = trial_window(ctx, trial)
 
     @contextlib.contextmanager
@@ -320,77 +253,113 @@ def run_trial(trial: Any, ctx: TrialContext) -> dict[str, float]:
             ctx.on_phase(window.spent_j())
 
     try:
-        torch.manual_seed(ctx.seed * 100_003 + trial.number)
-        generator = torch.Generator().manual_seed(ctx.seed * 100_003 + trial.number)
-        model = ctx.space.build(trial, ctx.dataset.spec)
-        if not isinstance(model, torch.nn.Module):
-            raise TrialFailed(
-                f"space {ctx.space.name!r} built a {type(model).__name__}, not a torch.nn.Module"
-            )
-        model = model.to(ctx.device)
-        settings = _suggest_settings(trial, ctx)
-        example = torch.from_numpy(ctx.dataset.x_val[:1]).to(ctx.device)
+        try:
+            torch.manual_seed(ctx.seed * 100_003 + trial.number)
+            generator = torch.Generator().manual_seed(ctx.seed * 100_003 + trial.number)
+            model = ctx.space.build(trial, ctx.dataset.spec)
+            if not isinstance(model, torch.nn.Module):
+                raise TrialFailed(
+                    f"space {ctx.space.name!r} built a {type(model).__name__}, not a torch.nn.Module"
+                )
+            model = model.to(ctx.device)
+            settings = suggest_settings(trial, ctx)
+            example = torch.from_numpy(ctx.dataset.x_val[:1]).to(ctx.device)
+            stopping = ctx.early_stopping
 
-        if ctx.early_stopping is not None:
-            with phase("cost"):
-                # The cost objectives depend on the artifact's shape (architecture, structured
-                # pruning, quantization, runtime), not on what its weights learn: measure them on
-                # an untrained copy compressed the same way, before paying for training.
-                # An artifact of a shape already measured in this study is not measured again:
-                # its cost is that measurement's (same key: same shape, runtime, quantization).
-                shaped = copy.deepcopy(model)
-                _prune(shaped, settings, example, [])
-                ctx.artifact_key = deployed_key(shaped, settings, ctx.deploy_device)
-                known = ctx.early_stopping.known_cost(ctx.artifact_key)
-                if known is not None:
-                    ctx.early_cost, ctx.cost_from = dict(known[0]), known[1]
-                else:
-                    artifact, model_bytes = _deploy(shaped, settings, ctx, example)
-                    bench = _benchmark(artifact, settings, ctx, example, window_s=ctx.cost_window_s)
-                    ctx.early_cost = _cost_metrics(bench, model_bytes)
-                    del artifact
-                del shaped
-            reason = ctx.early_stopping.before_training(ctx.early_cost)
-            if reason:
-                raise TrialStopped(reason)
+            if stopping is not None:
+                with phase("cost"):
+                    # The cost objectives depend on the artifact's shape (architecture, structured
+                    # pruning, quantization, runtime), not on what its weights learn: measure them on
+                    # an untrained copy compressed the same way, before paying for training.
+                    # An artifact of a shape already measured in this study is not measured again:
+                    # its cost is that measurement's (same key: same shape, runtime, quantization).
+                    shaped = copy.deepcopy(model)
+                    prune(shaped, settings, example)
+                    out.artifact_key = deployed_key(shaped, settings, ctx.deploy_device)
+                    known = stopping.known_cost(out.artifact_key)
+                    if known is not None:
+                        out.early_cost, out.cost_from = dict(known[0]), known[1]
+                    else:
+                        artifact, model_bytes = _deploy(shaped, settings, ctx, example)
+                        bench = _benchmark(artifact, settings, ctx, example, window_s=ctx.cost_window_s)
+                        out.early_cost = _cost_metrics(bench, model_bytes)
+                        del artifact
+                    del shaped
+                reason = stopping.before_training(out.early_cost)
+                if reason:
+                    raise TrialStopped(reason)
 
-        with phase("train", settings["epochs"]):
-            # The study's teacher was trained (or downloaded) before the first trial.
-            teacher = ctx.teacher() if settings["distill"] and ctx.teacher else None
-            _train(model, ctx, settings["epochs"], settings, generator, teacher, curve=ctx.curve)
-        with phase("compress"):
-            _prune(model, settings, example, ctx.notes)
-        with phase("finetune", settings["finetune_epochs"], announce=settings["finetune_epochs"] > 0):
-            if settings["finetune_epochs"]:
-                _train(model, ctx, settings["finetune_epochs"], settings, generator, teacher, "finetune")
-        with phase("compress"):
-            model.eval()
-            ctx.artifact_key = deployed_key(model, settings, ctx.deploy_device)
-            artifact, model_bytes = _deploy(model, settings, ctx, example)
-            if ctx.save_models:
-                ctx.last_model = {
-                    "runtime": settings["runtime"],
-                    "quantization": settings["quantization"],
-                    "format": "onnx" if settings["runtime"] == "onnxruntime" else "torch.export",
-                    "data": artifact
-                    if settings["runtime"] == "onnxruntime"
-                    else compress.export_torch_program(model.cpu(), example.cpu()),
-                }
-                model.to(ctx.deploy_device)
-        with phase("evaluate"):
-            predict = _predictor(artifact, settings["runtime"], ctx.deploy_device)
-            accuracy = _accuracy(predict, ctx, "val")
-            test_accuracy = _accuracy(predict, ctx, "test")
-        with phase("benchmark"):
-            bench = _benchmark(artifact, settings, ctx, example)
-    finally:
-        if window._result is None:
-            ctx.last_window = window.end()
-    result = ctx.last_window
-    assert result is not None
-    ctx.notes.extend(bench.notes)
-    ctx.last_inference = bench.to_dict()
-    return _metrics(accuracy, test_accuracy, model_bytes, bench, result)
+            def at_rung(epoch: int, curve: list[dict[str, float]]) -> None:
+                assert stopping is not None
+                reason = stopping.at_rung(epoch, curve, out.early_cost or {})
+                if reason:
+                    raise TrialStopped(reason)
+
+            with phase("train", settings["epochs"]):
+                # The study's teacher was trained (or downloaded) before the first trial.
+                teacher = ctx.teacher() if settings["distill"] and ctx.teacher else None
+                train(
+                    model,
+                    ctx.dataset,
+                    settings["epochs"],
+                    settings,
+                    generator,
+                    device=ctx.device,
+                    teacher=teacher,
+                    meter=ctx.meter,
+                    curve=out.curve,
+                    test_curve=ctx.test_curve,
+                    rungs=stopping.rungs(settings["epochs"]) if stopping is not None else (),
+                    at_rung=at_rung,
+                    on_progress=ctx.on_progress,
+                )
+            with phase("compress"):
+                out.notes.extend(prune(model, settings, example))
+            with phase("finetune", settings["finetune_epochs"], announce=settings["finetune_epochs"] > 0):
+                if settings["finetune_epochs"]:
+                    train(
+                        model,
+                        ctx.dataset,
+                        settings["finetune_epochs"],
+                        settings,
+                        generator,
+                        device=ctx.device,
+                        teacher=teacher,
+                        phase="finetune",
+                        on_progress=ctx.on_progress,
+                    )
+            with phase("compress"):
+                model.eval()
+                out.artifact_key = deployed_key(model, settings, ctx.deploy_device)
+                artifact, model_bytes = _deploy(model, settings, ctx, example)
+                if ctx.save_models:
+                    out.model = {
+                        "runtime": settings["runtime"],
+                        "quantization": settings["quantization"],
+                        "format": "onnx" if settings["runtime"] == "onnxruntime" else "torch.export",
+                        "data": artifact
+                        if settings["runtime"] == "onnxruntime"
+                        else compress.export_torch_program(model.cpu(), example.cpu()),
+                    }
+                    model.to(ctx.deploy_device)
+            with phase("evaluate"):
+                predict = predictor(artifact, settings["runtime"], ctx.deploy_device)
+                val_accuracy = accuracy(predict, ctx.dataset, "val")
+                test_accuracy = accuracy(predict, ctx.dataset, "test")
+            with phase("benchmark"):
+                bench = _benchmark(artifact, settings, ctx, example)
+        finally:
+            if window.is_open:
+                out.window = window.end()
+        result = out.window
+        assert result is not None
+        out.notes.extend(bench.notes)
+        out.inference = bench.to_dict()
+        metrics = _metrics(val_accuracy, test_accuracy, model_bytes, bench, result)
+    except BaseException as error:
+        _attach(error, out.result())
+        raise
+    return out.result(metrics)
 
 
 def deployed_key(model: Any, settings: dict[str, Any], deploy_device: str) -> str:
@@ -463,8 +432,6 @@ def trial_window(ctx: TrialContext, trial: Any) -> Window:
     sampler for this trial (so its first phase, ``propose``, is the sampler's own computation),
     or a new one where nothing opened it (a trial run outside the search loop)."""
     window = getattr(ctx, "open_window", None)  # a stand-in context may not have one
-    if window is not None:
-        ctx.open_window = None
     if window is None or not window.is_open:
         return ctx.meter.begin(f"trial {trial.number}")
     window.name = f"trial {trial.number}"

@@ -20,14 +20,18 @@ from greenml.data import load_dataset
 from greenml.errors import ConfigError
 from greenml.ledger import spent_energy_j
 from greenml.measure import Meter
-from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, CURVE_ATTR, STOPPED_ATTR, trial_rows
+from greenml.records import ARTIFACT_KEY as ARTIFACT_KEY_ATTR
+from greenml.records import CURVE as CURVE_ATTR
+from greenml.records import EARLY_COST as COST_ATTR
+from greenml.records import STOPPED as STOPPED_ATTR
+from greenml.results import trial_rows
 from greenml.search import SearchConfig, prepare, run
 from greenml.search._rungs import StudyStopping
 from greenml.search._stopping import MOASHA, Decision, RungEntry
 from greenml.spaces import load_space
 from greenml.storage import open_storage
 from greenml.testing.sources import ConstantPowerSource
-from greenml.trial import TrialContext, run_trial
+from greenml.testing.trials import TrialContext, run_trial
 
 FAST = {"latency_s": 0.05, "energy_window_s": 0.05}
 

@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 
 from greenml.cli import main
 from greenml.config import MeasureConfig
+from greenml.records import PROGRESS as STEP_ATTR
 from greenml.search import SearchConfig, prepare, run
-from greenml.search._progress import STEP_ATTR, Progress, Step, StepRecorder, step_of
+from greenml.search._progress import Progress, Step, StepRecorder, step_of
 from greenml.testing.synthetic import evaluate
 
 

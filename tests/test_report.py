@@ -26,8 +26,9 @@ from greenml.report import (
     parse_reference,
     report_html,
 )
-from greenml.report._data import ALL_COMPLETE, OWN_CURVE, SAME_ARCHITECTURE, metric_phrase, stopping_savings
-from greenml.report._figures import LEDGER_COLOUR, PHASE_COLOURS, PHASE_FALLBACK
+from greenml.report._labels import metric_phrase
+from greenml.report._plot_style import LEDGER_COLOUR, PHASE_COLOURS, PHASE_FALLBACK
+from greenml.report._stopping import ALL_COMPLETE, OWN_CURVE, SAME_ARCHITECTURE, stopping_savings
 from greenml.results import KNEE_RULE
 from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, worker
 from greenml.units import QUANTITIES, quantity_of

@@ -16,8 +16,11 @@ from optuna._hypervolume import compute_hypervolume
 
 from greenml.errors import ConfigError
 from greenml.ledger import spent_energy_j
-from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES
+from greenml.metrics import COMPONENTS, MAXIMIZED, PHASES, TRAINING_SETTINGS
 from greenml.models import knee_trial
+from greenml.records import CURVE as CURVE_ATTR
+from greenml.records import EARLY_COST as COST_ATTR
+from greenml.records import STOPPED as STOPPED_ATTR
 from greenml.report import (
     classify,
     default_reference,
@@ -31,29 +34,20 @@ from greenml.report import (
     model_command,
     parse_reference,
 )
-from greenml.report._data import (
-    ALL_COMPLETE,
-    OWN_CURVE,
-    SAME_ARCHITECTURE,
-    TRAINING_SETTINGS,
-    CurvePoint,
-    FrontMarks,
-    StudyRecord,
-    TrialRecord,
-    architecture,
+from greenml.report._basis import (
     energy_basis,
     estimate_share,
-    hardware_differences,
     inference_estimate_shares,
-    learning_curves,
-    metric_label,
     search_estimate_share,
-    stopping_savings,
-    to_loss,
-    workers,
 )
+from greenml.report._curves import learning_curves
 from greenml.report._display import page_units, parameter_text, shown_values
-from greenml.results import COST_ATTR, CURVE_ATTR, STOPPED_ATTR
+from greenml.report._front import FrontMarks
+from greenml.report._labels import metric_label
+from greenml.report._loss import loss_form as to_loss
+from greenml.report._record import CurvePoint, StudyRecord, TrialRecord, architecture
+from greenml.report._stopping import ALL_COMPLETE, OWN_CURVE, SAME_ARCHITECTURE, stopping_savings
+from greenml.report._workers import hardware_differences, workers
 from greenml.storage import default_storage
 from greenml.testing.studies import NO_PRUNABLE_LAYER, make_study, provenance, worker
 from greenml.units import QUANTITIES, plain
@@ -833,7 +827,7 @@ def test_the_training_settings_are_those_every_trial_samples() -> None:
     """The report's list of greenml's own parameters (not a space's architecture) is the trial's."""
     from types import SimpleNamespace
 
-    from greenml.trial import _suggest_settings
+    from greenml.training import suggest_settings as _suggest_settings
 
     sampled: list[str] = []
 

@@ -370,7 +370,8 @@ def test_onnxruntime_on_a_gpu_without_onnxruntime_gpu_is_refused_before_the_stud
 @pytest.mark.parametrize(("trials", "population"), [(12, 4), (60, 20), (300, 50), (None, 50)])
 def test_nsga_population_is_sized_to_the_budget(trials: int | None, population: int) -> None:
     from greenml.search import SearchConfig
-    from greenml.search._study import _make_sampler, _start_notes
+    from greenml.search._open import start_notes as _start_notes
+    from greenml.search._samplers import sampler_for as _make_sampler
 
     config = SearchConfig(sampler="nsga2", trials=trials, timeout_s=None if trials else 60.0)
     assert _make_sampler(config, seed=0)._population_size == population

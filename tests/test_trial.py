@@ -14,7 +14,7 @@ from greenml.measure import Meter
 from greenml.metrics import PHASES
 from greenml.spaces import load_space
 from greenml.testing.sources import ConstantPowerSource
-from greenml.trial import TrialContext, TrialFailed, run_trial
+from greenml.testing.trials import TrialContext, TrialFailed, run_trial
 
 BASE: dict[str, Any] = {
     "n_layers": 2,

@@ -29,9 +29,10 @@ from optuna.trial import TrialState
 from greenml.config import MeasureConfig
 from greenml.errors import ConfigError, GreenMLError
 from greenml.ledger import spent_energy_j
-from greenml.search import SearchConfig, _study, prepare, run, run_workers
+from greenml.records import SURPLUS as SURPLUS_ATTR
+from greenml.search import SearchConfig, prepare, run, run_workers
+from greenml.search import _loop as _study
 from greenml.search._pool import _worker_main
-from greenml.search._study import SURPLUS_ATTR
 from greenml.search._workers import Claim, register_worker, worker_seed
 from greenml.storage import Heartbeat, helper_name, open_storage
 from greenml.testing.synthetic import evaluate
@@ -580,7 +581,7 @@ def test_a_trial_started_alongside_the_last_one_is_not_run(
     import threading
 
     from greenml.report import write_report
-    from greenml.search import _study
+    from greenml.search import _loop as _study
 
     config = _config(f"sqlite:///{tmp_path}/race.db", tmp_path, trials=3)
     search = prepare(config, evaluate=evaluate)

@@ -48,14 +48,13 @@ def grid_configs(grid: Grid, space: Any, spec: Any) -> tuple[list[dict[str, Any]
     """The grid's configurations for ``space`` on data ``spec``, and their distributions."""
     from types import SimpleNamespace
 
-    from greenml.trial import TrialContext, _suggest_settings
+    from greenml.training import FINETUNE_EPOCHS, suggest_settings
 
-    finetune = TrialContext.__dataclass_fields__["finetune_epochs"].default
-    ctx = SimpleNamespace(epochs=(grid.epochs, grid.epochs), finetune_epochs=finetune, teacher=None)
+    ctx = SimpleNamespace(epochs=(grid.epochs, grid.epochs), finetune_epochs=FINETUNE_EPOCHS, teacher=None)
 
     def suggest(trial: Any) -> None:
         space.build(trial, spec)
-        _suggest_settings(trial, ctx)  # type: ignore[arg-type]  # reads epochs, finetune_epochs, teacher
+        suggest_settings(trial, ctx)
 
     return expand(grid, suggest)
 
@@ -69,7 +68,8 @@ def artifact_key_of(space: Any, spec: Any, params: dict[str, Any], deploy_device
     import optuna
     import torch
 
-    from greenml.trial import _prune, _suggest_settings, deployed_key
+    from greenml.training import prune, suggest_settings
+    from greenml.trial import deployed_key
 
     trial = optuna.trial.FixedTrial(params)
     epochs = params.get("epochs", 1)
@@ -78,9 +78,9 @@ def artifact_key_of(space: Any, spec: Any, params: dict[str, Any], deploy_device
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = space.build(trial, spec)
-        settings = _suggest_settings(trial, ctx)  # type: ignore[arg-type]
+        settings = suggest_settings(trial, ctx)
         example = torch.zeros((1, *spec.input_shape), dtype=torch.float32)
-        _prune(model, settings, example, [])
+        prune(model, settings, example)
     return deployed_key(model, settings, deploy_device)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from greenml.bench.table import Table, load_table
-from greenml.metrics import MAXIMIZED
+from greenml.metrics import MAXIMIZED, to_loss
 
 __all__ = ["DEFAULT_OBJECTIVES", "TableProblem", "suggest_all"]
 
@@ -107,7 +107,7 @@ class TableProblem:
     def values(self, row: int) -> tuple[float, ...]:
         """Row ``row``'s objectives, in the objectives' units and directions."""
         return tuple(
-            float(-loss if name in MAXIMIZED else loss)
+            to_loss(name, loss)  # a loss's sign flipped back: the metric's own direction
             for name, loss in zip(self.objectives, self._losses[row], strict=True)
         )
 

@@ -48,8 +48,7 @@ from greenml.bench.problem import TableProblem, suggest_all
 from greenml.bench.table import hypervolume
 from greenml.errors import ConfigError
 from greenml.metrics import PHASES
-from greenml.search._config import SAMPLERS
-from greenml.search._stopping import RungEntry, StoppingRule, parse_rule, rule_label, stopping_rule
+from greenml.search import SAMPLERS, RungEntry, StoppingRule, parse_rule, rule_label, stopping_rule
 from greenml.trial import COST_WINDOW_S
 
 __all__ = ["Replay", "Strategy", "parse_strategies", "replay", "split_list"]

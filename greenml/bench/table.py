@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from greenml.errors import ConfigError
-from greenml.metrics import MAXIMIZED, metric
+from greenml.metrics import metric, sign
 
 __all__ = ["CURVES", "META_KEY", "TABLE_VERSION", "Table", "load_table", "write_table"]
 
@@ -167,7 +167,7 @@ class Table:
                     + ", ".join(c for c in self.frame.columns if getattr(metric(c), "objective", False))  # type: ignore[union-attr]
                 )
             values = self.frame[name].to_numpy(dtype=float)
-            columns.append(-values if name in MAXIMIZED else values)
+            columns.append(sign(name) * values)
         return np.column_stack(columns)
 
     def reference_point(self, objectives: Sequence[str]) -> np.ndarray:

@@ -27,7 +27,7 @@ BATCH_DIM_NAME = "batch"
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_export() -> Iterator[None]:
     """Hold back what a library call prints, warns and logs (up to WARNING); errors still raise.
 
     The exporter and the quantizers narrate every step; a search runs them once per trial. The
@@ -67,7 +67,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor) -> bytes:
     was_training = model.training
     model.eval()
     try:
-        with _quiet():
+        with quiet_export():
             # No file: the returned program holds the whole model, weights inline, in memory.
             program = torch.onnx.export(
                 model,
@@ -111,7 +111,7 @@ def export_torch_program(model: nn.Module, example_input: torch.Tensor) -> bytes
     was_training = model.training
     model.eval()
     try:
-        with _quiet():
+        with quiet_export():
             program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     finally:
         model.train(was_training)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from greenml.compress.export import _quiet
+from greenml.compress.export import quiet_export
 from greenml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def quantize_onnx_dynamic(onnx_bytes: bytes, *, reduce_range: bool | None = None
     model = _load(onnx_bytes)
     if reduce_range is None:
         reduce_range = _default_reduce_range()
-    with tempfile.TemporaryDirectory(prefix="greenml-quant-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="greenml-quant-") as tmp, quiet_export():
         directory = Path(tmp)
         preprocessed = onnx.load_model(_preprocess(model, directory))
         _unshare_gemm_weights(preprocessed)
@@ -197,7 +197,7 @@ def quantize_onnx_static(
         def get_next(self) -> dict[str, Any] | None:
             return next(self._feeds, None)
 
-    with tempfile.TemporaryDirectory(prefix="greenml-quant-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="greenml-quant-") as tmp, quiet_export():
         directory = Path(tmp)
         target = directory / "quantized.onnx"
         quantize_static(
@@ -223,7 +223,7 @@ def quantize_torch_dynamic(model: nn.Module, *, reduce_range: bool | None = None
     when the model is on the CPU.
     """
     try:
-        with _quiet():  # its CUDA kernels fail to load on CPU-only machines, with a warning each
+        with quiet_export():  # its CUDA kernels fail to load on CPU-only machines, with a warning each
             from torchao.quantization import (  # type: ignore[import-untyped]
                 Int8DynamicActivationInt8WeightConfig,
                 quantize_,
@@ -234,6 +234,6 @@ def quantize_torch_dynamic(model: nn.Module, *, reduce_range: bool | None = None
         on_cpu = all(p.device.type == "cpu" for p in model.parameters())
         reduce_range = on_cpu and _default_reduce_range()
     config = Int8DynamicActivationInt8WeightConfig(reduce_range=reduce_range, set_inductor_config=False)
-    with _quiet():
+    with quiet_export():
         quantize_(model, config)
     return model

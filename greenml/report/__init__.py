@@ -1,9 +1,13 @@
 """Reports: one self-contained HTML file per study (``greenml report``) or per comparison.
 
-The data path is :mod:`._data` (pure functions of a study's records, tested on their own) ->
-:mod:`._display` (one unit per quantity for a whole page) -> :mod:`._figures` (Plotly figures of
-that data, in those units) -> :mod:`._page` (Jinja2 templates, autoescaped, plotly.js inlined so
-the page renders offline).
+The data path: a study is read once through :mod:`greenml.records` into plain records
+(:mod:`._record`); pure functions of them give the numbers (:mod:`._front`, :mod:`._hypervolume`,
+:mod:`._footprint`, :mod:`._basis`, :mod:`._stopping`, :mod:`._curves`, :mod:`._workers`,
+:mod:`._importances`), each tested on its own. The presentation side shows them: one unit per
+quantity for a whole page (:mod:`._display`), the words (:mod:`._labels`, :mod:`._commands`,
+:mod:`._header` and the ``_*_texts`` modules), one module per figure (``_plot_*``), the trial tables
+(:mod:`._tables`) and the page (:mod:`._page`, through :func:`render_page`: Jinja2 templates,
+autoescaped, plotly.js inlined so the page renders offline).
 """
 
 from __future__ import annotations
@@ -14,43 +18,37 @@ from pathlib import Path
 from typing import Any
 
 from greenml.errors import ConfigError
-from greenml.report._data import (
-    IMPORTANCE_EVALUATORS,
+from greenml.report._basis import (
     EnergyBasis,
     EstimateShare,
-    Footprint,
-    FrontMarks,
-    HypervolumePoint,
-    Importances,
-    LedgerItem,
-    StudyRecord,
-    TrialRecord,
-    WorkerSummary,
-    classify,
-    default_reference,
     energy_basis,
     estimate_share,
-    footprint,
-    front_marks,
-    front_numbers,
-    hardware_differences,
+    inference_estimate_shares,
+    search_estimate_share,
+)
+from greenml.report._commands import model_command
+from greenml.report._footprint import Footprint, LedgerItem, footprint, ledger_items
+from greenml.report._front import FrontMarks, classify, front_marks, front_numbers
+from greenml.report._html import PageFigures, render_page
+from greenml.report._hypervolume import (
+    HypervolumePoint,
+    default_reference,
     hypervolume,
     hypervolume_history,
-    importances,
-    inference_estimate_shares,
-    ledger_items,
-    load_record,
-    metric_label,
-    model_command,
     parse_reference,
-    search_estimate_share,
-    workers,
 )
+from greenml.report._importances import IMPORTANCE_EVALUATORS, Importances, importances
+from greenml.report._labels import metric_label
 from greenml.report._page import comparison_html, report_html
+from greenml.report._plot_style import PLAIN_TICKS, STUDY_COLOURS, figure_layout
+from greenml.report._record import StudyRecord, TrialRecord, load_record
+from greenml.report._workers import WorkerSummary, hardware_differences, workers
 from greenml.results import write_atomic
 
 __all__ = [
     "IMPORTANCE_EVALUATORS",
+    "PLAIN_TICKS",
+    "STUDY_COLOURS",
     "EnergyBasis",
     "EstimateShare",
     "Footprint",
@@ -58,6 +56,7 @@ __all__ = [
     "HypervolumePoint",
     "Importances",
     "LedgerItem",
+    "PageFigures",
     "StudyRecord",
     "TrialRecord",
     "WorkerSummary",
@@ -67,6 +66,7 @@ __all__ = [
     "default_report_path",
     "energy_basis",
     "estimate_share",
+    "figure_layout",
     "footprint",
     "front_marks",
     "front_numbers",
@@ -80,6 +80,7 @@ __all__ = [
     "metric_label",
     "model_command",
     "parse_reference",
+    "render_page",
     "report_html",
     "search_estimate_share",
     "workers",

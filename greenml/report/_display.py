@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenml.report._data import Footprint, TrialRecord
+from greenml.report._footprint import Footprint
+from greenml.report._record import TrialRecord
 from greenml.units import Scale, plain, quantity_of, scale_for
 
 __all__ = ["PageUnits", "page_units", "parameter_text", "shown_values"]

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from greenml.metrics import MAXIMIZED, metric
-from greenml.report._figures import PLAIN_TICKS, STUDY_COLOURS, _layout
-from greenml.report._page import _Figures, _render
+from greenml.metrics import metric, sign
+from greenml.report import PLAIN_TICKS, STUDY_COLOURS, PageFigures, figure_layout, render_page
 from greenml.results import write_atomic
 
 __all__ = ["bench_html", "write_bench_report"]
@@ -87,7 +86,7 @@ def hypervolume_figure(result: Any) -> Any:
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(automargin=True, **PLAIN_TICKS)
     fig.update_yaxes(automargin=True, **PLAIN_TICKS)
-    fig.update_layout(**_layout(420))
+    fig.update_layout(**figure_layout(420))
     return fig
 
 
@@ -110,7 +109,8 @@ def front_figure(problem: Any) -> Any:
     front = set(problem.table.true_front(objectives).tolist())
     others = list(range(1, len(objectives)))
     fig = make_subplots(rows=1, cols=max(1, len(others)), horizontal_spacing=0.08)
-    values = np.where([n in MAXIMIZED for n in objectives], -losses, losses)
+    # Back from losses to each objective's own values: a loss is sign x value, and sign is +-1.
+    values = losses * np.array([sign(name) for name in objectives])
     for col, j in enumerate(others or [0], start=1):
         for on_front in (False, True):
             rows = [i for i in range(len(values)) if (i in front) == on_front]
@@ -145,7 +145,7 @@ def front_figure(problem: Any) -> Any:
     fig.update_yaxes(title_text=objectives[0], row=1, col=1)
     fig.update_xaxes(automargin=True, **PLAIN_TICKS)
     fig.update_yaxes(automargin=True, **PLAIN_TICKS)
-    fig.update_layout(**_layout(420))  # the page's heading says where the table was measured
+    fig.update_layout(**figure_layout(420))  # the page's heading says where the table was measured
     return fig
 
 
@@ -170,7 +170,7 @@ def _to_target(summary: Any) -> str:
 def bench_html(result: Any, verdicts: Sequence[str]) -> str:
     table = result.problem.table
     label = f"replayed from a table built on {table.hardware}"
-    figures = _Figures()
+    figures = PageFigures()
     hv = figures.add(
         "Hypervolume against evaluations and against search energy (median, IQR over seeds)",
         hypervolume_figure(result),
@@ -246,10 +246,8 @@ def bench_html(result: Any, verdicts: Sequence[str]) -> str:
         "seconds": f"{result.seconds:.1f}",
         "hv_figure": hv,
         "front_figure": fr,
-        "hover_json": "{}",
-        "figures": figures.items,
     }
-    return _render("bench.html.j2", context)
+    return render_page("bench.html.j2", context, figures)
 
 
 def write_bench_report(result: Any, verdicts: Sequence[str], path: Path) -> Path:

@@ -13,18 +13,20 @@ from greenml.search._config import (
     SearchConfig,
     default_storage,
     parse_constraint,
+    parse_objectives,
 )
+from greenml.search._loop import SearchOutcome, interrupted_message, pareto_rows, run
+from greenml.search._open import SearchRun, comparable_settings, prepare
 from greenml.search._pool import run_workers
 from greenml.search._progress import Progress
-from greenml.search._stopping import STOPPING_RULES, rule_label
-from greenml.search._study import (
-    SearchOutcome,
-    SearchRun,
-    interrupted_message,
-    make_sampler,
-    pareto_rows,
-    prepare,
-    run,
+from greenml.search._samplers import make_sampler
+from greenml.search._stopping import (
+    STOPPING_RULES,
+    RungEntry,
+    StoppingRule,
+    parse_rule,
+    rule_label,
+    stopping_rule,
 )
 
 __all__ = [
@@ -33,16 +35,22 @@ __all__ = [
     "STOPPING_RULES",
     "Constraint",
     "Progress",
+    "RungEntry",
     "SearchConfig",
     "SearchOutcome",
     "SearchRun",
+    "StoppingRule",
+    "comparable_settings",
     "default_storage",
     "interrupted_message",
     "make_sampler",
     "pareto_rows",
     "parse_constraint",
+    "parse_objectives",
+    "parse_rule",
     "prepare",
     "rule_label",
     "run",
     "run_workers",
+    "stopping_rule",
 ]

@@ -24,13 +24,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from greenml import records
 from greenml.errors import GreenMLError
 from greenml.ledger import spent_energy_j
 from greenml.models import prune_models
-from greenml.search import _study
 from greenml.search._config import SearchConfig
+from greenml.search._loop import INTERRUPTED, SearchOutcome, run
+from greenml.search._open import Evaluate, SearchRun, prepare
 from greenml.search._progress import FRONT_HINT, Progress, step_of, trial_line
-from greenml.search._study import Evaluate, SearchOutcome, SearchRun, prepare, run
 from greenml.units import human
 
 __all__ = ["run_workers"]
@@ -70,7 +71,7 @@ def _worker_main(
         # still stop the worker, since a first one that lands in a garbage-collector callback
         # is lost.
         stop.set()
-        if not _study.INTERRUPTED.is_set():
+        if not INTERRUPTED.is_set():
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
@@ -127,7 +128,7 @@ def run_workers(
         for i in range(config.workers)
     ]
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    teacher_seen = "ledger:teacher" in study.user_attrs
+    teacher_seen = "teacher" in records.ledger_entries(study.user_attrs)
     hinted = bool(seen)
 
     def terminated(_signum: int, _frame: Any) -> None:
@@ -209,7 +210,7 @@ def _interrupt(workers: list[Any]) -> None:
 def _report_teacher(study: Any, seen: bool, show: Progress) -> bool:
     if seen:
         return True
-    entry = study.user_attrs.get("ledger:teacher")
+    entry = records.ledger_entries(study.user_attrs).get("teacher")
     if entry is None:
         return False
     worker = (entry.get("worker") or {}).get("number", "?")

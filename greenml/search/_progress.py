@@ -2,8 +2,9 @@
 
 A trial reports its steps (each phase as it starts, each training epoch as it ends) through
 ``TrialContext.on_progress``. The search keeps the latest step in the trial's user attribute
-``progress`` (:data:`STEP_ATTR`), so a worker's trials can be followed from another process (the
-parent of ``--workers N``, optuna-dashboard), and a failed trial records where it stopped.
+``progress`` (:data:`greenml.records.PROGRESS`), so a worker's trials can be followed from
+another process (the parent of ``--workers N``, optuna-dashboard), and a failed trial records
+where it stopped.
 
 :class:`Progress` draws the steps. On a terminal it keeps one live status line (rich's
 :class:`~rich.live.Live`): the trial, its phase, epoch i/n, its elapsed time and the study's
@@ -19,12 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from greenml import records
 from greenml.units import human, number, quantity_of
 
-__all__ = ["STEP_ATTR", "Progress", "Step", "StepRecorder", "step_of", "trial_line"]
+__all__ = ["FRONT_HINT", "Progress", "Step", "StepRecorder", "step_of", "trial_line"]
 
-# The trial's latest step: {"phase", "epoch", "epochs", "started_at", "at"} (times in Unix seconds).
-STEP_ATTR = "progress"
 # How often a running trial's epoch is written to the storage at most; a new phase always is.
 STORE_EVERY_S = 5.0
 
@@ -53,10 +53,11 @@ class Step:
 
 def step_of(trial: Any) -> Step | None:
     """The step a (running) trial stored last, or None before its first."""
-    record = trial.user_attrs.get(STEP_ATTR)
-    if not isinstance(record, dict) or "phase" not in record:
+    # The trial's latest step: {"phase", "epoch", "epochs", "started_at", "at"} (Unix seconds).
+    record = records.trial_progress(trial)
+    if record is None or "phase" not in record:
         return None
-    worker = (trial.user_attrs.get("worker") or {}).get("number")
+    worker = (trial.user_attrs.get(records.WORKER) or {}).get("number")
     return Step(
         trial.number,
         str(record["phase"]),
@@ -108,7 +109,7 @@ class StepRecorder:
     def flush(self) -> None:
         """Store the latest step if it is not yet (a failing trial records where it stopped)."""
         if self._latest is not None and self._latest is not self._stored:
-            self.trial.set_user_attr(STEP_ATTR, self._latest)
+            records.record_step(self.trial, self._latest)
             self._stored = self._latest
             self._stored_phase, self._stored_at = self._latest["phase"], self._latest["at"]
 
@@ -232,9 +233,7 @@ def trial_line(study: Any, trial: Any, config: Any, energy_j: float, workers: bo
     """
     from optuna.trial import TrialState
 
-    from greenml.results import STOPPED_ATTR
     from greenml.search._rungs import counts_toward_trials
-    from greenml.search._study import SURPLUS_ATTR
 
     counted = [
         t
@@ -246,19 +245,20 @@ def trial_line(study: Any, trial: Any, config: Any, energy_j: float, workers: bo
     target = f"/{config.trials}" if config.trials else ""
     word = "done" if config.early_stopping != "none" else "complete"
     objectives = config.objectives
-    worker = (trial.user_attrs.get("worker") or {}).get("number")
+    worker = (trial.user_attrs.get(records.WORKER) or {}).get("number")
     by = f" (worker {worker})" if workers and worker is not None else ""
-    if SURPLUS_ATTR in trial.user_attrs:
-        outcome = "not run: " + trial.user_attrs[SURPLUS_ATTR]
+    surplus, stopped = records.trial_surplus(trial), records.trial_stopped(trial)
+    if surplus is not None:
+        outcome = "not run: " + surplus
     elif trial.state == TrialState.FAIL:
-        error = trial.user_attrs.get("error") or "its worker stopped sending heartbeats"
+        error = trial.user_attrs.get(records.ERROR) or "its worker stopped sending heartbeats"
         step = step_of(trial)
         where = f" in {step.phase}" if step is not None else ""
         outcome = f"failed{where}: {error[:80]}"
-    elif STOPPED_ATTR in trial.user_attrs:
-        outcome = trial.user_attrs[STOPPED_ATTR]
+    elif stopped is not None:
+        outcome = stopped
     elif trial.state == TrialState.COMPLETE:
-        outcome = "ok: " + _measured(trial.user_attrs.get("metrics", {}), objectives)
+        outcome = "ok: " + _measured(records.trial_metrics(trial), objectives)
     else:
         outcome = trial.state.name.lower()
     return (

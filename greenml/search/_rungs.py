@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from greenml.metrics import MAXIMIZED
-from greenml.results import ARTIFACT_KEY_ATTR, COST_ATTR, CURVE_ATTR, STOPPED_ATTR
+from greenml import records
+from greenml.metrics import to_loss
 from greenml.search._stopping import RungEntry
 
 __all__ = ["StudyStopping", "counts_toward_trials", "curve_at", "is_stopped"]
@@ -30,7 +30,7 @@ __all__ = ["StudyStopping", "counts_toward_trials", "curve_at", "is_stopped"]
 
 def is_stopped(trial: Any) -> bool:
     """Whether the trial was stopped early by the rule (not a surplus trial or a failure)."""
-    return trial.state.name == "PRUNED" and STOPPED_ATTR in trial.user_attrs
+    return trial.state.name == "PRUNED" and records.trial_stopped(trial) is not None
 
 
 def counts_toward_trials(trial: Any) -> bool:
@@ -53,8 +53,8 @@ def _cost_losses(objectives: Sequence[str], cost: dict[str, float]) -> tuple[flo
             continue
         if name not in cost:
             return None
-        values.append(-cost[name] if name in MAXIMIZED else cost[name])
-    return tuple(float(v) for v in values)
+        values.append(to_loss(name, cost[name]))
+    return tuple(values)
 
 
 def _losses(objectives: Sequence[str], accuracy: float, cost: dict[str, float]) -> tuple[float, ...] | None:
@@ -88,21 +88,21 @@ class StudyStopping:
         Every trial of one key then ranks on one measurement, whichever worker ran it. The key is
         stored on this trial at once, so trials that start while it trains find its cost.
         """
-        self.trial.set_user_attr(ARTIFACT_KEY_ATTR, key)
+        records.record_artifact_key(self.trial, key)
         for other in sorted(self._others(), key=lambda t: t.number):
-            cost = other.user_attrs.get(COST_ATTR)
-            if cost and other.user_attrs.get(ARTIFACT_KEY_ATTR) == key:
+            cost = records.trial_early_cost(other)
+            if cost and records.trial_artifact_key(other) == key:
                 return dict(cost), other.number
         return None
 
     def before_training(self, cost: dict[str, float]) -> str | None:
-        self.trial.set_user_attr(COST_ATTR, cost)
+        records.record_early_cost(self.trial, cost)
         own = _cost_losses(self.objectives, cost)
         if own is None:
             return None
         complete = []
         for other in self._others():
-            metrics = other.user_attrs.get("metrics") or {}
+            metrics = records.trial_metrics(other)
             if other.state.name != "COMPLETE" or "accuracy" not in metrics:
                 continue
             losses = _losses(self.objectives, metrics["accuracy"], metrics)
@@ -112,15 +112,15 @@ class StudyStopping:
         return str(decision.reason) if decision.stop else None
 
     def at_rung(self, epoch: int, curve: list[dict[str, float]], cost: dict[str, float]) -> str | None:
-        self.trial.set_user_attr(CURVE_ATTR, list(curve))  # the other workers rank against it
+        records.record_curve(self.trial, curve)  # the other workers rank against it
         point = curve_at(curve, epoch)
         own = None if point is None else _losses(self.objectives, point["accuracy"], cost)
         if own is None:
             return None
         table = []
         for other in self._others():
-            reached = curve_at(other.user_attrs.get(CURVE_ATTR), epoch)
-            other_cost = other.user_attrs.get(COST_ATTR)
+            reached = curve_at(records.trial_curve(other), epoch)
+            other_cost = records.trial_early_cost(other)
             if reached is None or not other_cost:
                 continue
             losses = _losses(self.objectives, reached["accuracy"], other_cost)

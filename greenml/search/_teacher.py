@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from greenml import records
 from greenml.errors import ConfigError
-from greenml.ledger import LEDGER_PREFIX
 from greenml.spaces import load_space
 from greenml.storage import scratch_file
+from greenml.training import accuracy, predictor, train
 from greenml.units import human
 
-__all__ = ["TEACHERS", "TEACHER_ATTR", "acquire_teacher"]
+__all__ = ["TEACHERS", "acquire_teacher"]
 
 # The distillation teacher per kind of data: strong on it and quick to train on a CPU.
 # (Measured: digits, 2x256 MLP, 30 epochs: 0.98 validation accuracy in ~1 s; MNIST-1D needs a
@@ -33,7 +34,6 @@ TEACHERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "sequence": ("cnn", {"width_multiplier": 1.0, "n_blocks": 2, "base_channels": 32}, 15),
     "tabular": ("mlp", {"n_layers": 2, "width": 256, "dropout": 0.1}, 30),
 }
-TEACHER_ATTR = "teacher"
 POLL_S = 1.0
 
 
@@ -46,14 +46,19 @@ def _build(ctx: Any) -> tuple[Any, str, dict[str, Any], int]:
     return model, space_name, params, epochs
 
 
-def acquire_teacher(search: Any, say: Callable[[str], None] | None = None) -> Any:
-    """The study's teacher model, in eval mode on the training device: downloaded, or trained here."""
+def acquire_teacher(
+    search: Any,
+    say: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Any:
+    """The study's teacher model, in eval mode on the training device: downloaded, or trained here
+    (``on_progress(phase, epoch, epochs)`` after each of its training epochs)."""
     from greenml.search._workers import Claim, claim_alive
 
     study, config = search.study, search.config
     waiting_for: dict[str, Any] | None = None
     while True:
-        record = study.user_attrs.get(TEACHER_ATTR)
+        record = records.study_teacher(study)
         if record is not None:
             return _load(search, record)
         holder = claim_alive(study, "teacher", config.heartbeat.grace_s)
@@ -61,7 +66,7 @@ def acquire_teacher(search: Any, say: Callable[[str], None] | None = None) -> An
             claim = Claim(study, "teacher", search.worker, config.heartbeat)
             if claim.won:
                 try:
-                    model = _train_and_publish(search, say)
+                    model = _train_and_publish(search, say, on_progress)
                 except BaseException:
                     claim.release(done=False)
                     raise
@@ -78,11 +83,11 @@ def acquire_teacher(search: Any, say: Callable[[str], None] | None = None) -> An
         time.sleep(POLL_S)
 
 
-def _train_and_publish(search: Any, say: Callable[[str], None] | None) -> Any:
+def _train_and_publish(
+    search: Any, say: Callable[[str], None] | None, on_progress: Callable[[str, int, int], None] | None
+) -> Any:
     import optuna
     import torch
-
-    from greenml.trial import _accuracy, _predictor, _train
 
     ctx, study = search.context, search.study
     model, space_name, params, epochs = _build(ctx)
@@ -91,10 +96,11 @@ def _train_and_publish(search: Any, say: Callable[[str], None] | None) -> Any:
     generator = torch.Generator().manual_seed(ctx.seed)
     torch.manual_seed(ctx.seed)
     with ctx.meter.window("teacher") as window:
-        _train(model, ctx, epochs, {"lr": 3e-3, "batch_size": 64}, generator, None)
+        settings = {"lr": 3e-3, "batch_size": 64}
+        train(model, ctx.dataset, epochs, settings, generator, device=ctx.device, on_progress=on_progress)
     model.eval()
     result = window.result
-    accuracy = _accuracy(_predictor(model, "torch", ctx.device), ctx, "val")
+    val_accuracy = accuracy(predictor(model, "torch", ctx.device), ctx.dataset, "val")
     with scratch_file("teacher.pt") as path:
         torch.save(model.state_dict(), path)
         artifact_id = optuna.artifacts.upload_artifact(
@@ -108,20 +114,17 @@ def _train_and_publish(search: Any, say: Callable[[str], None] | None) -> Any:
         "worker": search.worker.record if search.worker else None,
         "hardware": search.worker.hardware if search.worker else None,
     }
-    study.set_user_attr(LEDGER_PREFIX + "teacher", entry)
-    study.set_user_attr(
-        TEACHER_ATTR,
-        {
-            "artifact_id": artifact_id,
-            "space": space_name,
-            "params": params,
-            "epochs": epochs,
-            "val_accuracy": accuracy,
-        },
-    )
+    teacher = {
+        "artifact_id": artifact_id,
+        "space": space_name,
+        "params": params,
+        "epochs": epochs,
+        "val_accuracy": val_accuracy,
+    }
+    records.record_teacher(study, teacher, entry)
     if say is not None:
         say(
-            f"teacher trained: validation accuracy {accuracy:.3f}, {human('duration', result.seconds)}, "
+            f"teacher trained: validation accuracy {val_accuracy:.3f}, {human('duration', result.seconds)}, "
             f"{human('energy', result.total_energy_j)} ({result.provenance.energy_basis}), booked as the study's "
             "'teacher' entry"
         )

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenml import records
+from greenml.optuna_compat import study_storage
 from greenml.storage import Heartbeat, Pulse, helper_name, helper_study
 
 __all__ = ["Claim", "Worker", "live_workers", "register_worker", "worker_seed"]
@@ -61,8 +63,8 @@ def _alive(trial: Any, grace_s: float, now: float) -> bool:
         return True
     if trial.state.name != "RUNNING":
         return False
-    if "alive_at" in trial.user_attrs:
-        return now - float(trial.user_attrs["alive_at"]) < grace_s
+    if records.ALIVE_AT in trial.user_attrs:
+        return now - float(trial.user_attrs[records.ALIVE_AT]) < grace_s
     started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
     return now - started < grace_s
 
@@ -71,7 +73,7 @@ def _existing_helper(study: Any, purpose: str) -> Any | None:
     """The helper study for ``purpose`` if some worker has created it, without creating it."""
     import optuna
 
-    if helper_name(study.study_name, purpose) not in optuna.get_all_study_names(study._storage):
+    if helper_name(study.study_name, purpose) not in optuna.get_all_study_names(study_storage(study)):
         return None
     return _helper(study, purpose)
 
@@ -83,7 +85,7 @@ def _first_live_claim(helper: Any, kind: str, grace_s: float, unlabelled: bool) 
     live = [
         t
         for t in helper.get_trials(deepcopy=False)
-        if t.user_attrs.get("kind", label if unlabelled else None) == label and _alive(t, grace_s, now)
+        if t.user_attrs.get(records.KIND, label if unlabelled else None) == label and _alive(t, grace_s, now)
     ]
     return min(live, key=lambda t: t.number, default=None)
 
@@ -121,9 +123,9 @@ def register_worker(study: Any, hardware: dict[str, Any], heartbeat: Heartbeat) 
     helper = _helper(study, "workers")
     trial = _ask(helper)
     host, pid = socket.gethostname(), os.getpid()
-    for key, value in (("kind", "worker"), ("host", host), ("pid", pid), ("hardware", hardware)):
+    for key, value in ((records.KIND, "worker"), ("host", host), ("pid", pid), (records.HARDWARE, hardware)):
         trial.set_user_attr(key, value)
-    pulse = Pulse(lambda: trial.set_user_attr("alive_at", time.time()), heartbeat.interval_s)
+    pulse = Pulse(lambda: trial.set_user_attr(records.ALIVE_AT, time.time()), heartbeat.interval_s)
     pulse.__enter__()
     return Worker(trial.number, host, pid, hardware, helper, trial, pulse)
 
@@ -139,7 +141,7 @@ def live_workers(study: Any, grace_s: float) -> list[dict[str, Any]]:
     return [
         {"number": t.number, **t.user_attrs}
         for t in helper.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if t.user_attrs.get("kind") == "worker" and _alive(t, grace_s, now)
+        if t.user_attrs.get(records.KIND) == "worker" and _alive(t, grace_s, now)
     ]
 
 
@@ -151,9 +153,11 @@ class Claim:
         self._kind = kind
         self._grace_s = heartbeat.grace_s
         self._trial = _ask(self._helper)
-        self._trial.set_user_attr("kind", f"claim:{kind}")
-        self._trial.set_user_attr("worker", worker.record)
-        self._pulse = Pulse(lambda: self._trial.set_user_attr("alive_at", time.time()), heartbeat.interval_s)
+        self._trial.set_user_attr(records.KIND, f"claim:{kind}")
+        self._trial.set_user_attr(records.WORKER, worker.record)
+        self._pulse = Pulse(
+            lambda: self._trial.set_user_attr(records.ALIVE_AT, time.time()), heartbeat.interval_s
+        )
         self._pulse.__enter__()
         self.holder = self._winner()
 
@@ -162,7 +166,7 @@ class Claim:
         first = _first_live_claim(self._helper, self._kind, self._grace_s, unlabelled=True)
         if first is None or first.number == self._trial.number:
             return {"number": self._trial.number, "won": True}
-        return {"number": first.number, "won": False, "worker": first.user_attrs.get("worker", {})}
+        return {"number": first.number, "won": False, "worker": first.user_attrs.get(records.WORKER, {})}
 
     @property
     def won(self) -> bool:
@@ -182,4 +186,4 @@ def claim_alive(study: Any, kind: str, grace_s: float) -> dict[str, Any] | None:
     """The live claim on ``kind`` (its worker record), or None when nobody holds one."""
     helper = _existing_helper(study, "claims")
     first = None if helper is None else _first_live_claim(helper, kind, grace_s, unlabelled=False)
-    return None if first is None else dict(first.user_attrs.get("worker", {}))
+    return None if first is None else dict(first.user_attrs.get(records.WORKER, {}))

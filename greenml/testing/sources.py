@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from greenml.measure._types import ComponentSource, Kind
+from greenml.measure import ComponentSource, Kind
 
 __all__ = ["ConstantPowerSource"]
 

@@ -14,14 +14,13 @@ import math
 import time
 from typing import Any
 
+from greenml.trial import TrialResult, trial_window, window_metrics
+
 __all__ = ["evaluate"]
 
 
-def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> dict[str, float]:
-    from greenml.trial import trial_window, window_metrics
-
-    ctx.last_window = None
-    ctx.notes = []
+def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> TrialResult:
+    """A trial's :class:`~greenml.trial.TrialResult`: made-up figures, a really measured window."""
     window = trial_window(ctx, trial)
     try:
         x = trial.suggest_float("x", 0.0, 1.0)
@@ -37,17 +36,17 @@ def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> 
                     math.sqrt(12345.0)
                 if on_progress is not None:
                     on_progress("train", epoch, 2)
-        if ctx.on_phase is not None:
-            ctx.on_phase(window.spent_j())
+        on_phase = getattr(ctx, "on_phase", None)
+        if on_phase is not None:
+            on_phase(window.spent_j())
         if on_progress is not None:
             on_progress("benchmark", 0, 0)
         with ctx.meter.window("benchmark"):
             time.sleep(sleep_s)
     finally:
-        ctx.last_window = window.end()
+        result = window.end()
     width = {"narrow": 1.0, "wide": 2.0, "deep": 1.5}[kind]
-    result = ctx.last_window
-    return {
+    metrics = {
         "accuracy": 1.0 - (x - 0.3) ** 2 - 0.01 * abs(depth - 4),
         "test_accuracy": 1.0 - (x - 0.3) ** 2,
         "inference_energy_j": 1e-4 * depth * width * (1.0 + x),
@@ -55,3 +54,4 @@ def evaluate(trial: Any, ctx: Any, sleep_s: float = 0.0, cpu_s: float = 0.0) -> 
         "model_bytes": 1000.0 * depth * width,
         **window_metrics(result),  # the trial's footprint, in all and per phase, as a real trial's
     }
+    return TrialResult(metrics=metrics, window=result)
