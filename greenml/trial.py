@@ -431,7 +431,7 @@ def trial_window(ctx: TrialContext, trial: Any) -> Window:
     """The trial's measurement window: the one :func:`greenml.search.run` opened before asking the
     sampler for this trial (so its first phase, ``propose``, is the sampler's own computation),
     or a new one where nothing opened it (a trial run outside the search loop)."""
-    window = getattr(ctx, "open_window", None)  # a stand-in context may not have one
+    window: Window | None = getattr(ctx, "open_window", None)  # a stand-in context may not have one
     if window is None or not window.is_open:
         return ctx.meter.begin(f"trial {trial.number}")
     window.name = f"trial {trial.number}"

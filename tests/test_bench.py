@@ -626,7 +626,7 @@ def test_two_workers_build_each_grid_point_once(tmp_path: Path) -> None:
 def test_the_verdict_on_the_goal_bounds_a_median_that_never_reached_95() -> None:
     from types import SimpleNamespace
 
-    from greenml.cli.bench import default_strategy, verdict_lines
+    from greenml.bench.verdict import default_strategy, verdict_lines
 
     def summary(name: str, reached: list[float | None], spent: list[float]) -> StrategySummary:
         return StrategySummary(name, len(reached), reached, [0.9] * 3, spent, [0] * 3, [10] * 3)

@@ -114,7 +114,8 @@ def table_frame(study: Any, configs: list[dict[str, Any]], key_of: Any = None) -
     """
     import pandas as pd
 
-    from greenml.results import trial_hardware, trial_rows
+    from greenml.records import trial_hardware
+    from greenml.results import trial_rows
 
     index = {_key(config): i for i, config in enumerate(configs)}
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}

@@ -19,7 +19,7 @@ from greenml.cli._parents import (
 )
 from greenml.errors import ConfigError
 
-__all__ = ["add_bench", "cmd_build", "cmd_run", "default_strategy", "verdict_lines"]
+__all__ = ["add_bench", "cmd_build", "cmd_run"]
 
 DEFAULT_SAMPLERS = "random,tpe,nsga2,gp"
 
@@ -209,6 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from greenml.bench.replay import parse_strategies, split_list
     from greenml.bench.run import csv_text, run_bench
     from greenml.bench.summary import as_dict
+    from greenml.bench.verdict import verdict_lines
     from greenml.metrics import parse_objectives
     from greenml.report import default_report_path
     from greenml.report.bench import write_bench_report
@@ -254,65 +255,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.json, json.dumps(summary, indent=2) + "\n")
     print(f"report: {output}\ncsv: {csv_path}")
     return 0
-
-
-def default_strategy() -> str:
-    """The strategy ``greenml search`` runs by default: its sampler with its early-stopping rule."""
-    import inspect
-
-    from greenml.search import STOPPING_RULES, SearchConfig, rule_label
-
-    config = SearchConfig()
-    if config.early_stopping == "none":
-        return config.sampler
-    # The search's settings where they differ from the rule's own defaults, as bench names them.
-    parameters = inspect.signature(STOPPING_RULES[config.early_stopping]).parameters
-    settings = {}
-    for name, parameter in parameters.items():
-        value = getattr(config, name, parameter.default)
-        if value != parameter.default:
-            settings[name] = value
-    return f"{config.sampler}+{rule_label(config.early_stopping, settings)}"
-
-
-def verdict_lines(result: Any) -> list[str]:
-    """The default strategy against random and against TPE without stopping, where both ran."""
-    from greenml.bench.summary import ratio
-
-    by_name = {s.name: s for s in result.summaries}
-    default = default_strategy()
-    lines = []
-    if default not in by_name:
-        return [
-            f"greenml's default strategy ({default}) was not among these; add it to --samplers to compare it"
-        ]
-    mine = by_name[default].median_energy_to_target_j
-    for other, goal in (("random", 1 / 3), ("tpe", 1 / 2)):
-        if other == default or other not in by_name:
-            continue
-        theirs = by_name[other].median_energy_to_target_j
-        significant = result.test.differs(default, other)
-        test = f"the difference is {'' if significant else 'not '}significant at α = 0.05"
-        r = ratio(mine, theirs)
-        if mine is not None and theirs is None:
-            # Their median never reached 95%: it is more than the energy those seeds spent.
-            at_least = by_name[other].median_energy_at_least_j
-            bound = mine / at_least if at_least > 0 else None
-            if bound is not None:
-                lines.append(
-                    f"{default} needs at most {bound:.2f}x the energy of {other} to reach 95% ({other}'s "
-                    f"median never reached it: more than {at_least:.4g} J; goal <= {goal:.2f}x: "
-                    f"{'met' if bound <= goal else 'undecided'}; {test})"
-                )
-                continue
-        if r is None:
-            lines.append(f"{default} vs {other}: no ratio ({default}'s median never reached 95%)")
-            continue
-        lines.append(
-            f"{default} needs {r:.2f}x the energy of {other} to reach 95% (goal <= {goal:.2f}x: "
-            f"{'met' if r <= goal else 'missed'}; {test})"
-        )
-    return lines
 
 
 def _ms(value: float | None) -> str:

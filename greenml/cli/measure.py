@@ -64,7 +64,7 @@ def cmd_meters(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from greenml.measure import measure_command
+    from greenml.measure.command import check_command, measure_command
 
     command = list(args.cmd)
     if command and command[0] == "--":
@@ -72,6 +72,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     config = measure_config(args)
     if not command:
         raise ConfigError("no command given; usage: greenml measure [options] -- COMMAND [ARGS ...]")
+    check_command(command)  # before --output's check, as the command line always did
     if args.output is not None and not args.output.parent.is_dir():
         raise ConfigError(f"--output: directory {str(args.output.parent)!r} does not exist")
 

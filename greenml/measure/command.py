@@ -21,7 +21,7 @@ from greenml.errors import ConfigError
 if TYPE_CHECKING:
     from greenml.measure import WindowResult
 
-__all__ = ["CommandResult", "measure_command"]
+__all__ = ["CommandResult", "check_command", "measure_command"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ class CommandResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``greenml measure --json``: command, exit code, then the window's fields."""
         return {"command": list(self.command), "exit_code": self.exit_code, **self.window.to_dict()}
+
+
+def check_command(command: Sequence[str]) -> None:
+    """A one-line ConfigError when ``command`` is empty or its program is not found."""
+    if not command:
+        raise ConfigError("no command given")
+    if shutil.which(command[0]) is None:
+        raise ConfigError(f"command not found: {command[0]!r} (not an executable file or on PATH)")
 
 
 def measure_command(
@@ -66,10 +74,7 @@ def measure_command(
 
     command = tuple(command)
     config = config or MeasureConfig()
-    if not command:
-        raise ConfigError("no command given")
-    if shutil.which(command[0]) is None:
-        raise ConfigError(f"command not found: {command[0]!r} (not an executable file or on PATH)")
+    check_command(command)
     with build_meter(config) as meter:
         if config.idle_seconds > 0:
             if on_idle is not None:
