@@ -116,7 +116,7 @@ def _config(arm: str, seed: int, args: argparse.Namespace) -> Any:
 
 def run_arm(arm: str, seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Run (or resume) one study; its counted trials in the order they ended."""
-    from greenml.results import STOPPED_ATTR
+    from greenml.records import STOPPED as STOPPED_ATTR
     from greenml.search import prepare, run
 
     config = _config(arm, seed, args)

@@ -161,6 +161,8 @@ COMPARABLE = "comparable"
 ARTIFACTS = "artifacts"
 TEACHER = "teacher"
 LEDGER_PREFIX = "ledger:"
+# The ledger entry of the distillation teacher (``ledger:teacher``).
+TEACHER_ENTRY = "teacher"
 # The settings a resumed study must share (all of them also inside ``comparable``).
 SPACE = "space"
 DATASET = "dataset"
@@ -223,6 +225,8 @@ STUDY_ATTRIBUTES: tuple[str, ...] = (
 
 # --- helper studies (workers and claims) ---------------------------------------------------------
 KIND = "kind"
+HOST = "host"
+PID = "pid"
 ALIVE_AT = "alive_at"
 
 # What a failed trial with no recorded error is: Optuna's heartbeat failed it, its worker having
@@ -411,7 +415,7 @@ def record_artifacts(study: Any, location: str) -> None:
 
 def record_teacher(study: Any, teacher: Mapping[str, Any], ledger_entry: Mapping[str, Any]) -> None:
     """The study's distillation teacher, and its cost booked in the study's ledger."""
-    record_ledger_entry(study, "teacher", ledger_entry)
+    record_ledger_entry(study, TEACHER_ENTRY, ledger_entry)
     study.set_user_attr(TEACHER, dict(teacher))
 
 

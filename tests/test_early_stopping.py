@@ -31,7 +31,7 @@ from greenml.search._stopping import MOASHA, Decision, RungEntry
 from greenml.spaces import load_space
 from greenml.storage import open_storage
 from greenml.testing.sources import ConstantPowerSource
-from greenml.testing.trials import TrialContext, run_trial
+from greenml.trial import TrialContext, run_trial
 
 FAST = {"latency_s": 0.05, "energy_window_s": 0.05}
 
@@ -96,7 +96,7 @@ def test_the_cost_measured_before_training_agrees_with_the_final_artifacts(param
         rule = _NeverStops()
         ctx = _mlp_context(rule, latency_s=0.3, energy_window_s=0.3, epochs=(1, 5), finetune_epochs=(0, 2))
         final = run_trial(optuna.trial.FixedTrial({**fixed, "distill": False, **params}), ctx)
-        early = ctx.early_cost
+        early = final.early_cost
         assert early is not None
         # The artifact's shape fixes its size exactly enough; latency (and energy, 10 W x time
         # here) agree within the benchmark's noise: four combined standard errors, or 15%.
@@ -111,11 +111,11 @@ def test_the_cost_measured_before_training_agrees_with_the_final_artifacts(param
     # factor of 3 between two runs of one model, while latency agreed within 2%.)
     # The cost phase is measured on its own, before training.
     assert final["cost_seconds"] > 0 and final["cost_energy_j"] > 0
-    assert rule.asked == [(1, ctx.curve[0]["accuracy"])]
+    assert rule.asked == [(1, final.curve[0]["accuracy"])]
     # The learning curve: one point per training epoch, cumulative energy and time.
-    assert [p["epoch"] for p in ctx.curve] == [1, 2, 3]
-    assert all(0 <= p["accuracy"] <= 1 for p in ctx.curve)
-    energies = [p["energy_j"] for p in ctx.curve]
+    assert [p["epoch"] for p in final.curve] == [1, 2, 3]
+    assert all(0 <= p["accuracy"] <= 1 for p in final.curve)
+    energies = [p["energy_j"] for p in final.curve]
     assert energies == sorted(energies) and energies[0] > 0
     assert energies[-1] <= final["train_energy_j"] * (1 + 1e-6)
 
@@ -186,13 +186,13 @@ def test_an_artifact_of_a_shape_already_measured_reuses_that_cost(
             epochs=(1, 1),
         )
         before = len(benchmarked)
-        run_trial(trial, ctx)
+        result = run_trial(trial, ctx)
         calls.append(benchmarked[before:])
-        costs.append(ctx.early_cost)
-        cost_from.append(ctx.cost_from)
+        costs.append(result.early_cost)
+        cost_from.append(result.cost_from)
         keys.append(trial.user_attrs[ARTIFACT_KEY_ATTR])
         # The key taken before training is the final (trained, pruned) artifact's.
-        assert ctx.artifact_key == keys[-1]
+        assert result.artifact_key == keys[-1]
         study.tell(trial, [0.5, 1e-4, 0.01])
     assert keys[0] == keys[1] and len(set(keys)) == 3
     # Measured at the cost window, then the final benchmark; the same shape only the final one.

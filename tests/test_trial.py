@@ -14,7 +14,7 @@ from greenml.measure import Meter
 from greenml.metrics import PHASES
 from greenml.spaces import load_space
 from greenml.testing.sources import ConstantPowerSource
-from greenml.testing.trials import TrialContext, TrialFailed, run_trial
+from greenml.trial import TrialContext, TrialFailed, TrialResult, partial_result, run_trial
 
 BASE: dict[str, Any] = {
     "n_layers": 2,
@@ -48,7 +48,7 @@ def _context(digits: Any, teacher: Any = None) -> TrialContext:
     )
 
 
-def _run(ctx: TrialContext, **params: Any) -> dict[str, float]:
+def _run(ctx: TrialContext, **params: Any) -> TrialResult:
     trial: Any = optuna.trial.FixedTrial({**BASE, **params})
     return run_trial(trial, ctx)
 
@@ -66,7 +66,7 @@ def test_phases_and_energy_add_up(digits: Any) -> None:
     phases_j = sum(metrics[f"{phase}_energy_j"] for phase in PHASES)
     assert phases_j <= metrics["trial_energy_j"] * (1 + 1e-3)
     # (the cost phase runs with early stopping only; the propose phase in the search's loop)
-    assert ctx.last_window is not None and {c.name for c in ctx.last_window.children} >= set(PHASES) - {
+    assert metrics.window is not None and {c.name for c in metrics.window.children} >= set(PHASES) - {
         "cost",
         "propose",
     }
@@ -126,9 +126,10 @@ class NanSpace:
 def test_nan_loss_fails_the_trial_and_keeps_its_energy(digits: Any) -> None:
     ctx = _context(digits)
     ctx.space = NanSpace()
-    with pytest.raises(TrialFailed, match="loss became nan"):
+    with pytest.raises(TrialFailed, match="loss became nan") as failed:
         _run(ctx)
-    assert ctx.last_window is not None and ctx.last_window.total_energy_j > 0
+    partial = partial_result(failed.value)
+    assert partial is not None and partial.window is not None and partial.window.total_energy_j > 0
 
 
 def test_every_measured_figure_is_stored(digits: Any) -> None:
@@ -154,7 +155,7 @@ def test_every_measured_figure_is_stored(digits: Any) -> None:
     # The test source meters the CPU only, so the split's CPU part is the whole.
     assert metrics["inference_cpu_energy_j"] == pytest.approx(metrics["inference_energy_j"])
     assert "inference_gpu_energy_j" not in metrics  # not metered: absent, never 0
-    assert ctx.last_inference is not None and ctx.last_inference["batch_size"] == 32
+    assert metrics.inference is not None and metrics.inference["batch_size"] == 32
 
 
 def test_a_metric_without_an_idle_baseline_is_absent_not_zero(digits: Any) -> None:
@@ -224,10 +225,9 @@ class GruSpace:
 def test_a_pruning_step_that_changed_nothing_is_noted(digits: Any) -> None:
     ctx = _context(digits)
     ctx.space = GruSpace()
-    _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0)
-    assert len(ctx.notes) == 1 and ctx.notes[0].startswith("structured pruning changed nothing")
-    _run(ctx, pruning="none")
-    assert ctx.notes == []
+    notes = _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0).notes
+    assert len(notes) == 1 and notes[0].startswith("structured pruning changed nothing")
+    assert list(_run(ctx, pruning="none").notes) == []
     ctx.space = load_space("mlp")
-    _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0)
-    assert ctx.notes == [], "pruning that removed channels is not flagged"
+    notes = _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0).notes
+    assert list(notes) == [], "pruning that removed channels is not flagged"

@@ -128,7 +128,7 @@ def run_workers(
         for i in range(config.workers)
     ]
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    teacher_seen = "teacher" in records.ledger_entries(study.user_attrs)
+    teacher_seen = records.TEACHER_ENTRY in records.ledger_entries(study.user_attrs)
     hinted = bool(seen)
 
     def terminated(_signum: int, _frame: Any) -> None:
@@ -210,7 +210,7 @@ def _interrupt(workers: list[Any]) -> None:
 def _report_teacher(study: Any, seen: bool, show: Progress) -> bool:
     if seen:
         return True
-    entry = records.ledger_entries(study.user_attrs).get("teacher")
+    entry = records.ledger_entries(study.user_attrs).get(records.TEACHER_ENTRY)
     if entry is None:
         return False
     worker = (entry.get("worker") or {}).get("number", "?")
