@@ -123,7 +123,12 @@ def register_worker(study: Any, hardware: dict[str, Any], heartbeat: Heartbeat) 
     helper = _helper(study, "workers")
     trial = _ask(helper)
     host, pid = socket.gethostname(), os.getpid()
-    for key, value in ((records.KIND, "worker"), (records.HOST, host), (records.PID, pid), (records.HARDWARE, hardware)):
+    for key, value in (
+        (records.KIND, "worker"),
+        (records.HOST, host),
+        (records.PID, pid),
+        (records.HARDWARE, hardware),
+    ):
         trial.set_user_attr(key, value)
     pulse = Pulse(lambda: trial.set_user_attr(records.ALIVE_AT, time.time()), heartbeat.interval_s)
     pulse.__enter__()
