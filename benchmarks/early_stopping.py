@@ -116,7 +116,7 @@ def _config(arm: str, seed: int, args: argparse.Namespace) -> Any:
 
 def run_arm(arm: str, seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Run (or resume) one study; its counted trials in the order they ended."""
-    from greenml.records import STOPPED as STOPPED_ATTR
+    from greenml import records
     from greenml.search import prepare, run
 
     config = _config(arm, seed, args)
@@ -132,21 +132,21 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> list[dict[str, Any
     )
     rows = []
     for trial in sorted(search.study.trials, key=lambda t: t.datetime_complete or t.datetime_start):
-        stopped = trial.state.name == "PRUNED" and STOPPED_ATTR in trial.user_attrs
+        stopped = trial.state.name == "PRUNED" and records.trial_stopped(trial) is not None
         if trial.state.name != "COMPLETE" and not stopped:
             continue
-        metrics = trial.user_attrs.get("metrics", {})
+        metrics = records.trial_metrics(trial)
         rows.append(
             {
                 "number": trial.number,
                 "state": "stopped" if stopped else "complete",
-                "energy_j": float(trial.user_attrs["trial_energy_j"]),
-                "epochs_run": len(trial.user_attrs.get("learning_curve", [])),
+                "energy_j": records.trial_spent_j(trial),
+                "epochs_run": len(records.trial_curve(trial) or []),
                 "epochs": trial.params.get("epochs"),
                 **{name: metrics.get(name) for name in OBJECTIVES},
                 # Kept so that other rules can be replayed on these trials without training.
-                "curve": trial.user_attrs.get("learning_curve"),
-                "early_cost": trial.user_attrs.get("early_cost"),
+                "curve": records.trial_curve(trial),
+                "early_cost": records.trial_early_cost(trial),
             }
         )
     return rows

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from greenml import records
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -56,7 +58,7 @@ def main() -> int:
             elapsed = time.monotonic() - start
             study = optuna.load_study(study_name=space, storage=storage)
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            best[space] = max(t.user_attrs["metrics"]["test_accuracy"] for t in done)
+            best[space] = max(records.trial_metrics(t)["test_accuracy"] for t in done)
             print(f"{space}: best test accuracy {best[space]:.3f} over {len(done)} trials ({elapsed:.0f} s)")
     return 0 if best.get("cnn", 1.0) >= 0.90 else 1
 

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from greenml import records
+
 
 def run_sampler(sampler: str, args: argparse.Namespace) -> dict[str, Any]:
     from greenml.config import MeasureConfig
@@ -52,10 +54,10 @@ def run_sampler(sampler: str, args: argparse.Namespace) -> dict[str, Any]:
     trials = [
         t
         for t in sorted(search.study.trials, key=lambda t: t.number)
-        if t.state.name in ("COMPLETE", "PRUNED") and "propose" in (t.user_attrs.get("phases") or {})
+        if t.state.name in ("COMPLETE", "PRUNED") and "propose" in records.trial_phases(t)
     ]
-    propose = [t.user_attrs["phases"]["propose"] for t in trials]
-    energy = [float(t.user_attrs["trial_energy_j"]) for t in trials]
+    propose = [records.trial_phases(t)["propose"] for t in trials]
+    energy = [records.trial_spent_j(t) for t in trials]
     last = propose[-10:]
     return {
         "sampler": sampler,

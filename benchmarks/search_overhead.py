@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from greenml import records
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -57,7 +59,7 @@ def main() -> int:
         trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         durations, overheads = [], []
         for trial in trials:
-            metrics = trial.user_attrs["metrics"]
+            metrics = records.trial_metrics(trial)
             duration = metrics["trial_seconds"]
             inside = sum(metrics[f"{phase}_seconds"] for phase in PHASES if phase != "propose")
             durations.append(duration)

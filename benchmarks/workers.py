@@ -28,6 +28,8 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from greenml import records
+
 DEFAULT_STORAGE = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -68,7 +70,7 @@ def loss_and_repeats(storage: str, trials: int) -> None:
     params = [tuple(sorted(t.params.items())) for t in study.trials if t.params]
     per_worker = defaultdict(int)
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
-        per_worker[trial.user_attrs["worker"]["number"]] += 1
+        per_worker[(records.trial_worker(trial) or {})["number"]] += 1
     print(
         f"4 workers, {trials} trials: complete {count[TrialState.COMPLETE]}, failed {count[TrialState.FAIL]}, "
         f"not run (started when {trials} were complete or running) {count[TrialState.PRUNED]}, "
@@ -90,12 +92,12 @@ def storage_time(storage: str, trials: int) -> None:
     study = _run(storage, workers=8, trials=trials, sleep_s=0.5, sampler="random")
     by_worker: dict[int, list[Any]] = defaultdict(list)
     for trial in study.trials:
-        by_worker[trial.user_attrs["worker"]["number"]].append(trial)
+        by_worker[(records.trial_worker(trial) or {})["number"]].append(trial)
     overheads = []
     for runs in by_worker.values():
         runs.sort(key=lambda t: t.datetime_start)
         span = (runs[-1].datetime_complete - runs[0].datetime_start).total_seconds()
-        inside = sum(t.user_attrs["metrics"]["trial_seconds"] for t in runs)
+        inside = sum(records.trial_metrics(t)["trial_seconds"] for t in runs)
         overheads.append((span - inside) / len(runs))
     print(
         f"8 workers, {trials} trials of 0.5 s: time per trial outside the trial's window (storage, "

@@ -189,8 +189,11 @@ TRAINING_SETTINGS = frozenset(
 def sign(name: str) -> float:
     """-1 for a maximised metric, +1 for a minimised one: ``sign(name) * value`` is a loss.
 
-    The one loss convention: every place that ranks, sorts or measures a front in "smaller is
-    better" terms (the front, the knee, hypervolume, the early-stopping rule, ``--pick``) uses it.
+    The one loss convention wherever a direction becomes "smaller is better": the report's front,
+    knee and best trials, the early-stopping rule's cost losses, the benchmark tables and their
+    replays. Two places keep an accuracy as an error, ``1 - accuracy``, because the number itself
+    is shown or bounded: the report's hypervolume and importances (a box from 0 to the reference
+    point, greenml/report/_loss.py) and the early-stopping rule's validation error.
     """
     return -1.0 if name in MAXIMIZED else 1.0
 

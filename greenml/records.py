@@ -149,8 +149,8 @@ TRIAL_ATTRIBUTES: tuple[str, ...] = (
 
 # Optuna's system attributes that greenml reads.
 _CONSTRAINT_PREFIX = "constraints:"
-_FAILED_TRIAL = "failed_trial"
-_RETRY_HISTORY = "retry_history"
+FAILED_TRIAL = "failed_trial"
+RETRY_HISTORY = "retry_history"
 _FIXED_PARAMS = "fixed_params"
 # greenml's own system attribute: a trial's last heartbeat through the gRPC storage proxy, whose
 # client keeps heartbeats this way (greenml.storage).
@@ -550,8 +550,13 @@ def trial_constraints(trial: Any) -> dict[str, float]:
 
 def trial_retry_of(trial: Any) -> int | None:
     """The first trial of the retry series this trial belongs to (Optuna's ``failed_trial``)."""
-    value = trial.system_attrs.get(_FAILED_TRIAL)
+    value = trial.system_attrs.get(FAILED_TRIAL)
     return None if value is None else int(value)
+
+
+def trial_retry_history(trial: Any) -> list[int]:
+    """The trials of the retry series before this one, the first first (Optuna's ``retry_history``)."""
+    return [int(number) for number in trial.system_attrs.get(RETRY_HISTORY) or []]
 
 
 def was_queued(system_attrs: Mapping[str, Any]) -> bool:
@@ -561,7 +566,7 @@ def was_queued(system_attrs: Mapping[str, Any]) -> bool:
 
 def is_retry(system_attrs: Mapping[str, Any]) -> bool:
     """Whether a trial retries a trial whose worker died (Optuna's retry callback made it)."""
-    return _FAILED_TRIAL in system_attrs
+    return FAILED_TRIAL in system_attrs
 
 
 def retried_as(trials: Iterable[Any]) -> dict[int, int]:
@@ -572,7 +577,7 @@ def retried_as(trials: Iterable[Any]) -> dict[int, int]:
     """
     retries: dict[int, int] = {}
     for trial in sorted(trials, key=lambda t: t.number):
-        history = trial.system_attrs.get(_RETRY_HISTORY) or []
+        history = trial.system_attrs.get(RETRY_HISTORY) or []
         if history:
             retries.setdefault(int(history[-1]), trial.number)
     return retries

@@ -192,8 +192,7 @@ def _retry_callback(heartbeat: Heartbeat) -> Any:
         def __call__(self, study: Any, trial: Any) -> None:
             queued = study.get_trials(deepcopy=False)
             if any(
-                t.system_attrs.get("failed_trial") is not None
-                and trial.number in t.system_attrs.get("retry_history", [])
+                records.trial_retry_of(t) is not None and trial.number in records.trial_retry_history(t)
                 for t in queued
             ):
                 return

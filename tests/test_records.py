@@ -170,3 +170,33 @@ def test_study_attrs_refuses_a_name_outside_the_schema() -> None:
         records.study_attrs({records.SPACE: "mlp"}, colour="green")
     attrs = records.study_attrs({records.SPACE: "mlp"}, seed=0)
     assert next(iter(attrs)) == records.COMPARABLE  # written first: a joining worker reads all of it
+
+
+def _greenml(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "greenml", *args], capture_output=True, text=True)
+
+
+def test_a_study_written_before_the_records_module_resumes_reports_and_gives_its_model(legacy: str) -> None:
+    """The real study of main at 31989b3: the same command resumes it (its teacher is loaded, not
+    trained again), its report and its knee's model are written."""
+    name = "mlp-digits-random-seed0"
+    before = optuna.load_study(study_name=name, storage=legacy)
+    old = {t.number: (t.params, t.user_attrs, t.values) for t in before.trials}
+    # The command that made it, one trial more (see tests/data/study-main-31989b3/README.md).
+    done = _greenml("search", "--trials", "5", "--seed", "0", "--epochs", "1:3", "--no-report")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "training the distillation teacher" not in done.stderr  # the stored teacher was loaded
+    after = optuna.load_study(study_name=name, storage=legacy)
+    assert len(after.trials) == 5
+    assert {t.number: (t.params, t.user_attrs, t.values) for t in after.trials[:4]} == old
+    new = after.trials[4]
+    assert new.state.name in ("COMPLETE", "PRUNED"), records.trial_error(new)
+    assert set(new.user_attrs) <= set(records.TRIAL_ATTRIBUTES)
+    assert records.trial_spent_j(new) > 0
+    report = _greenml("report", "--study", name, "-o", "old.html")
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert Path("old.html").stat().st_size > 100_000
+    model = _greenml("model", "--study", name, "--trial", "3", "-o", "knee")
+    assert model.returncode == 0, model.stderr[-2000:]
+    card = json.loads(next(Path().glob("knee*.card.json")).read_text())
+    assert card["trial"] == 3 and card["metrics"] == records.trial_metrics(after.trials[3])

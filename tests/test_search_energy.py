@@ -140,3 +140,43 @@ def test_a_proposal_that_fails_keeps_what_it_spent(tmp_path: Path) -> None:
     assert trial.user_attrs["phases"]["propose"]["energy_j"] >= 0.3 * WATTS_PER_CORE
     assert trial.user_attrs["trial_energy_j"] >= 0.3 * WATTS_PER_CORE
     assert spent_energy_j(study) == pytest.approx(trial.user_attrs["trial_energy_j"])
+
+
+def _fails_after_training(trial: Any, ctx: Any) -> Any:
+    """A stand-in evaluate that trains (0.3 s of CPU), ends its window itself and then fails, handing
+    no partial result on its error (as a user's evaluate need not)."""
+    from greenml.trial import trial_window
+
+    window = trial_window(ctx, trial)
+    try:
+        with ctx.meter.window("train"):
+            end = time.process_time() + 0.3
+            while time.process_time() < end:
+                pass
+    finally:
+        window.end()
+    raise RuntimeError("the evaluation diverged")
+
+
+def test_an_evaluate_that_ends_its_window_and_fails_keeps_what_it_spent(tmp_path: Path) -> None:
+    config = SearchConfig(
+        storage=f"sqlite:///{tmp_path}/standin.db",
+        study=f"standin-{uuid.uuid4().hex[:8]}",
+        trials=1,
+        max_consecutive_failures=1,
+        measure=MeasureConfig(meter="estimate", idle_seconds=0, watts_per_core=WATTS_PER_CORE),
+        distillation=False,
+        artifacts=str(tmp_path / "artifacts"),
+    )
+    search = prepare(config, evaluate=_fails_after_training)
+    try:
+        run(search)
+    finally:
+        search.close()
+    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage_url))
+    (trial,) = study.trials
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["error"] == "RuntimeError: the evaluation diverged"
+    assert trial.user_attrs["phases"]["train"]["energy_j"] >= 0.3 * WATTS_PER_CORE
+    assert trial.user_attrs["trial_energy_j"] >= 0.3 * WATTS_PER_CORE
+    assert spent_energy_j(study) == pytest.approx(trial.user_attrs["trial_energy_j"])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greenml import records
 from greenml.bench.grid import FIDELITY, Grid, expand
 from greenml.bench.table import TABLE_VERSION, write_table
 from greenml.errors import ConfigError
@@ -114,7 +115,6 @@ def table_frame(study: Any, configs: list[dict[str, Any]], key_of: Any = None) -
     """
     import pandas as pd
 
-    from greenml.records import trial_hardware
     from greenml.results import trial_rows
 
     index = {_key(config): i for i, config in enumerate(configs)}
@@ -125,10 +125,10 @@ def table_frame(study: Any, configs: list[dict[str, Any]], key_of: Any = None) -
         config = index.get(_key(trial.params))
         if row["state"] != "COMPLETE" or config is None or config in rows:
             continue
-        curve = trial.user_attrs.get("learning_curve") or []
+        curve = records.trial_curve(trial) or []
         energies = [p["energy_j"] for p in curve]
         seconds = [p["seconds"] for p in curve]
-        hardware = trial_hardware(trial) or {}
+        hardware = records.trial_hardware(trial) or {}
         out = {"config": config, **{k: v for k, v in row.items() if k.startswith("param_")}}
         out.update(
             val_accuracy_curve=[float(p["accuracy"]) for p in curve],
@@ -191,7 +191,7 @@ def write_build_table(
         # The final benchmark's windows: a replay scales its estimate of the cost phase by them.
         "benchmark_windows_s": {"latency": search.config.latency_s, "energy": search.config.energy_window_s},
         "objectives": list(search.config.objectives),
-        "hardware": study.user_attrs.get("hardware"),
+        "hardware": study.user_attrs.get(records.HARDWARE),
         "meter": search.meter.name,
         "footprint": {
             "energy_j": energy,

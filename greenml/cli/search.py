@@ -309,8 +309,8 @@ def _print_catalog(entries: dict[str, str]) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from greenml.metrics import parse_objectives
-    from greenml.search import SearchConfig, parse_constraint
+    from greenml.metrics import parse_condition, parse_objectives
+    from greenml.search import SearchConfig
 
     budget_given = args.trials is not None or args.timeout is not None or args.energy_budget is not None
     config = SearchConfig(
@@ -321,7 +321,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         energy_budget_j=args.energy_budget,
         objectives=parse_objectives(args.objectives),
-        constraints=tuple(parse_constraint(text) for text in args.constraint),
+        constraints=tuple(parse_condition(text) for text in args.constraint),
         sampler=args.sampler,
         seed=args.seed,
         storage=args.storage,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from greenml import records
 from greenml.cli._parents import storage_option, stored_study_options
 from greenml.errors import ConfigError
 
@@ -204,9 +205,11 @@ def cmd_model(args: argparse.Namespace) -> int:
         trial = pick_trial(study, args.pick)
     store = artifact_store(artifact_location(storage, remembered_artifacts(study, args.artifacts)))
     path, card = export_model(study, trial, args.output, store, redact_url(storage))
-    metrics = trial.user_attrs.get("metrics", {})
+    metrics = records.trial_metrics(trial)
     shown = ", ".join(
-        f"{name} {metrics[name]:.4g}" for name in study.user_attrs.get("objectives", []) if name in metrics
+        f"{name} {metrics[name]:.4g}"
+        for name in study.user_attrs.get(records.OBJECTIVES, [])
+        if name in metrics
     )
     print(f"trial {trial.number}: {shown}")
     print(f"model: {path}")

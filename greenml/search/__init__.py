@@ -9,11 +9,8 @@ errors; :func:`run_workers` runs N such workers as processes on this machine.
 from greenml.search._config import (
     DEFAULT_OBJECTIVES,
     SAMPLERS,
-    Constraint,
     SearchConfig,
     default_storage,
-    parse_constraint,
-    parse_objectives,
 )
 from greenml.search._loop import SearchOutcome, interrupted_message, pareto_rows, run
 from greenml.search._open import SearchRun, comparable_settings, prepare
@@ -33,7 +30,6 @@ __all__ = [
     "DEFAULT_OBJECTIVES",
     "SAMPLERS",
     "STOPPING_RULES",
-    "Constraint",
     "Progress",
     "RungEntry",
     "SearchConfig",
@@ -45,8 +41,6 @@ __all__ = [
     "interrupted_message",
     "make_sampler",
     "pareto_rows",
-    "parse_constraint",
-    "parse_objectives",
     "parse_rule",
     "prepare",
     "rule_label",

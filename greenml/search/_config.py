@@ -9,26 +9,19 @@ from typing import Any
 from greenml.config import MeasureConfig
 from greenml.devices import cuda_index, parse_device
 from greenml.errors import ConfigError
-from greenml.metrics import MAXIMIZED, OBJECTIVE_METRICS, Condition, parse_condition, parse_objectives
+from greenml.metrics import MAXIMIZED, OBJECTIVE_METRICS, Condition
 from greenml.storage import Heartbeat, default_storage
 from greenml.trial import COST_WINDOW_S
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
     "SAMPLERS",
-    "Constraint",
     "SearchConfig",
     "default_storage",
-    "parse_constraint",
-    "parse_objectives",
 ]
 
 SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "nsga3", "gp", "random")
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "inference_energy_j", "latency_ms")
-
-# A constraint is a metric condition (greenml.metrics, which also parses --pick rules).
-Constraint = Condition
-parse_constraint = parse_condition
 
 
 @dataclass(frozen=True)
@@ -40,7 +33,8 @@ class SearchConfig:
     timeout_s: float | None = None
     energy_budget_j: float | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    constraints: tuple[Constraint, ...] = ()
+    # Metric conditions (greenml.metrics.parse_condition, which also parses --pick rules).
+    constraints: tuple[Condition, ...] = ()
     # With mo-asha, random sampling won the replay benchmark of the shipped table (README).
     sampler: str = "random"
     seed: int = 0

@@ -369,11 +369,15 @@ def _open_trial_windows(meter: Meter, state: _RunState) -> None:
 
 def _end_untaken(state: _RunState) -> WindowResult | None:
     """End the windows no trial took (the loop stopped or waited, the ask failed, or a trial ended
-    as surplus or failed before it began), and give the trial window's result if one was open."""
+    as surplus or failed before it began), and give the trial window's result: the one this ends,
+    or the one a trial took and ended itself before it raised (an evaluate that hands no partial
+    result on its error, as a stand-in's may not)."""
     if state.proposal is not None and state.proposal.is_open:
         state.proposal.end()
     window, state.window = state.window, None
-    return window.end() if window is not None and window.is_open else None
+    if window is None:
+        return None
+    return window.end() if window.is_open else window.result
 
 
 def _start_trial(

@@ -82,14 +82,13 @@ def check_devices(config: SearchConfig) -> None:
     assert config.deploy_device is not None
     check_available(config.deploy_device, "--deploy-device")
     if config.deploy_device != "cpu":
-        import onnxruntime as ort
+        from greenml.devices import ort_cuda_missing
 
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
+        if (available := ort_cuda_missing()) is not None:
             raise ConfigError(
                 f"--deploy-device {config.deploy_device} runs ONNX Runtime models on the GPU, but this "
-                "onnxruntime has no CUDAExecutionProvider (it has: "
-                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu, or use "
-                "--deploy-device cpu"
+                f"onnxruntime has no CUDAExecutionProvider (it has: {available}); install "
+                "onnxruntime-gpu, or use --deploy-device cpu"
             )
 
 
@@ -209,7 +208,7 @@ def prepare(
         # --early-stopping left at auto: a study started without early stopping (as every study
         # was before it became the default) resumes without it.
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs
-        if (stored.get(records.COMPARABLE) or stored).get(records.EARLY_STOPPING, "none") == "none":
+        if records.study_comparable(stored).get(records.EARLY_STOPPING, "none") == "none":
             config = dataclasses.replace(config, early_stopping="none")
     settings = comparable_settings(config, space, dataset, meter)
     if existing:
@@ -224,30 +223,29 @@ def prepare(
     if not existing and records.COMPARABLE not in study.user_attrs:
         # The comparable settings in one attribute, written first: a worker joining while the
         # study is being created compares against all of it or waits for it, never half of it.
-        records.record_study(
-            study,
-            records.study_attrs(
-                settings,
-                greenml_version=__version__,
-                space_spec=config.space,
-                sampler=config.sampler,
-                seed=config.seed,
-                command=command or [],
-                hardware=hardware,
-                data_spec={
-                    "name": dataset.spec.name,
-                    "kind": dataset.spec.kind,
-                    "input_shape": list(dataset.spec.input_shape),
-                    "num_classes": dataset.spec.num_classes,
-                    "classes": list(dataset.spec.classes),
-                    "features": list(dataset.spec.features),
-                },
-                preprocessing=dataset.preprocessing,
-            ),
+        attributes = records.study_attrs(
+            settings,
+            greenml_version=__version__,
+            space_spec=config.space,
+            sampler=config.sampler,
+            seed=config.seed,
+            command=command or [],
+            hardware=hardware,
+            data_spec={
+                "name": dataset.spec.name,
+                "kind": dataset.spec.kind,
+                "input_shape": list(dataset.spec.input_shape),
+                "num_classes": dataset.spec.num_classes,
+                "classes": list(dataset.spec.classes),
+                "features": list(dataset.spec.features),
+            },
+            preprocessing=dataset.preprocessing,
         )
+        records.record_study(study, {records.COMPARABLE: attributes.pop(records.COMPARABLE)})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(config.objectives))
+        records.record_study(study, attributes)
     remember_artifacts(study, config.artifacts)
     # Another worker may have created it at the same moment: the settings that stuck must be ours.
     check_resumable(study, settings)

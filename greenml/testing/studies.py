@@ -429,10 +429,13 @@ def make_study(
         if number in stale:
             # Its worker died after the train phase: what it spent so far, no error, no window.
             dead = {**ran_by, records.ENERGY_SO_FAR: metrics["train_energy_j"]}
-            history = [*system_attrs.get("retry_history", []), number]
+            history = [*system_attrs.get(records.RETRY_HISTORY, []), number]
             retry = (
                 params,
-                {"failed_trial": system_attrs.get("failed_trial", number), "retry_history": history},
+                {
+                    records.FAILED_TRIAL: system_attrs.get(records.FAILED_TRIAL, number),
+                    records.RETRY_HISTORY: history,
+                },
             )
             trial = optuna.trial.create_trial(
                 state=TrialState.FAIL,
