@@ -116,8 +116,10 @@ class FailingSampler(ThinkingSampler):
         raise RuntimeError("the model fit diverged")
 
 
-def test_a_proposal_that_fails_keeps_what_it_spent(tmp_path: Path) -> None:
-    """The trial fails before the space builds anything; its record still has its energy."""
+def _one_failed_trial(
+    tmp_path: Path, evaluate: Any, sampler: optuna.samplers.BaseSampler | None = None
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """A one-trial search whose trial fails, and that trial as stored."""
     config = SearchConfig(
         storage=f"sqlite:///{tmp_path}/fail.db",
         study=f"fail-{uuid.uuid4().hex[:8]}",
@@ -128,7 +130,8 @@ def test_a_proposal_that_fails_keeps_what_it_spent(tmp_path: Path) -> None:
         artifacts=str(tmp_path / "artifacts"),
     )
     search = prepare(config, evaluate=evaluate)
-    search.study.sampler = FailingSampler(cpu_s=0.3)
+    if sampler is not None:
+        search.study.sampler = sampler
     try:
         run(search)
     finally:
@@ -136,6 +139,12 @@ def test_a_proposal_that_fails_keeps_what_it_spent(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage_url))
     (trial,) = study.trials
     assert trial.state.name == "FAIL"
+    return study, trial
+
+
+def test_a_proposal_that_fails_keeps_what_it_spent(tmp_path: Path) -> None:
+    """The trial fails before the space builds anything; its record still has its energy."""
+    study, trial = _one_failed_trial(tmp_path, evaluate, FailingSampler(cpu_s=0.3))
     assert trial.user_attrs["error"] == "RuntimeError: the model fit diverged"
     assert trial.user_attrs["phases"]["propose"]["energy_j"] >= 0.3 * WATTS_PER_CORE
     assert trial.user_attrs["trial_energy_j"] >= 0.3 * WATTS_PER_CORE
@@ -159,23 +168,7 @@ def _fails_after_training(trial: Any, ctx: Any) -> Any:
 
 
 def test_an_evaluate_that_ends_its_window_and_fails_keeps_what_it_spent(tmp_path: Path) -> None:
-    config = SearchConfig(
-        storage=f"sqlite:///{tmp_path}/standin.db",
-        study=f"standin-{uuid.uuid4().hex[:8]}",
-        trials=1,
-        max_consecutive_failures=1,
-        measure=MeasureConfig(meter="estimate", idle_seconds=0, watts_per_core=WATTS_PER_CORE),
-        distillation=False,
-        artifacts=str(tmp_path / "artifacts"),
-    )
-    search = prepare(config, evaluate=_fails_after_training)
-    try:
-        run(search)
-    finally:
-        search.close()
-    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage_url))
-    (trial,) = study.trials
-    assert trial.state.name == "FAIL"
+    study, trial = _one_failed_trial(tmp_path, _fails_after_training)
     assert trial.user_attrs["error"] == "RuntimeError: the evaluation diverged"
     assert trial.user_attrs["phases"]["train"]["energy_j"] >= 0.3 * WATTS_PER_CORE
     assert trial.user_attrs["trial_energy_j"] >= 0.3 * WATTS_PER_CORE

@@ -252,7 +252,8 @@ def trial_overhead(table: Any) -> np.ndarray:
         if c.endswith("_energy_j") and c.removesuffix("_energy_j") in PHASES and c != "propose_energy_j"
     ]
     inside = np.nansum(np.column_stack([frame[c].to_numpy(dtype=float) for c in phases]), axis=1)
-    return np.clip(frame["trial_energy_j"].to_numpy(dtype=float) - inside, 0.0, None)
+    outside: np.ndarray = np.clip(frame["trial_energy_j"].to_numpy(dtype=float) - inside, 0.0, None)
+    return outside
 
 
 def replay(
