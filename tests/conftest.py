@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,6 +12,9 @@ os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
 from greenml.measure import rapl
 from greenml.testing.fake_nvml import FakeClock
 from greenml.testing.fake_powercap import is_unreadable
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @pytest.fixture
@@ -75,3 +79,45 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
+
+
+# The report tests' synthetic studies: shared by their files, built once per test process (the
+# tests only read them).
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> optuna.Study:
+    """The report data tests' study: 60 synthetic trials under a constraint, some failed."""
+    from greenml.testing.studies import make_study
+
+    storage = f"sqlite:///{tmp_path_factory.mktemp('data') / 'studies.db'}"
+    return make_study(storage, n_trials=60, constraints=(("accuracy", 0.8),), fail_every=7, seed=3)
+
+
+@pytest.fixture(scope="session")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The report page tests' storage: a study for each thing a page shows (about 15 s to build)."""
+    from _report_helpers import HOSTILE
+
+    from greenml.testing.studies import make_study, worker
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'studies.db'}"
+    make_study(url, "tpe-like", n_trials=40, seed=1)
+    make_study(url, "random-like", n_trials=30, seed=2, attrs={"sampler": "random"})
+    make_study(url, "two", n_trials=30, objectives=("accuracy", "model_bytes"), seed=4)
+    make_study(
+        url, "four", n_trials=30, objectives=("accuracy", "inference_energy_j", "latency_ms", "model_bytes")
+    )
+    make_study(url, "one", n_trials=10, objectives=("accuracy",), constraints=())
+    make_study(url, HOSTILE, n_trials=12, error=f"RuntimeError: {HOSTILE}", fail_every=3)
+    make_study(url, "measured", n_trials=30, seed=5, basis="measured")
+    make_study(url, "partly", n_trials=40, seed=6, basis="partly estimated")
+    same = (worker("node-a"), worker("node-b"), worker("node-c"))
+    make_study(url, "workers", n_trials=16, seed=7, workers=same, ledger={"teacher": 300.0}, stale=[5])
+    differ = (worker("node-a"), worker("gpu-box", cpu="AMD EPYC (synthetic)", basis="partly estimated"))
+    make_study(url, "mixed-hardware", n_trials=16, seed=8, workers=differ, stale=[3])
+    make_study(url, "few", n_trials=6, seed=3, fail_every=0)
+    # --early-stopping mo-asha, on an 8 kW node: energies in Wh, so a figure left in joules shows
+    make_study(url, "early", n_trials=30, seed=10, stop_every=3, watts=8000.0)
+    make_study(url, "curves", n_trials=12, seed=11, curves=True)  # learning curves, no early stopping
+    return url
