@@ -29,6 +29,9 @@ class MeasureConfig:
 
     ``gpus``: the CUDA indices of the GPUs the work runs on (a search's training and deployment
     devices); ``None`` meters every GPU this process can see (``greenml measure``), ``()`` none.
+    Under ``auto``, work on a GPU (named here, or by ``CUDA_VISIBLE_DEVICES`` where ``gpus`` is
+    ``None``) that NVML cannot read is refused when the meter is built; ``estimate`` goes on, and
+    its provenance notes say the GPU is not metered.
     """
 
     meter: str = "auto"

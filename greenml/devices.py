@@ -22,6 +22,7 @@ __all__ = [
     "cuda_index",
     "host_info",
     "ort_cuda_missing",
+    "ort_fallback",
     "ort_providers",
     "parse_device",
     "torch_device",
@@ -113,6 +114,36 @@ def ort_providers(device: str | None) -> tuple[list[Any], str]:
             f"lacks (it has: {available}); install onnxruntime-gpu or use 'cpu'"
         )
     return [("CUDAExecutionProvider", {"device_id": cuda_index(name)}), "CPUExecutionProvider"], name
+
+
+def ort_fallback(session: Any, device: str | None, option: str = "device") -> str | None:
+    """Why ``session`` does not run where ``device`` (the CPU when None) says, or None where it does.
+
+    ONNX Runtime asked for ``[CUDA, CPU]`` (:func:`ort_providers`) falls back to the CPU when its
+    CUDA provider cannot load (a missing or mismatched CUDA or cuDNN library), and says so only in
+    a log line: ``session.get_providers()`` is what the session really runs on. The reason is one
+    line, naming ``option`` (``device``, ``--deploy-device``), for the caller to raise.
+    """
+    name = parse_device(device or "cpu")
+    index = cuda_index(name)
+    if index is None:
+        return None
+    providers = list(session.get_providers())
+    ran = providers[0] if providers else "no execution provider"
+    if ran == "CUDAExecutionProvider":
+        options = session.get_provider_options().get("CUDAExecutionProvider", {})
+        device_id = str(options.get("device_id", index))
+        if device_id == str(index):
+            return None
+        return (
+            f"ONNX Runtime ran on CUDAExecutionProvider device_id {device_id}, not {index}, for {option} "
+            f"{name}, and a figure measured on cuda:{device_id} is not one of {name}"
+        )
+    return (
+        f"ONNX Runtime ran on {ran}, not CUDAExecutionProvider, for {option} {name}: its CUDA provider "
+        "did not load here (onnxruntime-gpu needs the CUDA and cuDNN libraries it was built for), and "
+        f"a figure measured on {ran} is not one of {name}"
+    )
 
 
 def host_info(gpus: tuple[int, ...] = ()) -> dict[str, Any]:

@@ -12,6 +12,7 @@ __all__ = [
     "GreenMLError",
     "MeasurementError",
     "MeterUnavailableError",
+    "StorageLostError",
 ]
 
 
@@ -29,3 +30,7 @@ class MeterUnavailableError(GreenMLError):
 
 class MeasurementError(GreenMLError):
     """A measurement window was misused or a meter failed while measuring."""
+
+
+class StorageLostError(GreenMLError):
+    """The study's storage stopped answering for longer than the heartbeat's grace period."""

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from greenml import records
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, StorageLostError
 from greenml.optuna_compat import study_storage, trial_id, with_heartbeat
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "run_proxy",
     "scratch_file",
     "shared_by_processes",
+    "sqlite_file",
     "study_names",
 ]
 
@@ -149,11 +150,42 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def open_storage(url: str, heartbeat: Heartbeat | None = None) -> Any:
-    """The storage behind ``url``, with heartbeats if ``heartbeat`` is given; or a one-line ConfigError."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///FILE`` URL; None for an in-memory database, a
+    ``file:`` URI (``?uri=true``) and every other kind of storage."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # a malformed URL: opening it says so
+        return None
+    if not parsed.database or parsed.database == ":memory:" or parsed.query.get("uri") in ("true", "1"):
+        return None
+    return Path(parsed.database)
+
+
+def _require_database(url: str) -> None:
+    """A one-line ConfigError, before anything is created, when ``url`` is a SQLite file that is not there."""
+    database = sqlite_file(url)
+    if database is not None and not database.exists():
+        raise ConfigError(f"no study database at {database}; run greenml search first, or give --storage URL")
+
+
+def open_storage(url: str, heartbeat: Heartbeat | None = None, *, create: bool = True) -> Any:
+    """The storage behind ``url``, with heartbeats if ``heartbeat`` is given; or a one-line ConfigError.
+
+    ``create=False`` is for commands that only read studies: a SQLite file that does not exist
+    is a one-line ConfigError, and nothing is created (SQLite would create an empty file).
+    """
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     _check_url(url)
+    if not create:
+        _require_database(url)
     grpc = parse_grpc(url)
     if grpc is not None:
         return _open_grpc(url, *grpc, heartbeat)
@@ -173,7 +205,9 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as error:  # SQLAlchemy and driver errors: report the first line only
+    except (SQLAlchemyError, ImportError, RuntimeError, optuna.exceptions.OptunaError) as error:
+        # The database's, its driver's (ImportError: not installed) and Optuna's (RuntimeError:
+        # a schema from another Optuna version) errors: the first line only. Anything else is a bug.
         raise ConfigError(f"cannot open storage {url!r}: {_first_line(error)}") from error
 
 
@@ -205,7 +239,7 @@ def _retry_callback(heartbeat: Heartbeat) -> Any:
 
 def _open_grpc(url: str, host: str, port: int, heartbeat: Heartbeat | None) -> Any:
     try:
-        import grpc  # noqa: F401
+        import grpc
     except ImportError:
         raise ConfigError(
             f"storage {url!r} needs the grpcio package; install greenml[grpc] (or pip install grpcio)"
@@ -245,7 +279,7 @@ def _open_grpc(url: str, host: str, port: int, heartbeat: Heartbeat | None) -> A
         storage = GrpcWithHeartbeat(host=host, port=port)
     try:
         storage.wait_server_ready(timeout=10)
-    except Exception as error:
+    except (ConnectionError, grpc.RpcError) as error:  # Optuna's "GRPC connection timeout"
         storage.close()
         raise ConfigError(
             f"cannot reach the storage proxy at {host}:{port} ({_first_line(error)}); "
@@ -269,10 +303,13 @@ def study_names(storage: Any) -> list[str]:
 
 
 def open_study(name: str, storage_url: str) -> Any:
-    """An existing study, or a one-line ConfigError listing the studies that are there."""
+    """An existing study, or a one-line ConfigError listing the studies that are there.
+
+    Reading never writes: a SQLite file that is not there is a one-line ConfigError, not created.
+    """
     import optuna
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)
     names = study_names(storage)
     if name not in names:
         raise ConfigError(f"no study {name!r} in {storage_url}; studies there: {', '.join(names) or 'none'}")
@@ -342,10 +379,13 @@ def _bucket_url(location: str) -> tuple[str, str, str] | None:
     return scheme, bucket, prefix.strip("/")
 
 
-def artifact_store(location: str | os.PathLike[str]) -> Any:
+def artifact_store(location: str | os.PathLike[str], *, create: bool = True) -> Any:
     """Optuna's artifact store for ``location`` (a folder, created; or a bucket URL), or a
     one-line ConfigError: a folder that cannot be written, a bucket client that is not installed,
-    a bucket that cannot be reached."""
+    a bucket that cannot be reached.
+
+    ``create=False`` is for reading models: the folder is neither created nor checked, so a
+    model looked for in a folder that is not there is simply not found."""
     location = os.fspath(location)
     bucket = _bucket_url(location)
     if bucket is not None:
@@ -353,6 +393,8 @@ def artifact_store(location: str | os.PathLike[str]) -> Any:
     from optuna.artifacts import FileSystemArtifactStore
 
     directory = Path(location)
+    if not create:
+        return FileSystemArtifactStore(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -390,7 +432,9 @@ def _bucket_store(location: str, scheme: str, bucket: str, prefix: str) -> Any:
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 store = GCSArtifactStore(bucket)
             store.client.get_bucket(bucket)
-    except Exception as error:  # the clients' errors share no base class worth naming
+    except (AttributeError, NameError, TypeError):
+        raise  # a bug, greenml's or a changed client's: it keeps its traceback
+    except Exception as error:  # credentials, network, a missing bucket: the clients share no base class
         raise ConfigError(f"--artifacts {location}: cannot reach the bucket: {_first_line(error)}") from None
     return _Prefixed(store, prefix) if prefix else store
 
@@ -429,21 +473,79 @@ def scratch_file(name: str) -> Iterator[Path]:
 
 
 class Pulse:
-    """A thread that calls ``beat()`` every ``interval_s`` until stopped (a record's 'alive at')."""
+    """A thread that calls ``beat()`` every ``interval_s`` until stopped (a record's 'alive at').
 
-    def __init__(self, beat: Callable[[], None], interval_s: float) -> None:
+    The first beat runs in ``__enter__`` and raises whatever it raises. A later beat that fails
+    is recorded (``failures`` in a row, ``last_error``) and the next one tries again, so a storage
+    hiccup costs nothing. Beats that keep failing for ``grace_s`` since the last one that got
+    through mean the storage is lost (by then other workers take this one for dead):
+    :attr:`failed` holds a :class:`~greenml.errors.StorageLostError` naming the storage's error,
+    and :meth:`check` raises it. Without ``grace_s`` failures are recorded, never raised.
+    """
+
+    def __init__(
+        self,
+        beat: Callable[[], None],
+        interval_s: float,
+        grace_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._beat = beat
         self._interval_s = interval_s
+        self._grace_s = grace_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_ok = clock()
+        self.failures = 0
+        self.last_error: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="greenml-pulse", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
-            with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries again
-                self._beat()
+            self.beat()
+
+    def beat(self) -> None:
+        """One beat now, its failure recorded rather than raised."""
+        try:
+            self._beat()
+        except Exception as error:  # recorded, and raised by check() once the grace period is over
+            # The same beat got through before, so what changed is the storage (a lost
+            # connection, a locked or vanished database): not a bug to stop the thread on.
+            with self._lock:
+                self.failures += 1
+                self.last_error = error
+            return
+        with self._lock:
+            self.failures = 0
+            self.last_error = None
+            self._last_ok = self._clock()
+
+    @property
+    def failed(self) -> StorageLostError | None:
+        """The error that stops this pulse's owner, once beats have failed for the grace period."""
+        with self._lock:
+            failures, error, since_s = self.failures, self.last_error, self._clock() - self._last_ok
+        if self._grace_s is None or error is None or since_s < self._grace_s:
+            return None
+        lost = StorageLostError(
+            f"lost the study's storage: {failures} heartbeats in a row failed over {since_s:.0f} s "
+            f"(grace period {self._grace_s:g} s), the last with {type(error).__name__}: "
+            f"{_first_line(error)}; this worker stops"
+        )
+        lost.__cause__ = error
+        return lost
+
+    def check(self) -> None:
+        """Raise :attr:`failed` if the storage is lost."""
+        lost = self.failed
+        if lost is not None:
+            raise lost
 
     def __enter__(self) -> Pulse:
         self._beat()
+        with self._lock:
+            self._last_ok = self._clock()
         self._thread.start()
         return self
 

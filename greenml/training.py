@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from greenml.data import Dataset
-from greenml.errors import GreenMLError
+from greenml.errors import GreenMLError, MeasurementError
 from greenml.measure import Meter
 
 __all__ = [
@@ -178,16 +178,23 @@ def accuracy(predict: Callable[[np.ndarray], np.ndarray], dataset: Dataset, spli
     return correct / len(x)
 
 
-def predictor(artifact: Any, runtime: str, device: str) -> Callable[[np.ndarray], np.ndarray]:
+def predictor(
+    artifact: Any, runtime: str, device: str, option: str = "device"
+) -> Callable[[np.ndarray], np.ndarray]:
     """A function from inputs to logits for ``artifact``: ONNX bytes (``runtime`` onnxruntime) or a
-    torch model, run on ``device``."""
+    torch model, run on ``device``. An ONNX Runtime session that fell back to the CPU for a CUDA
+    ``device`` is a MeasurementError naming ``option`` (:func:`greenml.devices.ort_fallback`)."""
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
-        from greenml.devices import ort_providers
+        from greenml import devices
 
-        providers, _ = ort_providers(device)
+        providers, _ = devices.ort_providers(device)
         session = ort.InferenceSession(artifact, providers=providers)
+        reason = devices.ort_fallback(session, device, option)
+        if reason is not None:
+            raise MeasurementError(reason)
+        session.disable_fallback()  # a call that fails on CUDA raises, not reruns on the CPU
         name = session.get_inputs()[0].name
         return lambda x: np.asarray(session.run(None, {name: x})[0])
 

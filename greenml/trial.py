@@ -83,7 +83,8 @@ class TrialResult(Mapping[str, float]):
     window: WindowResult | None = None
     # What makes the trial's record less than it looks (a pruning step that did nothing).
     notes: tuple[str, ...] = ()
-    # The inference benchmark's details (greenml.measure.inference's result, as a dict).
+    # The inference benchmark's details (greenml.measure.inference's result, as a dict), with the
+    # execution providers ONNX Runtime's session ran on (``providers``; None for torch).
     inference: Mapping[str, Any] | None = None
     # After each training epoch: the validation accuracy of the model as trained so far and the
     # cumulative energy (J) and time (s) of its epochs (and the test accuracy, with test_curve).
@@ -343,7 +344,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> TrialResult:
                     }
                     model.to(ctx.deploy_device)
             with phase("evaluate"):
-                predict = predictor(artifact, settings["runtime"], ctx.deploy_device)
+                predict = predictor(artifact, settings["runtime"], ctx.deploy_device, "--deploy-device")
                 val_accuracy = accuracy(predict, ctx.dataset, "val")
                 test_accuracy = accuracy(predict, ctx.dataset, "test")
             with phase("benchmark"):

@@ -183,3 +183,37 @@ def test_sigterm_to_greenml_reaches_the_command_and_the_result_is_kept(tmp_path:
     _, err = process.communicate(timeout=30)
     assert process.returncode == 42, err
     assert json.loads(out.read_text())["exit_code"] == 42
+
+
+def test_a_report_after_a_search_warns_on_a_user_error_and_keeps_a_bugs_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import types
+
+    import greenml.report
+    from greenml.cli.search import _search_report
+    from greenml.errors import ConfigError
+
+    args = argparse.Namespace(no_report=False, report=None)
+    search = types.SimpleNamespace(
+        study=types.SimpleNamespace(study_name="s"),
+        config=types.SimpleNamespace(storage_url="sqlite:///x.db"),
+    )
+
+    def user_error(*_: object) -> None:
+        raise ConfigError("-o: directory 'nowhere' does not exist")
+
+    monkeypatch.setattr(greenml.report, "write_report", user_error)
+    _search_report(args, search)
+    assert capsys.readouterr().err == (
+        "greenml: warning: report not written (-o: directory 'nowhere' does not exist); retry with greenml report\n"
+    )
+
+    def bug(*_: object) -> None:
+        raise KeyError("objectives")
+
+    monkeypatch.setattr(greenml.report, "write_report", bug)
+    with pytest.raises(KeyError, match="objectives"):
+        _search_report(args, search)
+    assert "the study is stored" in capsys.readouterr().err

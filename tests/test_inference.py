@@ -465,6 +465,9 @@ def test_onnx_and_torch_give_the_same_structure(mlp_onnx: Path, power: ConstantP
     exported = benchmark_inference(mlp_onnx, x, meter=meter, batch_size=16, **FAST)
     assert (eager.runtime, exported.runtime) == ("torch", "onnxruntime")
     assert exported.device == "cpu"
+    # where each ran: ONNX Runtime's session says its providers; torch has none
+    assert (eager.providers, exported.providers) == (None, ("CPUExecutionProvider",))
+    assert exported.to_dict()["providers"] == ["CPUExecutionProvider"]
     for result in (eager, exported):
         assert isinstance(result, InferenceBenchmark)
         assert_latency(result.latency_ms, 30)
@@ -583,6 +586,9 @@ class _CountingSession:
 
     def get_inputs(self) -> Any:
         return self.session.get_inputs()
+
+    def get_providers(self) -> list[str]:
+        return self.session.get_providers()  # type: ignore[no-any-return]
 
     def run(self, outputs: Any, feed: dict[str, Any]) -> Any:
         batch = next(iter(feed.values())).shape[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from greenml.config import MeasureConfig
-from greenml.errors import MeasurementError, MeterUnavailableError
+from greenml.errors import ConfigError, MeasurementError, MeterUnavailableError
 from greenml.measure import Meter, build_meter, probe_meters
 from greenml.testing.fake_nvml import FakeClock, FakeGpu, FakeNvml, PowerTrace
 from greenml.testing.fake_powercap import FakePowercap
@@ -203,6 +203,55 @@ def test_a_cpu_only_search_on_a_gpu_machine_leaves_the_gpus_out(tmp_path: Path) 
         meter.close()
     with pytest.raises(MeterUnavailableError, match="runs on the CPU only"):
         build_meter(MeasureConfig(meter="nvml", gpus=()), nvml=nvml)
+
+
+@pytest.mark.parametrize("gpus", [(0,), (0, 1)])
+def test_gpu_work_no_meter_can_read_is_refused(tmp_path: Path, gpus: tuple[int, ...]) -> None:
+    """--meter auto never quietly measures the CPU alone while a GPU does the work."""
+    no_nvml = FakeNvml(library_present=False)
+    with pytest.raises(ConfigError) as caught:
+        build_meter(MeasureConfig(gpus=gpus), nvml=no_nvml, powercap_root=tmp_path / "none")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"the work runs on {', '.join(f'cuda:{i}' for i in gpus)}, but no meter can read it" in message
+    assert "no NVML library" in message and "pass --meter estimate" in message
+    assert no_nvml.initialised == 0
+
+
+def test_a_gpu_nvml_cannot_see_is_refused_under_auto(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cuda:3 is not a GPU this process can see.*--meter estimate"):
+        build_meter(MeasureConfig(gpus=(3,)), nvml=FakeNvml([FakeGpu()]), powercap_root=tmp_path / "none")
+
+
+def test_estimate_goes_on_and_says_the_gpu_is_not_metered(tmp_path: Path) -> None:
+    config = MeasureConfig(meter="estimate", gpus=(0,))
+    with build_meter(config, nvml=FakeNvml(library_present=False), powercap_root=tmp_path) as meter:
+        assert [s.name for s in meter.sources] == ["estimate"]
+        notes = meter.begin().end().provenance.notes
+    assert len(notes) == 1 and "the GPU is not metered" in notes[0] and "cuda:0" in notes[0]
+    assert "--meter estimate reads no GPU" in notes[0]
+
+
+def test_measure_on_the_gpus_cuda_visible_devices_names_is_refused_without_nvml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """greenml measure (gpus=None) runs on what CUDA_VISIBLE_DEVICES names."""
+    no_nvml = FakeNvml(library_present=False)
+    for visible in ("0", "GPU-1234,1", "MIG-abcd"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        with pytest.raises(ConfigError, match=r"CUDA_VISIBLE_DEVICES=.*--meter estimate"):
+            build_meter(MeasureConfig(), nvml=no_nvml, powercap_root=tmp_path / "none")
+    for hidden in ("", "-1", "none"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        with build_meter(MeasureConfig(), nvml=no_nvml, powercap_root=tmp_path / "none") as meter:
+            assert [s.name for s in meter.sources] == ["estimate"] and meter.notes == ()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with build_meter(MeasureConfig(), nvml=no_nvml, powercap_root=tmp_path / "none") as meter:
+        assert [s.name for s in meter.sources] == ["estimate"]
+    # `greenml meters` lists the meters all the same, with none chosen for auto.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    statuses = probe_meters(MeasureConfig(), nvml=no_nvml, powercap_root=tmp_path / "none")
+    assert not any(s.chosen for s in statuses)
 
 
 def test_named_meter_unavailable_says_why(tmp_path: Path) -> None:

@@ -210,6 +210,32 @@ def test_a_process_seen_then_gone_warns_only_in_its_window(clock: FakeClock) -> 
     assert later.provenance.warnings == ()
 
 
+def test_a_process_seen_at_the_start_only_still_warns(clock: FakeClock) -> None:
+    """Its work before it left is in the window's energy: the warning must name it."""
+    gpu = FakeGpu(processes=(999_999_992,))
+    meter = Meter(
+        [NvmlSource(FakeNvml([gpu], clock=clock), clock=clock, environ={})], clock=clock, sync=lambda: None
+    )
+    window = meter.begin("train")
+    clock.advance(5.0)
+    gpu.processes = ()  # gone before the window ends
+    result = window.end()
+    assert any("999999992" in w and "includes their work" in w for w in result.provenance.warnings)
+
+
+def test_sampled_power_is_integrated_with_trapezoids(clock: FakeClock) -> None:
+    """A ramp up only, sampled every 62.5 ms: trapezoids are exact, left rectangles 3% low."""
+    ramp = PowerTrace(((1000.0, 0.0), (1002.0, 320.0)))
+    gpu = FakeGpu(trace=ramp, counter_supported=False, **INSTANTANEOUS_BOARD)
+    source = NvmlSource(FakeNvml([gpu], clock=clock), clock=clock, environ={}, start_sampler=False)
+    meter = Meter([source], clock=clock, sync=lambda: None)
+    window = meter.begin("ramp")
+    _drive(source, clock, 1002.0, step=0.0625)
+    result = window.end()
+    assert ramp.energy_j(1000.0, 1002.0) == pytest.approx(320.0)
+    assert result.energy_j.gpu == pytest.approx(320.0, rel=1e-9)
+
+
 def test_sampling_thread_in_real_time() -> None:
     """The real background thread: 1.2 s at 150 W then 1.2 s at 250 W, within 1%."""
     origin = time.monotonic()

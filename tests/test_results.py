@@ -87,3 +87,20 @@ def test_export_columns_come_in_a_stable_order_with_integers_as_integers(
     written = {row["worker"] for row in csv.DictReader(io.StringIO(text))}
     assert written == {"0", "1", ""}  # written 0, not 0.0; the waiting retry's is empty
     assert text.splitlines()[0].split(",")[0] == "number"
+
+
+def test_the_knee_is_nearest_the_ideal_point_by_euclidean_distance_not_l1() -> None:
+    from greenml.results import knee_index
+
+    # Two losses, each already spanning 0..1 over the front, so normalising leaves them as they are:
+    #   point        (a, b)        L1 = a + b     Euclidean = sqrt(a^2 + b^2)
+    #   0  A         (0.00, 1.00)  1.00           1.000
+    #   1  D         (0.10, 0.75)  0.85 (least)   sqrt(0.01 + 0.5625) = sqrt(0.5725) = 0.757
+    #   2  C         (0.45, 0.45)  0.90           sqrt(0.2025 + 0.2025) = sqrt(0.405) = 0.636 (least)
+    #   3  B         (1.00, 0.00)  1.00           1.000
+    # None dominates another. L1 would pick D (index 1); the Euclidean knee is C (index 2).
+    front = [[0.0, 1.0], [0.1, 0.75], [0.45, 0.45], [1.0, 0.0]]
+    assert knee_index(front) == 2
+    # Units do not matter: each loss is min-max normalised over the front (joules and an offset
+    # error rate here), so the same point is the knee.
+    assert knee_index([[1000.0 * a, 0.2 + 0.1 * b] for a, b in front]) == 2

@@ -142,3 +142,26 @@ def test_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
             == 2
         )
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_database_error_is_one_line_and_a_bug_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy.exc
+
+    url = f"sqlite:///{tmp_path}/x.db"
+
+    def refused(*_: object, **__: object) -> None:
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception("database is locked\ndetail"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refused)
+    with pytest.raises(ConfigError, match=r"cannot open storage .*database is locked") as error:
+        open_storage(url)
+    assert "\n" not in str(error.value)
+
+    def buggy(*_: object, **__: object) -> None:
+        raise TypeError("RDBStorage() got an unexpected keyword argument 'engine_kwarg'")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", buggy)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        open_storage(url)

@@ -10,11 +10,12 @@ import torch
 from torch import nn
 
 from greenml.data import load_dataset
-from greenml.measure import Meter
+from greenml.measure import Components, ComponentSource, Meter, Provenance, WindowResult
 from greenml.metrics import PHASES
+from greenml.records import WindowRecord
 from greenml.spaces import load_space
 from greenml.testing.sources import ConstantPowerSource
-from greenml.trial import TrialContext, TrialFailed, TrialResult, partial_result, run_trial
+from greenml.trial import TrialContext, TrialFailed, TrialResult, partial_result, run_trial, window_metrics
 
 BASE: dict[str, Any] = {
     "n_layers": 2,
@@ -70,6 +71,11 @@ def test_phases_and_energy_add_up(digits: Any) -> None:
         "cost",
         "propose",
     }
+    # The trial compresses twice (pruning, then the deployed artifact): both windows are its cost.
+    compress = [c for c in metrics.window.children if c.name == "compress"]
+    assert len(compress) == 2
+    assert metrics["compress_energy_j"] == pytest.approx(sum(c.total_energy_j for c in compress))
+    assert metrics["compress_seconds"] == pytest.approx(sum(c.seconds for c in compress))
 
 
 def test_structured_pruning_makes_the_deployed_model_smaller(digits: Any) -> None:
@@ -231,3 +237,57 @@ def test_a_pruning_step_that_changed_nothing_is_noted(digits: Any) -> None:
     ctx.space = load_space("mlp")
     notes = _run(ctx, pruning="structured", prune_amount=0.5, finetune_epochs=0).notes
     assert list(notes) == [], "pruning that removed channels is not flagged"
+
+
+def _window(
+    name: str, seconds: float, joules: float, children: tuple[WindowResult, ...] = ()
+) -> WindowResult:
+    provenance = Provenance(
+        sources=(ComponentSource("cpu", "measured", "constant", "power set by the test"),),
+        energy_basis="measured",
+        total_components=("cpu",),
+    )
+    return WindowResult(
+        name=name,
+        seconds=seconds,
+        energy_j=Components(cpu=joules),
+        dynamic_energy_j=Components(),
+        total_energy_j=joules,
+        dynamic_total_energy_j=None,
+        co2_g=None,
+        provenance=provenance,
+        children=children,
+    )
+
+
+# A trial's window as run_trial leaves it: two ``compress`` windows (prune; then export and
+# quantize the artifact), with the fine-tuning between them. The numbers are chosen so that the
+# first compress (3 J, 0.5 s), the last (1.5 J, 0.25 s) and the sum (4.5 J, 0.75 s) all differ.
+TWO_COMPRESSES = _window(
+    "trial 0",
+    6.0,
+    60.0,
+    (
+        _window("propose", 0.25, 2.5),
+        _window("train", 2.0, 20.0),
+        _window("compress", 0.5, 3.0),
+        _window("finetune", 1.0, 10.0),
+        _window("compress", 0.25, 1.5),
+        _window("evaluate", 0.5, 5.0),
+        _window("benchmark", 1.0, 10.0),
+    ),
+)
+
+
+def test_a_phase_run_twice_counts_both_windows_in_the_trials_metrics() -> None:
+    metrics = window_metrics(TWO_COMPRESSES)
+    assert (metrics["compress_energy_j"], metrics["compress_seconds"]) == (4.5, 0.75)
+    assert (metrics["train_energy_j"], metrics["finetune_energy_j"]) == (20.0, 10.0)
+    assert (metrics["trial_energy_j"], metrics["trial_seconds"]) == (60.0, 6.0)
+
+
+def test_a_phase_run_twice_counts_both_windows_in_the_stored_phases() -> None:
+    phases = WindowRecord.from_window(TWO_COMPRESSES).phases
+    assert phases["compress"] == {"seconds": 0.75, "energy_j": 4.5}
+    assert phases["train"] == {"seconds": 2.0, "energy_j": 20.0}
+    assert sum(p["energy_j"] for p in phases.values()) == 52.0  # the phases, less the window's gaps

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from greenml.cli._parents import measure_config, meter_options, options, storage_option, study_option
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, GreenMLError
 from greenml.storage import Heartbeat
 from greenml.units import human, number, quantity_of, scale_for
 
@@ -412,9 +412,18 @@ def _search_report(args: argparse.Namespace, search: Any) -> None:
 
     try:
         path = write_report(search.study.study_name, search.config.storage_url, args.report)
-    except Exception as error:  # the study is stored: say how to retry, keep the exit code
+    except (GreenMLError, OSError) as error:  # the study is stored: say how to retry, keep the exit code
         print(f"greenml: warning: report not written ({error}); retry with greenml report", file=sys.stderr)
         return
+    except Exception:
+        # greenml's own bug: it keeps its traceback and exit status, and the user learns that
+        # the search's results are safe.
+        print(
+            "greenml: the study is stored, but writing its report failed (a bug in greenml; the "
+            "traceback follows)",
+            file=sys.stderr,
+        )
+        raise
     print(f"report: {path}")
 
 

@@ -146,12 +146,15 @@ def add_storage_proxy(commands: Any) -> None:
 
 
 def _require_study(args: argparse.Namespace) -> str:
-    """The storage URL; a one-line error listing the studies there when --study is missing."""
+    """The storage URL; a one-line error listing the studies there when --study is missing.
+
+    Reading never writes: a SQLite file that is not there is an error, never created.
+    """
     from greenml.storage import default_storage, open_storage, study_names
 
     storage: str = args.storage or default_storage()
     if args.study is None:
-        names = study_names(open_storage(storage))
+        names = study_names(open_storage(storage, create=False))
         raise ConfigError(f"give --study NAME; studies in {storage}: {', '.join(names) or 'none'}")
     return storage
 
@@ -203,7 +206,9 @@ def cmd_model(args: argparse.Namespace) -> int:
         trial = study.trials[numbers.index(args.trial)]
     else:
         trial = pick_trial(study, args.pick)
-    store = artifact_store(artifact_location(storage, remembered_artifacts(study, args.artifacts)))
+    store = artifact_store(
+        artifact_location(storage, remembered_artifacts(study, args.artifacts)), create=False
+    )
     path, card = export_model(study, trial, args.output, store, redact_url(storage))
     metrics = records.trial_metrics(trial)
     shown = ", ".join(

@@ -59,12 +59,13 @@ def _default_reduce_range() -> bool:
 
 def _load(onnx_bytes: bytes) -> Any:
     import onnx
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # onnx's protobuf
 
     if not isinstance(onnx_bytes, (bytes, bytearray, memoryview)):
         raise ConfigError(f"expected ONNX model bytes, got {type(onnx_bytes).__name__}")
     try:
         return onnx.load_from_string(bytes(onnx_bytes))
-    except Exception as e:  # protobuf's DecodeError, whose stubs are not a dependency
+    except DecodeError as e:
         raise ConfigError(f"the bytes are not an ONNX model: {e}") from e
 
 
@@ -83,6 +84,10 @@ def _preprocess(model: Any, directory: Path) -> Path:
     try:
         quant_pre_process(source, target)
     except Exception:
+        # Symbolic shape inference gives up on some graphs with whatever it raises (assertions,
+        # KeyError, plain Exception): the same pre-processing without it is the fallback.
+        # Nothing is lost: if the model itself is at fault, this call raises too, with the
+        # first error chained to it.
         quant_pre_process(source, target, skip_symbolic_shape=True)
     return target
 

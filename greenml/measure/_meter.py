@@ -1,4 +1,9 @@
-"""The measurement window: begin, end, get a frozen result. Windows nest."""
+"""The measurement window: begin, end, get a frozen result. Windows nest.
+
+A window whose energy a source cannot account for (a reading failed, a sampling thread died)
+has no figure: its ``end()`` raises :class:`~greenml.errors.MeasurementError` naming the device
+and the error, and so does the end of every window around it.
+"""
 
 from __future__ import annotations
 
@@ -51,17 +56,29 @@ class Window:
         self._children: list[WindowResult] = []
         self._open_children = 0
         self._result: WindowResult | None = None
+        # Why this window has no energy figure (its end raised): the cause, and the message.
+        self._cause: str | None = None
+        self._failure: str | None = None
+        # The cause that left an inner window without one: what it missed, this one missed too.
+        self._child_failure: str | None = None
         meter._sync()
         self._start_time = meter._clock()
         self._start = [source.snapshot() for source in meter.sources]
 
     @property
     def is_open(self) -> bool:
-        """Not yet ended."""
-        return self._result is None
+        """Not yet ended (a window whose end failed is ended: see :attr:`failure`)."""
+        return self._result is None and self._failure is None
+
+    @property
+    def failure(self) -> str | None:
+        """Why this window has no energy figure (its end raised MeasurementError), or None."""
+        return self._failure
 
     @property
     def result(self) -> WindowResult:
+        if self._failure is not None:
+            raise MeasurementError(self._failure)
         if self._result is None:
             raise MeasurementError(f"window {self.name!r} is still open; end it first")
         return self._result
@@ -73,7 +90,12 @@ class Window:
         return sum(child.total_energy_j for child in self._children)
 
     def end(self) -> WindowResult:
-        if self._result is not None:
+        """The window's frozen result.
+
+        Raises MeasurementError, and the window is ended without a figure, where a source cannot
+        account for its energy (or an inner window's) or a reading failed within it.
+        """
+        if not self.is_open:
             raise MeasurementError(f"window {self.name!r} was already ended")
         if self._open_children:
             raise MeasurementError(
@@ -83,15 +105,23 @@ class Window:
         meter = self._meter
         meter._sync()
         end_time = meter._clock()
-        end = [source.snapshot() for source in meter.sources]
-        energy: dict[str, float] = {}
-        warnings: list[str] = []
-        for source, start_snapshot, end_snapshot in zip(meter.sources, self._start, end, strict=True):
-            for component, joules in source.energy_between(start_snapshot, end_snapshot).items():
-                energy[component] = energy.get(component, 0.0) + joules
-            window_warnings = getattr(source, "window_warnings", None)
-            if window_warnings is not None:
-                warnings.extend(window_warnings(start_snapshot, end_snapshot))
+        try:
+            if self._child_failure is not None:
+                raise MeasurementError(self._child_failure)
+            end = [source.snapshot() for source in meter.sources]
+            energy: dict[str, float] = {}
+            warnings: list[str] = []
+            for source, start_snapshot, end_snapshot in zip(meter.sources, self._start, end, strict=True):
+                for component, joules in source.energy_between(start_snapshot, end_snapshot).items():
+                    energy[component] = energy.get(component, 0.0) + joules
+                window_warnings = getattr(source, "window_warnings", None)
+                if window_warnings is not None:
+                    warnings.extend(window_warnings(start_snapshot, end_snapshot))
+        except MeasurementError as error:
+            self._cause = str(error)
+            self._failure = f"window {self.name!r} has no energy figure: {self._cause}"
+            meter._closed(self)
+            raise MeasurementError(self._failure) from error
         # What was seen during an inner window was seen during this one too.
         for child in self._children:
             warnings.extend(child.provenance.warnings)
@@ -165,7 +195,7 @@ class Meter:
         try:
             yield handle
         finally:
-            if handle._result is None:
+            if handle.is_open:
                 handle.end()
 
     def measure_idle(self, seconds: float) -> IdleBaseline | None:
@@ -258,11 +288,17 @@ class Meter:
     # -- internals ---------------------------------------------------------------------------
 
     def _closed(self, window: Window) -> None:
+        """Take an ended window off the stack; its parent gets its result, or its failure."""
         with self._lock:
             self._stack.remove(window)
-            if window.parent is not None:
-                window.parent._open_children -= 1
-                window.parent._children.append(window.result)
+            parent = window.parent
+            if parent is not None:
+                parent._open_children -= 1
+                if window._cause is not None:
+                    if parent._child_failure is None:
+                        parent._child_failure = window._cause
+                else:
+                    parent._children.append(window.result)
 
     def _result(
         self,

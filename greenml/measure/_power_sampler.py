@@ -6,6 +6,11 @@ nvmlDeviceGetPowerUsage): on Ampere and newer, except GA100, the power averaged 
 second, which lags the true power by half a second, so those samples are shifted back by half a
 second and a window's end waits until the samples cover it; on GA100 and older architectures,
 instantaneous power, taken as it is.
+
+A reading NVML refuses (``NVMLError``: the GPU fell off the bus, an unknown error) is never
+bridged over. The sampler counts it and keeps trying; a window during which a reading failed,
+or that ends while the latest reading of a device failed or after the thread died, has no
+energy figure: :meth:`PowerSampler.check` and :meth:`PowerSampler.failure_since` say why.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from greenml.errors import MeasurementError
 from greenml.measure._nvml_devices import GpuDevice
 
 __all__ = ["AVERAGING_WINDOW_S", "PowerSampler", "power_averaging_s"]
@@ -82,6 +88,11 @@ class PowerSampler:
         self.averaging_s = list(averaging_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Every reading NVML refused, in order: why (device and error). A window compares the
+        # count at its two edges. Per device, the failure since its last good reading, if any.
+        self._failures: list[str] = []
+        self._pending: list[str | None] = [None for _ in devices]
+        self._died: str | None = None
 
     def start(self) -> None:
         self.sample()
@@ -89,15 +100,62 @@ class PowerSampler:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.sample()
+        try:
+            while not self._stop.wait(self.period_s):
+                self.sample()
+        except Exception as error:  # noticed at the next window edge, never extrapolated over
+            with self._lock:
+                self._died = f"the NVML power sampling thread stopped: {type(error).__name__}: {error}"
+                self._lock.notify_all()
+
+    @property
+    def failures(self) -> int:
+        """How many readings failed so far (a window's edges compare it)."""
+        with self._lock:
+            return len(self._failures)
+
+    def failure_since(self, count: int) -> str | None:
+        """Why the first reading after the ``count``-th failure failed, or None if none has."""
+        with self._lock:
+            return self._failures[count] if len(self._failures) > count else None
+
+    def check(self) -> None:
+        """Raise MeasurementError if the sampler cannot account for the present moment.
+
+        That is when its thread died, or when the latest reading of a device failed (its power
+        since the last good reading is unknown).
+        """
+        with self._lock:
+            thread = self._thread
+            stopped = thread is not None and not thread.is_alive() and not self._stop.is_set()
+            if stopped and self._died is None:
+                self._died = "the NVML power sampling thread stopped"
+            if self._died is not None:
+                raise MeasurementError(self._died)
+            for reason in self._pending:
+                if reason is not None:
+                    raise MeasurementError(reason)
 
     def sample(self) -> None:
-        """Read every device's power once (the thread calls this; tests may call it directly)."""
+        """Read every device's power once (the thread calls this; tests may call it directly).
+
+        A device whose reading fails gets no sample: the failure is counted instead, and the
+        windows that span it fail.
+        """
         now = self._clock()
         with self._lock:
             for i, device in enumerate(self._devices):
-                power_w = self._nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000.0
+                try:
+                    power_w = self._nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000.0
+                except self._nvml.NVMLError as error:
+                    reason = (
+                        f"NVML could not read the power of {device.label}: {error} ({type(error).__name__})"
+                    )
+                    self._failures.append(reason)
+                    if self._pending[i] is None:
+                        self._pending[i] = reason
+                    continue
+                self._pending[i] = None
                 at = now - self._shift_s[i]
                 times, energy = self._times[i], self._energy[i]
                 if times and at <= times[-1]:
@@ -136,14 +194,35 @@ class PowerSampler:
     def wait_until_covered(self, instant: float, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while self.covered_until() < instant:
-            if self._thread is None:
+            thread = self._thread
+            if thread is None:
                 return False  # nothing will add samples: driven by hand
+            with self._lock:
+                if self._died is not None or not thread.is_alive() or any(self._pending):
+                    return False  # no sample is coming: the caller's check says why
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             with self._lock:
                 self._lock.wait(min(remaining, self.period_s))
         return True
+
+    def stale_before(self, instant: float) -> str | None:
+        """Why the last readings cannot stand for the moments up to ``instant``, or None.
+
+        The last reading may stand in for the last sampling interval (two, for a late thread),
+        and for the averaging window's lag on boards that average; never for longer.
+        """
+        with self._lock:
+            for i, (device, times) in enumerate(zip(self._devices, self._times, strict=True)):
+                allowed = self._shift_s[i] + 2 * self.period_s
+                last = times[-1] if times else float("-inf")
+                if instant - last > allowed:
+                    return (
+                        f"NVML power readings of {device.label} stopped {instant - last:.3g} s before "
+                        f"the window's end (the last reading may stand for {allowed:.3g} s at most)"
+                    )
+        return None
 
     def energy_at(self, index: int, instant: float) -> float:
         """Cumulative joules of device ``index`` at ``instant``, interpolating between samples."""

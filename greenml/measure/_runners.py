@@ -2,7 +2,10 @@
 
 A :class:`Runner` holds zero-argument calls at batch 1 and at the larger batch, with the settings
 the benchmark pins (eval mode, intra-op threads, inference mode, sequential ONNX Runtime
-execution) in force while it is open.
+execution) in force while it is open. An ONNX Runtime runner's ``providers`` are the execution
+providers its sessions actually run on, checked against the device it will be labelled with: ONNX
+Runtime asked for CUDA falls back to the CPU when its CUDA provider cannot load, and such a
+session is refused (a MeasurementError), never measured as the GPU.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenml.devices import ort_providers, torch_device
-from greenml.errors import ConfigError
+from greenml import devices
+from greenml.errors import ConfigError, MeasurementError
 
 __all__ = [
     "ORT_COPIES",
@@ -59,6 +62,8 @@ class Runner:
     notes: list[str]
     # Moves the calls to the next of several equal copies of the model (see ort_runner).
     next_copy: Callable[[], None] | None = None
+    # The execution providers ONNX Runtime's sessions run on, in its order (None for torch).
+    providers: tuple[str, ...] | None = None
 
 
 def is_torch_module(model: object) -> bool:
@@ -125,7 +130,7 @@ def _target_device(model: Any, device: str | None) -> Any:
     model_device = tensors[0].device if tensors else None
     if device is None:
         return model_device or torch.device("cpu")
-    target = torch_device(device)
+    target = devices.torch_device(device)
     if model_device is not None and model_device != target:
         raise ConfigError(
             f"the model is on {model_device} but device={device!r}; move it with model.to({device!r}) "
@@ -149,7 +154,9 @@ def ort_runner(
     """Sessions of an ONNX model, ``ORT_COPIES`` of them unless a session was given, warmed up.
 
     ``open_session`` opens each (:func:`ort_session` by default), called as
-    ``open_session(model, threads, device, notes)``.
+    ``open_session(model, threads, device, notes)``. A session that does not run on the device it
+    is named for (ONNX Runtime fell back to the CPU) is a MeasurementError, when opened and again
+    once the calls are done (ONNX Runtime may switch a session to the CPU when a call fails on CUDA).
     """
     import numpy as np
 
@@ -163,6 +170,7 @@ def ort_runner(
     sessions = [session]
     if not _is_ort_session(model):
         sessions += [open_session(model, threads, device, [])[0] for _ in range(ORT_COPIES - 1)]
+    providers = _check_providers(sessions, device_name)
     current = [0]
     inputs = session.get_inputs()
     if len(inputs) != 1:
@@ -209,7 +217,22 @@ def ort_runner(
         call_one()
         if call_batch is not None:
             call_batch()
-    yield Runner("onnxruntime", device_name, call_one, call_batch, notes, next_copy)
+    yield Runner("onnxruntime", device_name, call_one, call_batch, notes, next_copy, providers)
+    if _check_providers(sessions, device_name) != providers:
+        raise MeasurementError(
+            f"ONNX Runtime switched its session from {', '.join(providers)} to "
+            f"{', '.join(sessions[0].get_providers())} while it was measured on {device_name}"
+        )
+
+
+def _check_providers(sessions: list[Any], device_name: str) -> tuple[str, ...]:
+    """The providers the sessions run on (the first's); a MeasurementError where any of them does not
+    run on ``device_name`` (see :func:`greenml.devices.ort_fallback`)."""
+    for session in sessions:
+        reason = devices.ort_fallback(session, device_name)
+        if reason is not None:
+            raise MeasurementError(reason)
+    return tuple(sessions[0].get_providers())
 
 
 def _is_ort_session(model: object) -> bool:
@@ -227,7 +250,9 @@ def _ort_options(threads: int, optimization_level: Any = None) -> Any:
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimization_level is None else optimization_level
     )
-    options.log_severity_level = 3  # errors only: provider chatter is not a benchmark result
+    # Errors only: provider chatter is not a benchmark result. A CUDA provider that did not load
+    # is caught by what the session says it runs on (ort_runner), not by a log line.
+    options.log_severity_level = 3
     return options
 
 
@@ -250,13 +275,15 @@ def ort_session(model: Any, threads: int, device: str | None, notes: list[str]) 
         source = model.SerializeToString()
     else:
         raise ConfigError(f"unsupported model type {type(model).__name__}; expected {_MODEL_CHOICES}")
-    providers, device_name = ort_providers(device)
+    providers, device_name = devices.ort_providers(device)
     try:
         session = ort.InferenceSession(source, sess_options=_ort_options(threads), providers=providers)
     except Exception as error:  # onnxruntime raises its own untyped errors for a bad model
         what = f"from {source!r}" if isinstance(source, str) else "from the given model"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"onnxruntime could not load the ONNX model {what}: {first_line}") from error
+    # A call that fails on CUDA raises, rather than moving the session to the CPU mid-measurement.
+    session.disable_fallback()
     return session, device_name
 
 
@@ -275,7 +302,7 @@ def _reuse_session(session: Any, threads: int, device: str | None, notes: list[s
         device_id = session.get_provider_options().get("CUDAExecutionProvider", {}).get("device_id", "0")
         device_name = f"cuda:{device_id}"
     if device is not None:
-        _, wanted = ort_providers(device)
+        _, wanted = devices.ort_providers(device)
         if wanted != device_name:
             raise ConfigError(
                 f"the given InferenceSession runs on {device_name} but device={device!r}; "

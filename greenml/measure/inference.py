@@ -54,6 +54,9 @@ class InferenceBenchmark:
     ``gpu``, ``cpu`` and ``dram`` (``None`` for a component not metered). Energy fields are ``None`` without a meter, and batch fields are ``None`` when
     the model cannot take a larger batch (``notes`` says why). ``provenance`` is the meter's
     :class:`~greenml.measure.Provenance` as a dict: which backend, measured or estimated.
+    ``providers`` are the execution providers ONNX Runtime's session ran on, in its order
+    (``["CPUExecutionProvider"]`` on the CPU; ``None`` for torch): a session that fell back to the
+    CPU for a CUDA ``device`` is refused, never measured as the GPU.
     """
 
     runtime: str
@@ -74,11 +77,13 @@ class InferenceBenchmark:
     provenance: dict[str, Any] | None = None
     notes: tuple[str, ...] = field(default=())
     latency_rounds: int = 1
+    providers: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "runtime": self.runtime,
             "device": self.device,
+            "providers": None if self.providers is None else list(self.providers),
             "threads": self.threads,
             "batch_size": self.batch_size,
             "latency_ms": self.latency_ms.to_dict(),
@@ -124,7 +129,8 @@ def benchmark_inference(
     ``example_input`` is one sample with a leading batch dimension of 1 (torch tensor or numpy
     array); the larger batch repeats it along dim 0. ``device`` defaults to where the torch
     model's parameters are, and to the CPU for ONNX Runtime; ``"cuda"`` / ``"cuda:N"`` selects
-    the GPU (ONNX Runtime's CUDA execution provider).
+    the GPU (ONNX Runtime's CUDA execution provider); an ONNX Runtime session that fell back to
+    the CPU for it is a MeasurementError naming the provider it ran on.
 
     Latency timing runs at least ``latency_iters`` calls *and* at least ``min_latency_s``
     seconds of timed calls for each batch size, so that a fast model's percentiles span more than
@@ -231,6 +237,7 @@ def benchmark_inference(
         batch_latency_ms=batch_latency,
         latency_rounds=rounds,
         notes=tuple(runner.notes),
+        providers=runner.providers,
         **energy,
     )
 

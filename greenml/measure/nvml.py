@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenml.errors import MeterUnavailableError
+from greenml.errors import MeasurementError, MeterUnavailableError
 from greenml.measure._nvml_devices import GpuDevice, init, load_nvml, nvml_text, select_gpus
 from greenml.measure._power_sampler import AVERAGING_WINDOW_S, PowerSampler, power_averaging_s
 from greenml.measure._types import ComponentSource
@@ -42,6 +42,8 @@ class _Snapshot:
     counters: list[float]
     others: dict[str, tuple[int, ...]]
     notes: list[str] = field(default_factory=list)
+    # How many power readings had failed by this edge (a window that spans one has no figure).
+    failures: int = 0
 
 
 class NvmlSource:
@@ -101,6 +103,12 @@ class NvmlSource:
                 self._counter_devices.append(device)
             except nvml.NVMLError_NotSupported:
                 self._sampled_devices.append(device)
+            except nvml.NVMLError as error:
+                with contextlib.suppress(nvml.NVMLError):
+                    nvml.nvmlShutdown()
+                raise MeterUnavailableError(
+                    f"NVML could not read the energy counter of {device.label}: {error} ({type(error).__name__})"
+                ) from error
         for device in self.devices:
             try:
                 current, _pending = nvml.nvmlDeviceGetMigMode(device.handle)
@@ -124,6 +132,13 @@ class NvmlSource:
                 self._sampler.start()
             else:
                 self._sampler.sample()
+            try:
+                self._sampler.check()
+            except MeasurementError as error:
+                self._sampler.stop()
+                with contextlib.suppress(nvml.NVMLError):
+                    nvml.nvmlShutdown()
+                raise MeterUnavailableError(str(error)) from error
         self._sample_hz = sample_hz
         self._update_period_s: float | None = None
         self._update_period_known = False
@@ -158,11 +173,18 @@ class NvmlSource:
             ),
         )
 
+    def _counter_mj(self, device: GpuDevice) -> int:
+        """One reading of ``device``'s energy counter; MeasurementError naming it where NVML refuses."""
+        try:
+            return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(device.handle))
+        except self._nvml.NVMLError as error:
+            raise MeasurementError(
+                f"NVML could not read the energy counter of {device.label}: {error} ({type(error).__name__})"
+            ) from error
+
     def counter_reading(self) -> tuple[int, ...]:
         """The energy counters in millijoules, as NVML gives them (they move in steps)."""
-        return tuple(
-            int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle)) for d in self._counter_devices
-        )
+        return tuple(self._counter_mj(d) for d in self._counter_devices)
 
     def update_period_s(self, timeout_s: float = 1.0) -> float | None:
         """How often the energy counter moves, measured once by polling it; None without a counter.
@@ -174,14 +196,13 @@ class NvmlSource:
             return self._update_period_s
         period: float | None = None
         if self._counter_devices:
-            handle = self._counter_devices[0].handle
-            read = self._nvml.nvmlDeviceGetTotalEnergyConsumption
-            last = read(handle)
+            device = self._counter_devices[0]
+            last = self._counter_mj(device)
             moves: list[float] = []
             start = time.monotonic()
             while len(moves) < 4 and time.monotonic() - start < timeout_s:
                 time.sleep(0.0005)
-                value = read(handle)
+                value = self._counter_mj(device)
                 if value != last:
                     moves.append(time.monotonic())
                     last = value
@@ -191,10 +212,14 @@ class NvmlSource:
         return period
 
     def snapshot(self) -> _Snapshot:
-        counters = [
-            self._nvml.nvmlDeviceGetTotalEnergyConsumption(d.handle) / 1000.0 for d in self._counter_devices
-        ]
-        return _Snapshot(self._clock(), counters, self._other_processes())
+        """One window edge. Raises MeasurementError, naming the GPU and NVML's error, where a
+        counter cannot be read, the latest power reading failed or the sampling thread died."""
+        failures = 0
+        if self._sampler is not None:
+            self._sampler.check()
+            failures = self._sampler.failures
+        counters = [self._counter_mj(d) / 1000.0 for d in self._counter_devices]
+        return _Snapshot(self._clock(), counters, self._other_processes(), failures=failures)
 
     def energy_between(self, start: _Snapshot, end: _Snapshot) -> dict[str, float]:
         t0, t1 = start.time, end.time
@@ -205,7 +230,17 @@ class NvmlSource:
             covered = self._sampler.covered_until() >= t1 or self._sampler.steady_before(t1)
             if not covered:
                 covered = self._sampler.wait_until_covered(t1, timeout_s=self._sampler.period_s * 4 + 1.0)
+            # A reading that failed within the window leaves a gap no interpolation may bridge.
+            failure = self._sampler.failure_since(start.failures)
+            if failure is not None:
+                raise MeasurementError(failure)
             if not covered:
+                # The last reading may stand for the final sampling interval of a sampler that
+                # is still reading, never for a dead thread or a failing device.
+                self._sampler.check()
+                stale = self._sampler.stale_before(t1)
+                if stale is not None:
+                    raise MeasurementError(stale)
                 end.notes.append(
                     "power samples did not cover this window's end; its last moment was extrapolated"
                 )

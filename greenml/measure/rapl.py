@@ -9,6 +9,10 @@
   repeats an MSR zone of the same name is skipped.
 * A counter that cannot be read (root-only since Linux 5.10) makes the meter unavailable with
   that reason; it is never read as zero.
+* A counter that becomes unreadable while measuring (its permissions change, the driver is
+  unloaded) fails every window it was needed for: a missed reading may hide a wrap, so the
+  energy of a window during which a read failed is unknown (MeasurementError naming the zone
+  and the error), as is a window edge where the poller thread has died.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenml.errors import MeterUnavailableError
+from greenml.errors import MeasurementError, MeterUnavailableError
 from greenml.measure._types import ComponentSource
 
 __all__ = ["DEFAULT_POWERCAP_ROOT", "RaplSource", "RaplZone", "discover_zones"]
@@ -107,6 +111,14 @@ def discover_zones(root: Path = DEFAULT_POWERCAP_ROOT) -> list[RaplZone]:
     return zones
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """One window edge: microjoules per component, and how many reads had failed by then."""
+
+    totals: dict[str, int]
+    failures: int
+
+
 class RaplSource:
     """``cpu`` (packages) and ``dram`` energy from powercap counters, wraparound corrected."""
 
@@ -124,6 +136,9 @@ class RaplSource:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Every failed read, in order (a window compares the count at its two edges).
+        self._failures: list[str] = []
+        self._died: str | None = None
         if start_poller:
             self._thread = threading.Thread(
                 target=self._poll, args=(poll_s,), name="greenml-rapl-poller", daemon=True
@@ -131,13 +146,33 @@ class RaplSource:
             self._thread.start()
 
     def _poll(self, poll_s: float) -> None:
-        while not self._stop.wait(poll_s):
-            self.update()
+        try:
+            while not self._stop.wait(poll_s):
+                self.update()
+        except Exception as error:  # noticed at the next window edge
+            with self._lock:
+                self._died = f"the RAPL polling thread stopped: {type(error).__name__}: {error}"
 
-    def update(self) -> None:
+    @property
+    def failures(self) -> int:
+        """How many counter reads failed so far (a window's edges compare it)."""
+        with self._lock:
+            return len(self._failures)
+
+    def update(self) -> str | None:
+        """Read every counter once; returns why a read failed (also counted), or None."""
+        failed: str | None = None
         with self._lock:
             for zone in self.zones:
-                zone.update()
+                try:
+                    zone.update()
+                except (OSError, ValueError) as error:
+                    reason = (
+                        f"RAPL counter {zone.path / 'energy_uj'} ({zone.name}) could not be read: {error}"
+                    )
+                    self._failures.append(reason)
+                    failed = failed or reason
+        return failed
 
     def components(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(zone.component for zone in self.zones))
@@ -154,16 +189,31 @@ class RaplSource:
             for component in self.components()
         )
 
-    def snapshot(self) -> dict[str, int]:
-        self.update()
+    def snapshot(self) -> _Snapshot:
+        """One window edge; MeasurementError where a counter cannot be read now or the poller died."""
+        failed = self.update()
+        if failed is not None:
+            raise MeasurementError(failed)
         with self._lock:
+            thread = self._thread
+            stopped = thread is not None and not thread.is_alive() and not self._stop.is_set()
+            if stopped and self._died is None:
+                self._died = "the RAPL polling thread stopped"
+            if self._died is not None:
+                raise MeasurementError(self._died)
             totals: dict[str, int] = {}
             for zone in self.zones:
                 totals[zone.component] = totals.get(zone.component, 0) + zone.accumulated_uj
-            return totals
+            return _Snapshot(totals, len(self._failures))
 
-    def energy_between(self, start: dict[str, int], end: dict[str, int]) -> dict[str, float]:
-        return {component: (end[component] - start[component]) / 1e6 for component in end}
+    def energy_between(self, start: _Snapshot, end: _Snapshot) -> dict[str, float]:
+        if end.failures > start.failures:
+            # A read within the window failed: a wrap may have gone unseen.
+            with self._lock:
+                raise MeasurementError(self._failures[start.failures])
+        return {
+            component: (end.totals[component] - start.totals[component]) / 1e6 for component in end.totals
+        }
 
     def drivers(self) -> dict[str, str]:
         return {}

@@ -163,12 +163,15 @@ class _Importances:
             self._future = self._executor.submit(importances, *self._args)
 
     def result(self) -> Importances:
+        from concurrent.futures.process import BrokenProcessPool
+
         if self._future is not None:
             try:
                 value: Importances = self._future.result()
                 return value
-            except Exception:  # a worker that died: compute here instead
+            except BrokenProcessPool:  # the worker died (killed, out of memory): compute here instead
                 pass
+            # Any other error is importances()'s own, raised here as it would be without the worker.
         return importances(*self._args)
 
     def __exit__(self, *exc: object) -> None:

@@ -254,6 +254,9 @@ def run(
 
     try:
         while not state.reason:
+            # A worker whose heartbeat has lost the storage stops here (StorageLostError).
+            search.worker.check()
+
             if state.proposal is None or not state.proposal.is_open:
                 _open_trial_windows(ctx.meter, state)
             if should_stop is not None and should_stop():
@@ -377,7 +380,10 @@ def _end_untaken(state: _RunState) -> WindowResult | None:
     window, state.window = state.window, None
     if window is None:
         return None
-    return window.end() if window.is_open else window.result
+    if window.is_open:
+        return window.end()
+    # A window whose end failed (a meter that could not read) has no figure to give.
+    return None if window.failure is not None else window.result
 
 
 def _start_trial(

@@ -193,6 +193,10 @@ def run_workers(
     if errors and not stopped:
         raise GreenMLError(errors[0])
     broken = [f"worker process {i} exited with {c}" for i, c in enumerate(codes) if c]
+    if broken and not stopped and not errors:
+        # Each worker stopped on an unexpected error (one worker alone would have raised it):
+        # a bug keeps its meaning, exit status 1, not a search that merely "stopped".
+        raise RuntimeError(f"every worker process failed ({'; '.join(broken)}); their tracebacks are above")
     prune_models(study, search.artifacts, config.keep_models)
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))

@@ -107,12 +107,20 @@ class Worker:
         """What each of this worker's trials stores as its ``worker`` attribute."""
         return {"number": self.number, "host": self.host, "pid": self.pid}
 
+    def check(self) -> None:
+        """Raise :class:`~greenml.errors.StorageLostError` once this worker's pulse has failed
+        for the heartbeat's grace period (the storage is gone: other workers take this one for dead)."""
+        if self._pulse is not None:
+            self._pulse.check()
+
     def close(self) -> None:
         if self._pulse is not None:
             self._pulse.stop()
             self._pulse = None
         if self._trial is not None:
-            # If the storage went away, the registration just stops pulsing.
+            # Closing, often on the way out of an error: if the storage went away, the
+            # registration just stops pulsing (and goes stale), and that first error is the one
+            # to see.
             with contextlib.suppress(Exception):
                 self._helper.tell(self._trial, 0.0)
             self._trial = None
@@ -130,7 +138,9 @@ def register_worker(study: Any, hardware: dict[str, Any], heartbeat: Heartbeat) 
         (records.HARDWARE, hardware),
     ):
         trial.set_user_attr(key, value)
-    pulse = Pulse(lambda: trial.set_user_attr(records.ALIVE_AT, time.time()), heartbeat.interval_s)
+    pulse = Pulse(
+        lambda: trial.set_user_attr(records.ALIVE_AT, time.time()), heartbeat.interval_s, heartbeat.grace_s
+    )
     pulse.__enter__()
     return Worker(trial.number, host, pid, hardware, helper, trial, pulse)
 
@@ -161,7 +171,9 @@ class Claim:
         self._trial.set_user_attr(records.KIND, f"claim:{kind}")
         self._trial.set_user_attr(records.WORKER, worker.record)
         self._pulse = Pulse(
-            lambda: self._trial.set_user_attr(records.ALIVE_AT, time.time()), heartbeat.interval_s
+            lambda: self._trial.set_user_attr(records.ALIVE_AT, time.time()),
+            heartbeat.interval_s,
+            heartbeat.grace_s,
         )
         self._pulse.__enter__()
         self.holder = self._winner()

@@ -13,6 +13,10 @@ energy any window should report:
   ``NVML_DEVICE_ARCH_*`` value) and the name decide it, unless ``power_averaging_s`` is given;
 * ``counter_supported=False`` makes the counter raise NotSupported, as on pre-Volta boards;
 * ``mig_enabled`` and ``processes`` simulate a MIG board and other processes on the GPU;
+* ``fails_from_s`` (and ``fails_until_s``, for a transient fault) make every query of the board
+  raise ``NVMLError`` from that time on, as NVML documents for a board that "has fallen off the
+  bus or has otherwise become inaccessible" (``NVML_ERROR_GPU_IS_LOST``, the default
+  ``fail_code``) or on "any unexpected error" (``NVML_ERROR_UNKNOWN``);
 * ``FakeNvml(library_present=False)`` behaves like a machine without the NVIDIA driver.
 
 Nothing here was checked against a real GPU; it is a model of NVML's documented behaviour.
@@ -100,6 +104,14 @@ class FakeGpu:
     mig_enabled: bool = False
     mig_uuids: tuple[str, ...] = ()
     processes: tuple[int, ...] = ()
+    # From fails_from_s until fails_until_s (the clock's seconds) every query raises fail_code.
+    fails_from_s: float | None = None
+    fails_until_s: float = math.inf
+    fail_code: int = pynvml.NVML_ERROR_GPU_IS_LOST
+
+    def failing_at(self, t: float) -> bool:
+        """Whether the board answers no query at ``t``."""
+        return self.fails_from_s is not None and self.fails_from_s <= t < self.fails_until_s
 
     def counter_mj(self, t: float) -> int:
         tick = math.floor(t / self.counter_step_s) * self.counter_step_s
@@ -165,7 +177,10 @@ class FakeNvml:
             raise _error(pynvml.NVML_ERROR_UNINITIALIZED)
         if not isinstance(handle, SimpleNamespace) or handle.gpu not in self.gpus:
             raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        return handle.gpu  # type: ignore[no-any-return]
+        gpu: FakeGpu = handle.gpu
+        if gpu.failing_at(self.clock()):
+            raise _error(gpu.fail_code)
+        return gpu
 
     # -- the pynvml calls the NVML meter makes -------------------------------------------------
 

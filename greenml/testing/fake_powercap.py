@@ -3,7 +3,10 @@
 The default layout is a typical one-socket Intel server: ``package-0`` with its ``core`` and
 ``dram`` subzones, a ``psys`` platform zone (which overlaps the package and DRAM), and an
 ``intel-rapl-mmio`` zone that repeats ``package-0``. Tests move counters with :meth:`add`, which
-wraps at ``max_energy_range_uj`` exactly as the hardware does.
+wraps at ``max_energy_range_uj`` exactly as the hardware does. A counter can become unreadable
+while measuring, as on the real tree: :meth:`make_unreadable` (its read bits taken away; tests
+that may run as root read through the ``as_non_root`` fixture) or :meth:`remove` (the driver
+unloaded).
 """
 
 from __future__ import annotations
@@ -63,6 +66,13 @@ class FakePowercap:
         path = self.root / directory / "energy_uj"
         os.chmod(path, 0)
         return path
+
+    def remove(self, directory: str) -> None:
+        """Take a zone away, as unloading the ``intel_rapl`` driver does: its files are gone."""
+        path = self.root / directory
+        for entry in path.iterdir():
+            entry.unlink()
+        path.rmdir()
 
 
 def is_unreadable(path: Path) -> bool:
