@@ -70,7 +70,7 @@ def test_idle_baseline_gives_dynamic_energy(clock: FakeClock) -> None:
     assert result.provenance.idle == idle
 
 
-def test_dynamic_is_clamped_at_zero_and_absent_without_baseline(clock: FakeClock) -> None:
+def test_dynamic_is_signed_and_absent_without_baseline(clock: FakeClock) -> None:
     source = ConstantPowerSource({"gpu": 70.0}, clock=clock)
     meter = Meter([source], clock=clock, sleep=clock.advance, sync=lambda: None)
     assert meter.measure_idle(0) is None
@@ -79,10 +79,12 @@ def test_dynamic_is_clamped_at_zero_and_absent_without_baseline(clock: FakeClock
     result = window.end()
     assert result.dynamic_total_energy_j is None and result.dynamic_energy_j.gpu is None
     meter.measure_idle(1.0)
-    source.set_watts({"gpu": 60.0})  # below idle: noise, not negative energy
+    source.set_watts({"gpu": 60.0})  # below idle: kept negative, so noise averages out
     window = meter.begin()
     clock.advance(1.0)
-    assert window.end().dynamic_energy_j.gpu == 0.0
+    result = window.end()
+    assert result.dynamic_energy_j.gpu == pytest.approx(-10.0)
+    assert result.dynamic_total_energy_j == pytest.approx(-10.0)
     with pytest.raises(MeasurementError):
         meter.measure_idle(-1)
 

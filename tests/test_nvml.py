@@ -141,24 +141,41 @@ def test_unknown_architecture_is_taken_as_instantaneous_with_a_warning() -> None
     assert "instantaneous readings" in source.sources()[0].method
 
 
-def test_a_counter_stepping_every_100_ms_does_not_set_per_inference_error() -> None:
+def test_a_counter_stepping_every_100_ms_does_not_set_per_inference_error(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Per-inference energy from a 1 s window on a 100 ms counter, within 1% of the truth.
 
     The GPU draws a constant 200 W, so the truth per inference is 200 W x the window's seconds /
-    its calls. Unaligned, the counter's steps alone put a 1 s window off by up to 10%.
+    its calls. Unaligned, the counter's steps alone put a 1 s window off by up to 10%. Time is the
+    fake's own clock: each inference takes 1.3 ms of it, so a busy machine cannot move the result.
     """
     torch = pytest.importorskip("torch")
-    from greenml.measure.inference import benchmark_inference
+    from types import SimpleNamespace
 
-    gpu = FakeGpu(trace=PowerTrace.constant(200.0), counter_step_s=0.1)
-    source = NvmlSource(FakeNvml([gpu], clock=time.monotonic), environ={})
-    assert source.update_period_s() == pytest.approx(0.1, rel=0.2)
-    model = torch.nn.Linear(16, 4)
+    from greenml.measure import inference
+
+    monkeypatch.setattr(inference, "time", SimpleNamespace(perf_counter_ns=lambda: round(clock.now * 1e9)))
+
+    class Timed(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(16, 4)
+
+        def forward(self, x: object) -> object:
+            clock.advance(0.0013)
+            return self.linear(x)
+
+    gpu = FakeGpu(trace=PowerTrace.constant(200.0), counter_step_s=0.1, counter_phase_s=0.037)
+    source = NvmlSource(
+        FakeNvml([gpu], clock=clock), clock=clock, sleep=clock.advance, environ={}, start_sampler=False
+    )
+    assert source.update_period_s() == pytest.approx(0.1, rel=0.05)
     errors = []
-    with Meter([source], sync=lambda: None) as meter:
+    with Meter([source], clock=clock, sleep=clock.advance, sync=lambda: None) as meter:
         for _ in range(4):
-            result = benchmark_inference(
-                model, torch.zeros(1, 16), meter=meter, min_latency_s=0, latency_iters=5, batch_size=1
+            result = inference.benchmark_inference(
+                Timed(), torch.zeros(1, 16), meter=meter, min_latency_s=0, latency_iters=5, batch_size=1
             )
             assert result.energy_per_inference_j is not None and result.energy_inferences
             truth = 200.0 * result.energy_window_s / result.energy_inferences

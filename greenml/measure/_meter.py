@@ -199,20 +199,40 @@ class Meter:
                 handle.end()
 
     def measure_idle(self, seconds: float) -> IdleBaseline | None:
-        """Measure idle power for ``seconds`` (0 skips it) and use it for dynamic energy."""
+        """Measure idle power for ``seconds`` (0 skips it) and use it for dynamic energy.
+
+        The idle window is no one's work, so it begins and ends right after a step of every
+        stepped counter (up to a step longer than ``seconds``): it covers whole counter periods.
+        Its uncertainty, per component, is one counter step's energy over the window, as watts
+        (None for a component whose source has no measured step).
+        """
         if seconds < 0:
             raise MeasurementError(f"idle seconds must be >= 0, got {seconds}")
         if seconds == 0:
             self.idle = None
             return None
+        stepped = self._stepped_sources()
+        self.wait_for_step()
         handle = self.begin("idle")
         self._sleep(seconds)
+        self.wait_for_step()
         result = handle.end()
         power = {
             name: (value / result.seconds if value is not None and result.seconds > 0 else None)
             for name, value in result.energy_j.items()
         }
-        self.idle = IdleBaseline(seconds=result.seconds, power_w=Components(**power))
+        step_of = {entry.component: step for source, step in stepped for entry in source.sources()}
+        uncertainty = {
+            name: (
+                None
+                if watts is None or name not in step_of or result.seconds <= 0
+                else abs(watts) * step_of[name] / result.seconds
+            )
+            for name, watts in power.items()
+        }
+        self.idle = IdleBaseline(
+            seconds=result.seconds, power_w=Components(**power), uncertainty_w=Components(**uncertainty)
+        )
         return self.idle
 
     def provenance(self, window_warnings: Sequence[str] = ()) -> Provenance:
@@ -315,12 +335,12 @@ class Meter:
             dynamic = Components()
             dynamic_total: float | None = None
         else:
+            # Signed: a window at idle power reads as much below zero as above it, and clamping
+            # each component at zero would turn that noise into energy.
             values: dict[str, float | None] = {}
             for component, joules in energy_j.items():
                 idle_w = self.idle.power_w.get(component)
-                values[component] = (
-                    None if joules is None or idle_w is None else max(0.0, joules - idle_w * seconds)
-                )
+                values[component] = None if joules is None or idle_w is None else joules - idle_w * seconds
             dynamic = Components(**values)
             dynamic_total = sum(dynamic.get(c) or 0.0 for c in provenance.total_components)
         return WindowResult(

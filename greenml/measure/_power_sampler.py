@@ -244,3 +244,96 @@ class PowerSampler:
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None
+
+
+# The counter steps kept per device: about 5.5 hours of a 100 ms counter.
+MAX_STEPS = 200_000
+
+
+class CounterTicks:
+    """When each energy counter last moved, so a window edge can be placed between two steps.
+
+    NVML's total-energy counter moves once per driver period (tens of milliseconds, 100 ms on
+    some boards): read at an arbitrary moment it holds the energy up to its last step, so a window
+    edge is off by up to one step's energy. Every reading of the counters is recorded here (the
+    polling thread's, window edges', alignment loops'); a change between two readings is a step,
+    placed at the midpoint of the two reading times. :meth:`energy_at` then interpolates linearly
+    across the step that holds an edge (the step after it is known by the window's end), and past
+    the last known step extrapolates with the power of the step before: exact at constant power,
+    and off by at most the power's change over one step otherwise. Only steps placed to within a
+    fifth of their spacing are used (readings far apart may hide several steps); an edge without
+    them is the counter's reading, as before.
+    """
+
+    def __init__(self, devices: int) -> None:
+        self._lock = threading.Lock()
+        # Per device: step times and the counter's value (mJ) from that step on.
+        self._times = [array("d") for _ in range(devices)]
+        self._gaps = [array("d") for _ in range(devices)]  # the time between the two readings
+        self._values = [array("q") for _ in range(devices)]
+        self._last_seen: list[tuple[float, int] | None] = [None] * devices
+
+    def record(self, at: float, values_mj: list[int] | tuple[int, ...]) -> None:
+        """Counter readings taken at ``at`` (readings from before the latest one are ignored)."""
+        with self._lock:
+            for i, value in enumerate(values_mj):
+                seen = self._last_seen[i]
+                if seen is not None and at < seen[0]:
+                    continue
+                if seen is not None and value != seen[1]:
+                    self._times[i].append((seen[0] + at) / 2.0)
+                    self._gaps[i].append(at - seen[0])
+                    self._values[i].append(value)
+                    if len(self._times[i]) > MAX_STEPS:
+                        # Bounded memory on a long search: the oldest half goes. An edge whose
+                        # step went with it is the counter's reading (at most one step off, over
+                        # a window that has lasted hours by then).
+                        for steps in (self._times[i], self._gaps[i], self._values[i]):
+                            del steps[: MAX_STEPS // 2]
+                self._last_seen[i] = (at, value)
+
+    def energy_at(self, index: int, at: float, value_mj: int) -> float:
+        """Joules device ``index`` had used by ``at``, when its counter read ``value_mj`` then."""
+        with self._lock:
+            times, gaps, values = self._times[index], self._gaps[index], self._values[index]
+            k = bisect.bisect_right(values, value_mj) - 1
+            if k < 0 or values[k] != value_mj or times[k] > at:
+                return value_mj / 1000.0  # the step that set this value was not seen
+
+            def placed(a: int, b: int) -> bool:  # steps a and b (a < b) are placed well enough
+                spacing = times[b] - times[a]
+                return spacing > 0 and max(gaps[a], gaps[b]) <= 0.2 * spacing
+
+            if k + 1 < len(values) and placed(k, k + 1):
+                step_mj = values[k + 1] - values[k]
+                share = min(1.0, (at - times[k]) / (times[k + 1] - times[k]))
+                return (value_mj + step_mj * share) / 1000.0
+            if k + 1 == len(values) and k >= 1 and placed(k - 1, k):
+                spacing = times[k] - times[k - 1]
+                if at - times[k] <= 1.5 * spacing:  # still within the step the last one began
+                    power_mw = (values[k] - values[k - 1]) / spacing
+                    return (value_mj + power_mw * (at - times[k])) / 1000.0
+            return value_mj / 1000.0
+
+    def period_s(self) -> float | None:
+        """The median gap between the last steps seen (None before four steps)."""
+        with self._lock:
+            times = self._times[0] if self._times else array("d")
+            if len(times) < 4:
+                return None
+            gaps = sorted(b - a for a, b in zip(times[-9:-1], times[-8:], strict=False))
+            return gaps[len(gaps) // 2]
+
+    def next_poll_in(self, now: float, fine_s: float = 0.001) -> float:
+        """How long the polling thread may sleep: until just before the next step is due.
+
+        Polls every ``fine_s`` around an expected step and sleeps between steps, so a 100 ms
+        counter costs tens of readings a second, not a thousand.
+        """
+        period = self.period_s()
+        with self._lock:
+            times = self._times[0] if self._times else array("d")
+            if period is None or not times:
+                return fine_s
+            due = times[-1] + period
+        return min(max(due - 0.15 * period - now, fine_s), 0.05)

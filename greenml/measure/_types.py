@@ -68,13 +68,22 @@ class ComponentSource:
 
 @dataclass(frozen=True)
 class IdleBaseline:
-    """Idle power measured once per run, subtracted to give dynamic energy."""
+    """Idle power measured once per run, subtracted to give dynamic energy.
+
+    ``uncertainty_w`` bounds each component's idle power error: one step of its energy counter
+    over the idle window, as watts (None where the source has no measured step).
+    """
 
     seconds: float
     power_w: Components
+    uncertainty_w: Components = field(default_factory=Components)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "power_w": self.power_w.to_dict()}
+        return {
+            "seconds": self.seconds,
+            "power_w": self.power_w.to_dict(),
+            "uncertainty_w": self.uncertainty_w.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,9 @@ class WindowResult:
     Runtime model beside an idle GPU, say) makes runtimes and devices incomparable.
     ``provenance.energy_basis`` says whether that total is ``measured``, ``partly estimated`` or
     ``estimated``; ``energy_j`` keeps the per-component values next to it.
-    ``dynamic_energy_j`` subtracts the idle baseline (clamped at zero per component) and is
-    ``None`` everywhere when no baseline was taken.
+    ``dynamic_energy_j`` subtracts the idle baseline, signed (a window at idle power averages to
+    zero, so noise below idle stays negative rather than being clamped into a bias), and is
+    ``None`` everywhere when no baseline was taken; ``dynamic_total_energy_j`` is its signed sum.
     """
 
     name: str

@@ -4,8 +4,11 @@ Two paths, chosen per device:
 
 * **energy counter** (Volta and newer): ``nvmlDeviceGetTotalEnergyConsumption``, millijoules since
   the driver loaded. A window's energy is the difference of two readings.
-  The counter moves in steps (tens of milliseconds); :meth:`NvmlSource.update_period_s` measures
-  the step once, so windows that must be exact can begin and end on a step.
+  The counter moves in steps (tens of milliseconds, 100 ms on some boards). Every reading is
+  kept (:class:`~greenml.measure._power_sampler.CounterTicks`), a thread reads the counters
+  around each expected step, and a window's edges are interpolated across the step that holds
+  them, so any window is exact to a small share of one step. :meth:`NvmlSource.update_period_s`
+  measures the step once, for windows that begin and end on a step besides.
 * **power sampling** (older boards, where the counter is not supported): a background thread reads
   ``nvmlDeviceGetPowerUsage`` and integrates it (:mod:`greenml.measure._power_sampler`, which
   says how averaged and instantaneous readings are told apart).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +30,12 @@ from typing import Any
 
 from greenml.errors import MeasurementError, MeterUnavailableError
 from greenml.measure._nvml_devices import GpuDevice, init, load_nvml, nvml_text, select_gpus
-from greenml.measure._power_sampler import AVERAGING_WINDOW_S, PowerSampler, power_averaging_s
+from greenml.measure._power_sampler import (
+    AVERAGING_WINDOW_S,
+    CounterTicks,
+    PowerSampler,
+    power_averaging_s,
+)
 from greenml.measure._types import ComponentSource
 
 __all__ = ["GpuDevice", "NvmlSource", "power_averaging_s", "select_gpus"]
@@ -36,10 +45,10 @@ DEFAULT_SAMPLE_HZ = 20.0
 
 @dataclass
 class _Snapshot:
-    """One window edge: the time, every counter (joules), and who else was on each GPU."""
+    """One window edge: the time, every counter (mJ, as read), and who else was on each GPU."""
 
     time: float
-    counters: list[float]
+    counters: list[int]
     others: dict[str, tuple[int, ...]]
     notes: list[str] = field(default_factory=list)
     # How many power readings had failed by this edge (a window that spans one has no figure).
@@ -64,6 +73,7 @@ class NvmlSource:
         cuda_indices: Sequence[int] | None = None,
         sample_hz: float = DEFAULT_SAMPLE_HZ,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
         start_sampler: bool = True,
     ) -> None:
         if sample_hz < 10:
@@ -74,6 +84,7 @@ class NvmlSource:
             init(nvml)
         self._nvml = nvml
         self._clock = clock
+        self._sleep = sleep
         visible, self._warnings = select_gpus(nvml, environ)
         self._notes: list[str] = []
         if cuda_indices is None:
@@ -140,6 +151,14 @@ class NvmlSource:
                     nvml.nvmlShutdown()
                 raise MeterUnavailableError(str(error)) from error
         self._sample_hz = sample_hz
+        self._ticks = CounterTicks(len(self._counter_devices))
+        self._stop_ticks = threading.Event()
+        self._tick_thread: threading.Thread | None = None
+        if self._counter_devices and start_sampler:
+            self._tick_thread = threading.Thread(
+                target=self._poll_ticks, name="greenml-nvml-ticks", daemon=True
+            )
+            self._tick_thread.start()
         self._update_period_s: float | None = None
         self._update_period_known = False
         try:
@@ -184,27 +203,45 @@ class NvmlSource:
 
     def counter_reading(self) -> tuple[int, ...]:
         """The energy counters in millijoules, as NVML gives them (they move in steps)."""
-        return tuple(self._counter_mj(d) for d in self._counter_devices)
+        values = tuple(self._counter_mj(d) for d in self._counter_devices)
+        self._ticks.record(self._clock(), values)
+        return values
+
+    def poll(self) -> None:
+        """Read the counters once, to place their steps (the thread calls this; tests may too)."""
+        if self._counter_devices:
+            self.counter_reading()
+
+    def _poll_ticks(self) -> None:
+        # A reading that fails here is not lost: the next window edge reads again and says why.
+        while True:
+            with contextlib.suppress(MeasurementError):
+                self.poll()
+            if self._stop_ticks.wait(self._ticks.next_poll_in(self._clock())):
+                return
 
     def update_period_s(self, timeout_s: float = 1.0) -> float | None:
         """How often the energy counter moves, measured once by polling it; None without a counter.
 
         Polls the first counter until it has moved four times and averages the three gaps, so
-        one late poll moves the figure by a third of its delay at most.
+        one late poll moves the figure by a third of its delay at most. Reads the source's clock
+        and sleeps with its ``sleep``, so a test's clock drives it.
         """
         if self._update_period_known:
             return self._update_period_s
         period: float | None = None
         if self._counter_devices:
-            device = self._counter_devices[0]
-            last = self._counter_mj(device)
+            last = self.counter_reading()[0]
             moves: list[float] = []
-            start = time.monotonic()
-            while len(moves) < 4 and time.monotonic() - start < timeout_s:
-                time.sleep(0.0005)
-                value = self._counter_mj(device)
+            start = self._clock()
+            # Bounded in polls too, for a clock that does not move while this one sleeps.
+            for _ in range(int(timeout_s / 0.0005) + 1):
+                if len(moves) >= 4 or self._clock() - start >= timeout_s:
+                    break
+                self._sleep(0.0005)
+                value = self.counter_reading()[0]
                 if value != last:
-                    moves.append(time.monotonic())
+                    moves.append(self._clock())
                     last = value
             # A counter that did not move within the timeout is coarser than any window here.
             period = (moves[-1] - moves[0]) / (len(moves) - 1) if len(moves) > 1 else timeout_s
@@ -218,12 +255,18 @@ class NvmlSource:
         if self._sampler is not None:
             self._sampler.check()
             failures = self._sampler.failures
-        counters = [self._counter_mj(d) / 1000.0 for d in self._counter_devices]
-        return _Snapshot(self._clock(), counters, self._other_processes(), failures=failures)
+        now = self._clock()
+        counters = [self._counter_mj(d) for d in self._counter_devices]
+        self._ticks.record(now, counters)
+        return _Snapshot(now, counters, self._other_processes(), failures=failures)
 
     def energy_between(self, start: _Snapshot, end: _Snapshot) -> dict[str, float]:
         t0, t1 = start.time, end.time
-        joules = sum(b - a for a, b in zip(start.counters, end.counters, strict=True))
+        # Each edge is placed within its counter step, between the step's two readings in time.
+        joules = sum(
+            self._ticks.energy_at(i, t1, b) - self._ticks.energy_at(i, t0, a)
+            for i, (a, b) in enumerate(zip(start.counters, end.counters, strict=True))
+        )
         if self._sampler is not None:
             # Averaged samples trail real time by half NVML's averaging window. Wait for them to
             # cover the window's end, unless the power was steady, when the last reading holds.
@@ -287,6 +330,10 @@ class NvmlSource:
         return tuple(self._notes)
 
     def close(self) -> None:
+        self._stop_ticks.set()
+        if self._tick_thread is not None:
+            self._tick_thread.join(timeout=2.0)
+            self._tick_thread = None
         if self._sampler is not None:
             self._sampler.stop()
         with contextlib.suppress(self._nvml.NVMLError):

@@ -5,8 +5,10 @@
 :class:`FakeGpu` draws a known power trace (piecewise linear in time), so a test knows the exact
 energy any window should report:
 
-* the total-energy counter is in millijoules, starts at a large offset and only moves every
-  ``counter_step_s`` (100 ms), like the real one;
+* the total-energy counter is in millijoules, starts at a large offset and, as NVML documents
+  ("updated at the driver's update period"), only moves once per period: at
+  ``counter_phase_s + k * counter_step_s`` (every 100 ms by default), to the exact energy up to
+  that moment; between steps it holds still;
 * ``nvmlDeviceGetPowerUsage`` returns milliwatts as NVML's documentation says each board does:
   "On Ampere (except GA100) or newer GPUs, the API returns power averaged over 1 sec interval.
   On GA100 and older architectures, instantaneous power is returned." ``architecture`` (an
@@ -100,6 +102,7 @@ class FakeGpu:
     counter_supported: bool = True
     counter_offset_mj: int = 987_654_321_000
     counter_step_s: float = 0.1
+    counter_phase_s: float = 0.0  # when the driver's steps fall within each period
     power_averaging_s: float | None = None  # None: as documented for the architecture
     mig_enabled: bool = False
     mig_uuids: tuple[str, ...] = ()
@@ -114,7 +117,8 @@ class FakeGpu:
         return self.fails_from_s is not None and self.fails_from_s <= t < self.fails_until_s
 
     def counter_mj(self, t: float) -> int:
-        tick = math.floor(t / self.counter_step_s) * self.counter_step_s
+        step, phase = self.counter_step_s, self.counter_phase_s
+        tick = math.floor((t - phase) / step) * step + phase
         return self.counter_offset_mj + int(self.trace.energy_j(0.0, tick) * 1000)
 
     @property
