@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from _bench_helpers import _greenml, four, make_table
 
+from greenml.bench import replay as replay_module
 from greenml.bench.problem import TableProblem
 from greenml.bench.replay import (
     Strategy,
@@ -245,41 +246,120 @@ def _burn(seconds: float) -> None:
         pass
 
 
+class _CpuClock:
+    """A CPU clock that moves only when the test says: stands in for ``time.process_time``.
+
+    ``spends`` counts the sampler's spells of work. Shared, not copied, by the copy of the
+    sampler that each replay makes."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.spends = 0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CpuClock:
+        return self
+
+
 class _Slow(optuna.samplers.RandomSampler):
     """Random proposals after ``cpu_s`` of CPU time per parameter (``where="suggest"``: where GP's
-    fit runs) or per result (``"tell"``: in ``after_trial``, inside Optuna's tell)."""
+    fit runs) or per result (``"tell"``: in ``after_trial``, inside Optuna's tell): burnt for
+    real with ``burn``, else ``clock`` moved on by it."""
 
-    def __init__(self, cpu_s: float, where: str, seed: int | None = None) -> None:
+    def __init__(
+        self, cpu_s: float, where: str, clock: _CpuClock, *, burn: bool = False, seed: int = 0
+    ) -> None:
         super().__init__(seed=seed)
-        self.cpu_s, self.where = cpu_s, where
+        self.cpu_s, self.where, self.clock, self.burn = cpu_s, where, clock, burn
+
+    def _spend(self) -> None:
+        self.clock.spends += 1
+        if self.burn:
+            _burn(self.cpu_s)
+        else:
+            self.clock.seconds += self.cpu_s
 
     def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
         if self.where == "suggest":
-            _burn(self.cpu_s)
+            self._spend()
         return super().sample_independent(study, trial, name, distribution)
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         if self.where == "tell":
-            _burn(self.cpu_s)
+            self._spend()
 
 
-def test_the_samplers_own_cpu_time_is_measured_live_and_kept_out_of_the_joules(tmp_path: Path) -> None:
-    problem = TableProblem(str(four(tmp_path / "t.parquet")))
+class _CostlyTable(TableProblem):
+    """Looking a point up in the table (the evaluation, not the sampler) costs ``cpu_s`` of ``clock``."""
+
+    def __init__(self, path: str, clock: _CpuClock, cpu_s: float) -> None:
+        super().__init__(path)
+        self.clock, self.cpu_s = clock, cpu_s
+
+    def row(self, params: dict[str, Any]) -> int:
+        self.clock.seconds += self.cpu_s
+        return super().row(params)
+
+    def values(self, row: int) -> tuple[float, ...]:
+        self.clock.seconds += self.cpu_s
+        return super().values(row)
+
+
+def test_the_samplers_own_cpu_time_is_measured_live_and_kept_out_of_the_joules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU clock the test drives, so a busy machine or another thread of the process cannot
+    move the figures: every second the sampler spends in ask, the suggestions or the tell is
+    counted, and not one the table lookups and the hypervolume spend between them."""
+    clock = _CpuClock()
+    problem = _CostlyTable(str(four(tmp_path / "t.parquet")), clock, 1.0)
+    real_hypervolume = replay_module.hypervolume
+
+    def costly_hypervolume(*args: Any, **kwargs: Any) -> float:
+        clock.seconds += 1.0
+        return real_hypervolume(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "hypervolume", costly_hypervolume)
+    recorded = problem.table.frame["trial_energy_j"].to_numpy(dtype=float)
     (quick,) = parse_strategies([optuna.samplers.RandomSampler(seed=0)])
-    (suggesting,) = parse_strategies([_Slow(0.02, "suggest", seed=0)])
-    (telling,) = parse_strategies([_Slow(0.02, "tell", seed=0)])
-    fast_run = replay(problem, quick, 0, budget_trials=20)
+    fast_run = replay(problem, quick, 0, budget_trials=20, cpu_clock=clock)
+    assert clock.seconds > 20  # the lookups and the hypervolume did move the clock...
+    assert fast_run.sampler_cpu_s == 0.0  # ...outside the sampler's spans
     # both the suggestions and the tell are timed
-    for where, slow in (("suggest", suggesting), ("tell", telling)):
-        slow_run = replay(problem, slow, 0, budget_trials=20)
-        assert slow_run.sampler_cpu_s >= 20 * 0.02, where
-        assert fast_run.sampler_cpu_s < slow_run.sampler_cpu_s / 4
+    for where in ("suggest", "tell"):
+        clock.spends = 0
+        (strategy,) = parse_strategies([_Slow(0.02, where, clock)])
+        slow_run = replay(problem, strategy, 0, budget_trials=20, cpu_clock=clock)
+        assert clock.spends >= 20, where  # once a result, or once a parameter of each trial
+        assert slow_run.sampler_cpu_s == pytest.approx(clock.spends * 0.02, abs=1e-9), where
         # each evaluation is charged its row's recorded energy, and nothing for the sampler's time
-        recorded = problem.table.frame["trial_energy_j"].to_numpy(dtype=float)
         assert slow_run.energy_j == [float(recorded[row]) for row in slow_run.rows]
     (summary, *_), _ = summarise([slow_run])
     assert summary.median_sampler_ms_per_evaluation == pytest.approx(1e3 * slow_run.sampler_cpu_s / 20)
-    assert summary.median_sampler_ms_per_evaluation >= 20
+    assert summary.median_sampler_ms_per_evaluation == pytest.approx(20)
+
+
+def test_the_sampler_is_timed_on_the_process_cpu_clock_by_default(tmp_path: Path) -> None:
+    """Live: the default clock is CPU time, which a sampler burning it moves by at least what it
+    burnt however busy the machine is (its wall time would be no smaller, but a sleeping sampler
+    would move a wall clock too: that one must count nothing)."""
+    problem = TableProblem(str(four(tmp_path / "t.parquet")))
+    tally = _CpuClock()  # counts the spells only: the replay reads the real CPU clock
+    (strategy,) = parse_strategies([_Slow(0.02, "tell", tally, burn=True)])
+    slow_run = replay(problem, strategy, 0, budget_trials=20)
+    assert tally.spends == 20
+    assert slow_run.sampler_cpu_s >= 20 * 0.02
+
+    class _Sleepy(optuna.samplers.RandomSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            time.sleep(0.02)
+
+    (sleepy,) = parse_strategies([_Sleepy(seed=0)])
+    # 0.4 s asleep; a wall clock would count all of it. Generous: the real work of 20 asks and
+    # tells is a few ms of CPU, and a busy machine does not add to this process's CPU time.
+    assert replay(problem, sleepy, 0, budget_trials=20).sampler_cpu_s < 20 * 0.02 / 2
 
 
 def test_a_stopped_trial_pays_the_propose_phase_as_every_trial_does(tmp_path: Path) -> None:

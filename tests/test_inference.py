@@ -399,15 +399,26 @@ def test_a_constant_call_has_zero_stderr(clock: FakeClock) -> None:
 # -- energy ------------------------------------------------------------------------------------
 
 
-def test_energy_per_inference_is_window_energy_over_inferences(power: ConstantPowerSource) -> None:
-    meter = Meter([power])
-    power.set_watts({"cpu": IDLE_W})
+def test_energy_per_inference_is_window_energy_over_inferences(clock: FakeClock) -> None:
+    """On the fake clock, which moves only while the model runs (and the meter sleeps), so the
+    power source, the meter, the timing and the energy window all read one time that a busy
+    machine cannot stretch: every figure below is exact."""
+
+    def seconds() -> float:
+        return clock.ns / 1e9
+
+    def sleep(s: float) -> None:
+        clock.ns += round(s * 1e9)
+
+    power = ConstantPowerSource({"cpu": IDLE_W}, clock=seconds)
+    meter = Meter([power], clock=seconds, sleep=sleep)
     meter.measure_idle(0.05)
     power.set_watts({"cpu": BUSY_W})
     batch_size = 32
-    result = benchmark_inference(
-        make_convnet(), torch.randn(1, 1, 16, 16), meter=meter, batch_size=batch_size, **FAST
-    )
+    # 100 us a call plus 10 us a sample: a batch-32 call is 420 us, 13.125 us a sample
+    call_ns = {1: 110_000, batch_size: 420_000}
+    model = FakeTimed(clock, lambda now, batch: call_ns[batch])
+    result = benchmark_inference(model, torch.randn(1, 4), meter=meter, batch_size=batch_size, **FAST)
     _, window_j, batch_window_j = (w["cpu"] for w in power.windows_j)
     n, samples = result.energy_inferences, result.batch_energy_inferences
     assert n is not None and samples is not None
@@ -415,36 +426,44 @@ def test_energy_per_inference_is_window_energy_over_inferences(power: ConstantPo
     assert result.energy_window_s is not None and result.batch_energy_window_s is not None
     assert result.energy_window_s >= 0.2 and result.batch_energy_window_s >= 0.2
     assert n > 1 and samples % batch_size == 0 and samples > batch_size
+    # The counts are the calls the model saw inside each window (after the check, warm-up and
+    # timing: 1 + 3 + 30 at batch 1, 3 + 30 at batch 32), and the windows last just those calls.
+    assert model.batch_sizes.count(1) == 1 + 3 + 30 + n
+    assert model.batch_sizes.count(batch_size) == 3 + 30 + samples // batch_size
+    assert result.energy_window_s == pytest.approx(n * call_ns[1] / 1e9, rel=1e-9)
+    assert result.batch_energy_window_s == pytest.approx(
+        samples // batch_size * call_ns[batch_size] / 1e9, rel=1e-9
+    )
 
     # Exactly the window's energy divided by the number of samples.
     assert result.energy_per_inference_j == pytest.approx(window_j / n, rel=1e-9)
     assert result.batch_energy_per_inference_j == pytest.approx(batch_window_j / samples, rel=1e-9)
     # The source's power times the window's length, shared among the samples.
-    assert result.energy_per_inference_j == pytest.approx(BUSY_W * result.energy_window_s / n, rel=1e-3)
+    assert result.energy_per_inference_j == pytest.approx(BUSY_W * result.energy_window_s / n, rel=1e-9)
     assert result.batch_energy_per_inference_j == pytest.approx(
-        BUSY_W * result.batch_energy_window_s / samples, rel=1e-3
+        BUSY_W * result.batch_energy_window_s / samples, rel=1e-9
     )
     # Dynamic energy subtracts the idle power over the same window.
     assert result.dynamic_energy_per_inference_j == pytest.approx(
-        (BUSY_W - IDLE_W) * result.energy_window_s / n, rel=1e-2
+        (BUSY_W - IDLE_W) * result.energy_window_s / n, rel=1e-9
     )
     assert result.batch_dynamic_energy_per_inference_j == pytest.approx(
-        (BUSY_W - IDLE_W) * result.batch_energy_window_s / samples, rel=1e-2
+        (BUSY_W - IDLE_W) * result.batch_energy_window_s / samples, rel=1e-9
     )
-    # And, independently of the window, about the power times one call's mean latency. Loose,
-    # because the timed loop and the energy loop run at different moments on a shared machine
-    # (ratios from 0.5 to 1.1 were seen); a division left out or by calls instead of samples
-    # would be off by a factor of 32 or more.
-    per_call_j = BUSY_W * result.latency_ms.mean_ms / 1e3
-    assert per_call_j / 3 < result.energy_per_inference_j < 3 * per_call_j
+    # And, independently of the window, the power times one call's latency (per sample at the
+    # larger batch): a division left out, or by calls instead of samples, is off by 32 or more.
+    assert result.latency_ms.mean_ms == pytest.approx(call_ns[1] / 1e6, rel=1e-9)
     assert result.batch_latency_ms is not None
+    assert result.batch_latency_ms.mean_ms == pytest.approx(call_ns[batch_size] / 1e6, rel=1e-9)
+    per_call_j = BUSY_W * result.latency_ms.mean_ms / 1e3
+    assert result.energy_per_inference_j == pytest.approx(per_call_j, rel=1e-9)
     per_sample_j = BUSY_W * result.batch_latency_ms.mean_ms / 1e3 / batch_size
-    assert per_sample_j / 3 < result.batch_energy_per_inference_j < 3 * per_sample_j
+    assert result.batch_energy_per_inference_j == pytest.approx(per_sample_j, rel=1e-9)
 
     assert result.provenance is not None
     assert result.provenance["energy_basis"] == "measured"
     assert result.provenance["meter"] == "constant"
-    assert result.provenance["idle"]["power_w"]["cpu"] == pytest.approx(IDLE_W, rel=1e-2)
+    assert result.provenance["idle"]["power_w"]["cpu"] == pytest.approx(IDLE_W, rel=1e-9)
     assert json.loads(result.to_json())["provenance"] == result.provenance
 
 
