@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenml import records
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, MeasurementError
 from greenml.ledger import spent_energy_j
 from greenml.measure import Meter, Window, WindowResult
 from greenml.models import prune_models, save_model
@@ -247,8 +247,10 @@ def run(
         finally:
             # From here on, this worker's work (storing this trial's result, the loop's checks,
             # asking for the next trial) is the next trial's propose phase. A meter that fails
-            # here must not turn this trial's outcome into its error: the loop opens them again.
-            _end_untaken(state)
+            # here must not turn this trial's outcome into its error: the loop opens them again,
+            # and a meter that stays broken fails there, at the next window's begin, as an error.
+            with contextlib.suppress(MeasurementError):
+                _end_untaken(state)
             with contextlib.suppress(Exception):
                 _open_trial_windows(ctx.meter, state)
 
