@@ -10,6 +10,14 @@ interleaved streams. Workers started by hand on other machines show up in it too
 Ctrl-C reaches every process of the terminal's process group: each worker marks its running
 trial failed and exits, and the parent waits for them and prints the command that resumes.
 A SIGTERM sent to the parent alone is passed on to the workers as SIGINT.
+
+No process raises the interrupt inside a call to the study's storage: raised halfway through a
+SQLAlchemy session (its commit, the connection's return to the pool), it can leave the session's
+SQLite transaction open on a connection that nothing closes. That process then holds the
+database's lock for good, and each write of every other process (marking its trial failed)
+waits out SQLite's busy timeout in C, where no signal reaches it, fails, and waits again: the
+group never exits. A signal that lands in the storage is sent again a moment later, until it
+lands outside it (:func:`_deferring`).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +47,51 @@ __all__ = ["run_workers"]
 
 POLL_S = 0.5
 EXIT_USAGE = 2
+# The code a signal handler must not raise into: Optuna's storages, SQLAlchemy, the database drivers.
+_STORAGE_PACKAGES = frozenset({"sqlalchemy", "sqlite3", "psycopg", "psycopg2"})
+RESEND_S = 0.05
+MAX_DEFERRALS = 100
+
+
+def _in_storage(frame: Any) -> bool:
+    """Whether the interrupted code (``frame`` or one of its callers) is inside a storage call."""
+    while frame is not None:
+        name = frame.f_globals.get("__name__") or ""
+        if name.partition(".")[0] in _STORAGE_PACKAGES or (name + ".").startswith("optuna.storages."):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _resend(signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(os.getpid(), signum)
+
+
+def _deferring(handle: Callable[[int], None]) -> Callable[[int, Any], None]:
+    """A signal handler that calls ``handle(signum)``, unless the signal landed inside a storage
+    call: then the same signal is sent to this process again ``RESEND_S`` later, and again,
+    until it lands outside one (a storage call takes milliseconds, or SQLite's busy timeout at
+    most). ``handle`` raises KeyboardInterrupt, or returns where the signal is to be ignored."""
+
+    deferred = [0]
+
+    def handler(signum: int, frame: Any) -> None:
+        # At most MAX_DEFERRALS times (5 s): a process that is nearly always inside the storage
+        # is interrupted there all the same, as before.
+        if _in_storage(frame) and deferred[0] < MAX_DEFERRALS:
+            deferred[0] += 1
+            timer = threading.Timer(RESEND_S, _resend, (signum,))
+            timer.daemon = True
+            timer.start()
+            return
+        handle(signum)
+
+    return handler
+
+
+def _raise_interrupt(_signum: int) -> None:
+    raise KeyboardInterrupt
 
 
 def _quiet_lost_interrupts() -> None:
@@ -65,17 +119,21 @@ def _worker_main(
     during its imports cannot print a traceback; the parent's ``stop`` event covers that time.
     """
 
-    def interrupted(_signum: int, _frame: Any) -> None:
+    def interrupted(_signum: int) -> None:
         # Ctrl-C or SIGTERM stops the worker. Once the interrupted trial is being marked failed,
         # another signal (the parent passing it on) must not break that; before then it must
         # still stop the worker, since a first one that lands in a garbage-collector callback
         # is lost.
-        stop.set()
         if not INTERRUPTED.is_set():
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()  # no next trial, even while the interrupt waits for a storage call to return
+        deferring(signum, frame)
+
+    deferring = _deferring(interrupted)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
     _quiet_lost_interrupts()
     code = 0
     try:
@@ -131,21 +189,21 @@ def run_workers(
     teacher_seen = records.TEACHER_ENTRY in records.ledger_entries(study.user_attrs)
     hinted = bool(seen)
 
-    def terminated(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminated)
+    # The parent reads the storage twice a second: Ctrl-C or SIGTERM must not land in a read
+    # either (a SHARED lock left open would keep every worker from writing).
+    previous = signal.signal(signal.SIGTERM, _deferring(_raise_interrupt))
+    previous_int = signal.getsignal(signal.SIGINT)
     previous_hook = sys.unraisablehook
     _quiet_lost_interrupts()
     interrupted = False
     try:
         # Started with SIGINT ignored: the workers inherit that until they install their handler.
-        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for process in workers:
                 process.start()
         finally:
-            signal.signal(signal.SIGINT, sigint)
+            signal.signal(signal.SIGINT, _deferring(_raise_interrupt))
         while True:
             alive = any(p.is_alive() for p in workers)
             if show is not None:
@@ -181,6 +239,7 @@ def run_workers(
                 process.join()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         sys.unraisablehook = previous_hook
     codes = [p.exitcode for p in workers]
     if interrupted or any(code == 130 or (code is not None and code < 0) for code in codes):
